@@ -1,0 +1,87 @@
+"""Lightning data module over window batches: shuffled index batches in, gathered tensors out."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader, Sampler
+
+from dataset.panel import HourlyPanel
+from dataset.windows import WindowBatches, WindowIndex, WindowShape
+
+
+class IndexBatchSampler(Sampler[torch.Tensor]):
+    """Yields 1-D tensors of window indices, one per batch, so that a batch is one gather.
+
+    Shuffling is seeded per (seed, epoch), so a run is reproducible and a resumed run sees the
+    same order; under DDP each rank takes every ``world_size``-th batch.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.num_items, self.batch_size, self.shuffle = num_items, batch_size, shuffle
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[torch.Tensor]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.num_items, generator=generator)
+        else:
+            order = torch.arange(self.num_items)
+        return list(order.split(self.batch_size))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield from self._all_batches()[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        batches = -(-self.num_items // self.batch_size)
+        return len(range(self.rank, batches, self.world_size))
+
+
+class WindowDataModule(LightningDataModule):
+    """Serves the windows of each split in batches of gathered tensors (see ``WindowBatches``)."""
+
+    def __init__(
+        self,
+        panel: HourlyPanel,
+        shape: WindowShape,
+        splits: dict[str, WindowIndex],
+        batch_size: int,
+        eval_batch_size: int,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.shape = shape
+        self.datasets = {name: WindowBatches(panel, shape, windows) for name, windows in splits.items()}
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.num_workers = seed, num_workers
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        rank, world_size = 0, 1
+        if self.trainer is not None:
+            rank, world_size = self.trainer.global_rank, self.trainer.world_size
+        sampler = IndexBatchSampler(len(self.datasets[split]), batch_size, shuffle, self.seed, rank, world_size)
+        # batch_size=None: each item the sampler yields is already a whole batch of indices.
+        return DataLoader(
+            self.datasets[split],
+            sampler=sampler,
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test" if "test" in self.datasets else "val", self.eval_batch_size, shuffle=False)

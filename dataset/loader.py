@@ -1,0 +1,140 @@
+"""Read and validate long-format hourly series (``unique_id, ds, y``) from CSV, CSV.gz or parquet.
+
+Every problem is reported with a :class:`DataValidationError` that names the file, the series and
+what is wrong, so that a user can fix the file without reading this code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dataset.panel import HourlyPanel
+
+REQUIRED_COLUMNS = ("unique_id", "ds", "y")
+SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+ONE_HOUR = np.timedelta64(1, "h")
+
+
+class DataValidationError(ValueError):
+    """The data file cannot be used as it is; the message says which series and why."""
+
+
+def load_hourly_panel(path: str | Path, min_length: int = 1) -> HourlyPanel:
+    """Read a long-format file and return its series on one hourly grid.
+
+    Args:
+        path: a ``.csv``, ``.csv.gz`` or ``.parquet`` file with columns ``unique_id, ds, y``.
+        min_length: the fewest hours (rows) a series may have: one window, history + horizon.
+
+    Every series must list every hour between its first and last timestamp exactly once, in
+    order; a missing observation is a row with an empty ``y`` (kept as NaN, never filled in).
+    """
+    frame = _read_frame(Path(path))
+    return panel_from_frame(frame, min_length=min_length, source=str(path))
+
+
+def panel_from_frame(frame: pd.DataFrame, min_length: int = 1, source: str = "data frame") -> HourlyPanel:
+    """Validate a long-format frame and lay its series out on a shared hourly grid."""
+    if len(frame) == 0:
+        raise DataValidationError(f"{source}: the file has no rows.")
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataValidationError(
+            f"{source}: missing column(s) {missing}; expected {list(REQUIRED_COLUMNS)}, "
+            f"found {list(frame.columns)}."
+        )
+    ids = frame["unique_id"].astype(str).to_numpy()
+    stamps = _parse_timestamps(frame["ds"], ids, source)
+    values = _parse_values(frame["y"], ids, source)
+
+    # A stable sort by series keeps each series' rows in file order, so order errors stay visible.
+    order = np.argsort(ids, kind="stable")
+    ids, stamps, values = ids[order], stamps[order], values[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    for start, end in zip(starts, ends):
+        _check_series_hours(ids[start], stamps[start:end], min_length, source)
+
+    grid_start, grid_end = stamps.min(), stamps.max()
+    timestamps = pd.date_range(grid_start, grid_end, freq="h")
+    series_ids = tuple(ids[starts])
+    panel_values = np.full((len(series_ids), len(timestamps)), np.nan, dtype=np.float32)
+    row = np.repeat(np.arange(len(series_ids)), ends - starts)
+    column = ((stamps - grid_start) // ONE_HOUR).astype(np.int64)
+    panel_values[row, column] = values
+    return HourlyPanel(series_ids=series_ids, timestamps=timestamps, values=panel_values)
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    name = path.name.lower()
+    if not any(name.endswith(suffix) for suffix in SUPPORTED_SUFFIXES):
+        raise DataValidationError(f"{path}: unsupported file type; use one of {SUPPORTED_SUFFIXES}.")
+    if not path.is_file():
+        raise DataValidationError(f"{path}: no such file.")
+    try:
+        if name.endswith(".parquet"):
+            return pd.read_parquet(path)
+        # Read ds and y as text: parsing is ours, so that a bad value is reported, not guessed at.
+        return pd.read_csv(path, dtype={"unique_id": str, "ds": str, "y": str}, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(f"{path}: the file is empty.") from None
+
+
+def _parse_timestamps(column: pd.Series, ids: np.ndarray, source: str) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(column):
+        parsed = pd.to_datetime(column)
+    else:
+        text = column.astype(str).str.strip()
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            f"{source}: series '{ids[first]}' has an unparseable timestamp {column.iloc[first]!r} "
+            f"(row {first}); {int(bad.sum())} row(s) in all."
+        )
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed.to_numpy().astype("datetime64[ns]")
+
+
+def _parse_values(column: pd.Series, ids: np.ndarray, source: str) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column):
+        return column.to_numpy(dtype=np.float32, na_value=np.nan)
+    text = column.astype("string").str.strip()
+    empty = text.isna() | text.isin(["", "nan", "NaN", "NA", "null", "None"])
+    numbers = pd.to_numeric(text.mask(empty), errors="coerce")
+    bad = (numbers.isna() & ~empty).to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            f"{source}: series '{ids[first]}' has a non-numeric value {column.iloc[first]!r} in 'y' "
+            f"(row {first}); {int(bad.sum())} row(s) in all. Leave a missing value empty."
+        )
+    return numbers.to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+def _check_series_hours(series_id: str, stamps: np.ndarray, min_length: int, source: str) -> None:
+    where = f"{source}: series '{series_id}'"
+    off_hour = stamps != stamps.astype("datetime64[h]")
+    if off_hour.any():
+        raise DataValidationError(f"{where} has a timestamp that is not on the hour: {stamps[off_hour][0]}.")
+    steps = np.diff(stamps)
+    if (steps == np.timedelta64(0)).any():
+        at = stamps[1:][steps == np.timedelta64(0)][0]
+        raise DataValidationError(f"{where} has duplicate timestamps, first at {at}.")
+    if (steps < np.timedelta64(0)).any():
+        at = stamps[1:][steps < np.timedelta64(0)][0]
+        raise DataValidationError(f"{where} is not sorted by 'ds': {at} comes after a later hour.")
+    if (steps != ONE_HOUR).any():
+        i = int(np.flatnonzero(steps != ONE_HOUR)[0])
+        raise DataValidationError(
+            f"{where} has irregular hours: {stamps[i]} is followed by {stamps[i + 1]}. "
+            "List every hour; mark a missing observation with an empty 'y'."
+        )
+    if len(stamps) < min_length:
+        raise DataValidationError(
+            f"{where} has {len(stamps)} hours, shorter than one window ({min_length} = history + horizon)."
+        )

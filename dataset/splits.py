@@ -1,0 +1,63 @@
+"""Train / val / test splits by date boundaries."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dataset.panel import HourlyPanel
+from dataset.windows import WindowIndex, WindowShape, split_windows
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SplitBoundaries:
+    """Targets of split ``train`` lie in [train_start, val_start), of ``val`` in [val_start, test_start)
+    and of ``test`` in [test_start, test_end). ``None`` means: the first hour (train_start), the end
+    of the data (test_start: no test split; test_end: the last hour)."""
+
+    val_start: str
+    train_start: str | None = None
+    test_start: str | None = None
+    test_end: str | None = None
+
+    def hour_ranges(self, panel: HourlyPanel) -> dict[str, tuple[int, int]]:
+        """Grid index ranges [start, end) of each split (``test`` absent when no test_start is set)."""
+        stamps = {name: pd.Timestamp(getattr(self, name)) for name in ("train_start", "val_start", "test_start", "test_end") if getattr(self, name) is not None}
+        order = [name for name in ("train_start", "val_start", "test_start", "test_end") if name in stamps]
+        for earlier, later in zip(order[:-1], order[1:]):
+            if stamps[earlier] >= stamps[later]:
+                raise ValueError(f"split boundaries out of order: {earlier}={stamps[earlier]} is not before {later}={stamps[later]}")
+        train_start = panel.hour_index(self.train_start) if self.train_start else 0
+        val_start = panel.hour_index(self.val_start)
+        if self.test_start is None:
+            val_end = panel.hour_index(self.test_end) if self.test_end else panel.num_hours
+            return {"train": (train_start, val_start), "val": (val_start, val_end)}
+        test_start = panel.hour_index(self.test_start)
+        test_end = panel.hour_index(self.test_end) if self.test_end else panel.num_hours
+        return {"train": (train_start, val_start), "val": (val_start, test_start), "test": (test_start, test_end)}
+
+
+def make_splits(
+    panel: HourlyPanel,
+    shape: WindowShape,
+    boundaries: SplitBoundaries,
+    train_step: int,
+    eval_step: int,
+    min_observed_history: float,
+) -> dict[str, WindowIndex]:
+    """The windows of each split; raises if a split has none, saying which and why it may be."""
+    splits = {}
+    for name, (start, end) in boundaries.hour_ranges(panel).items():
+        step = train_step if name == "train" else eval_step
+        windows = split_windows(panel, shape, start, end, step, min_observed_history)
+        if len(windows) == 0:
+            first, last = panel.timestamps[0], panel.timestamps[-1]
+            raise ValueError(
+                f"the {name} split (grid hours {start}..{end} of data {first} .. {last}) has no windows: it must "
+                f"hold a full horizon of {shape.horizon} hours after {shape.history_length} hours of history, "
+                f"with at least {min_observed_history:.0%} of the history observed. Check the split dates."
+            )
+        splits[name] = windows
+    return splits

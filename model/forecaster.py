@@ -1,0 +1,127 @@
+"""The Lightning wrapper: one shared step for train, val and test; metrics; optimiser."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import torch
+from lightning import LightningModule
+from torch import nn
+
+from model.metrics import QuantileForecastMetrics, headline
+from modules.forecast_network import ScaledForecast
+from modules.level_sampling import LevelDraw
+from modules.losses import pinball_loss, target_denominator
+from modules.quantile_levels import EvaluationLevels
+
+LOSS_NORMALISATIONS = ("window", "target", "none")
+Batch = dict[str, torch.Tensor]
+
+
+class AnyQuantileForecaster(LightningModule):
+    """Trains a network that answers any quantile level, and scores it on a fixed level grid.
+
+    Args:
+        network: ``(history, history_mask, calendar, levels) -> ScaledForecast``.
+        level_sampler: ``(batch_size, device) -> LevelDraw``: the levels each training sample is scored at.
+        evaluation_levels: the fixed dense grid (plus median and interval ends) for val and test.
+        horizon: H, for the per-step metrics.
+        optimizer: builds the optimiser from the parameters (e.g. ``functools.partial(Adam, lr=...)``).
+        lr_schedule: multiplier of the learning rate per optimiser step, or None for a constant rate.
+        loss_normalisation: what each pinball error is divided by in training: ``window`` (the
+            window's input scale, so every series counts alike), ``target`` (max(|y|, 1), the
+            paper's variant) or ``none`` (raw units).
+        config: the resolved run config, stored in every checkpoint so that a model can be rebuilt.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        level_sampler: nn.Module,
+        evaluation_levels: EvaluationLevels,
+        horizon: int,
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+        lr_schedule: Callable[[int], float] | None = None,
+        loss_normalisation: str = "window",
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if loss_normalisation not in LOSS_NORMALISATIONS:
+            raise ValueError(f"unknown loss normalisation '{loss_normalisation}'; choose one of {LOSS_NORMALISATIONS}")
+        self.network = network
+        self.level_sampler = level_sampler
+        self.evaluation_levels = evaluation_levels
+        self.register_buffer("eval_levels", evaluation_levels.levels.float(), persistent=False)  # [Q]
+        self.metrics = nn.ModuleDict({stage: QuantileForecastMetrics(evaluation_levels, horizon) for stage in ("val", "test")})
+        self.optimizer_factory = optimizer
+        self.lr_schedule = lr_schedule
+        self.loss_normalisation = loss_normalisation
+        self.config = config or {}
+        self.results: dict[str, dict[str, float]] = {}  # last computed metrics per stage
+
+    def forward(self, batch: Batch, levels: torch.Tensor) -> ScaledForecast:
+        """Forecast ``levels`` [B, Q] for a batch of windows: prediction [B, H, Q] in data units."""
+        return self.network(batch["history"], batch["history_mask"], batch["calendar"], levels)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor | None:
+        B = batch["history"].shape[0]
+        if stage == "train":
+            draw = self.level_sampler(B, self.device)
+        else:
+            draw = LevelDraw(self.eval_levels.expand(B, -1))  # [B, Q]
+        forecast = self(batch, draw.levels)
+        if stage != "train":
+            self.metrics[stage].update(forecast.prediction, batch["target"], batch["target_mask"])
+            return None
+        loss = pinball_loss(
+            forecast.prediction,
+            batch["target"],
+            draw.levels,
+            mask=batch["target_mask"],
+            weights=None if draw.weights is None else draw.weights[:, None, :],  # [B, 1, Q]
+            denominator=self._loss_denominator(forecast, batch["target"]),
+        )
+        self.log("train/loss", loss, prog_bar=True, batch_size=B)
+        return loss
+
+    def _loss_denominator(self, forecast: ScaledForecast, target: torch.Tensor) -> torch.Tensor | None:
+        if self.loss_normalisation == "window":
+            return forecast.scale.scale[:, :, None]  # [B, 1, 1]
+        if self.loss_normalisation == "target":
+            return target_denominator(target)  # [B, H, 1]
+        return None
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def _log_metrics(self, stage: str) -> None:
+        metric = self.metrics[stage]
+        if not metric.update_called:
+            return
+        results = {name: float(value) for name, value in metric.compute().items()}
+        metric.reset()
+        self.results[stage] = results
+        scalars = headline(results)
+        self.log(f"{stage}/crps", scalars.pop("crps"), prog_bar=True)
+        self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()})
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_schedule is None:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["forecast_config"] = self.config

@@ -1,0 +1,97 @@
+"""Scores of quantile forecasts, accumulated as sums so that they add up correctly across batches and ranks.
+
+All states are sums (``dist_reduce_fx="sum"``): under DDP each rank adds its windows and the
+sums are added across ranks before ``compute``, so the result equals a single-process run.
+"""
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+from modules.losses import pinball
+from modules.quantile_levels import EvaluationLevels, interval_ends
+
+
+class QuantileForecastMetrics(Metric):
+    """CRPS, interval coverage and width, median errors and crossing rate of ``[B, H, Q]`` forecasts.
+
+    - ``crps``: 2 x mean pinball loss over the dense grid levels (the midpoint rule for the CRPS
+      integral), over observed targets; ``crps_step_<h>`` per horizon step.
+    - ``coverage_<c>`` / ``width_<c>``: share of observed targets inside the central c-interval
+      [q_(1-c)/2, q_(1+c)/2] (ends found by level), and the interval's mean width.
+    - ``mae``, ``mape`` (%; targets equal to 0 skipped), ``smape`` (%) of the median (found by level).
+    - ``crossing_rate``: share of (window, step) forecasts whose quantiles are not non-decreasing in q.
+    """
+
+    full_state_update = False
+
+    def __init__(self, levels: EvaluationLevels, horizon: int) -> None:
+        super().__init__()
+        self.intervals = levels.intervals
+        self.register_buffer("levels", levels.levels.float(), persistent=False)  # [Q]
+        self.register_buffer("crps_mask", levels.crps_mask, persistent=False)  # [Q]
+        self.median_index = levels.index(0.5)
+        self.interval_index = [tuple(levels.index(end) for end in interval_ends(c)) for c in self.intervals]
+        I = len(self.intervals)
+        self.add_state("crps_sum", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("observed", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("covered", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("width_sum", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
+        for name in ("abs_error_sum", "ape_sum", "ape_count", "smape_sum", "smape_count", "crossed", "forecasts"):
+            self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
+        """prediction [B, H, Q] at ``levels``; target [B, H]; mask [B, H], True where observed."""
+        if prediction.shape[-1] != len(self.levels):
+            raise ValueError(f"expected {len(self.levels)} levels on the last axis, got shape {tuple(prediction.shape)}")
+        prediction, target = prediction.double(), target.double()
+        target = torch.where(mask, target, torch.zeros_like(target))  # unobserved targets never reach a sum
+        weight = mask.double()  # [B, H]
+
+        grid_loss = pinball(prediction[..., self.crps_mask], target, self.levels[self.crps_mask].double())  # [B, H, K]
+        self.crps_sum += (2 * grid_loss.mean(dim=-1) * weight).sum(dim=0)
+        self.observed += weight.sum(dim=0)
+
+        for i, (low, high) in enumerate(self.interval_index):
+            lower, upper = prediction[..., low], prediction[..., high]  # [B, H]
+            inside = (target >= lower) & (target <= upper)
+            self.covered[i] += (inside.double() * weight).sum()
+            self.width_sum[i] += ((upper - lower) * weight).sum()
+
+        median = prediction[..., self.median_index]  # [B, H]
+        abs_error = (target - median).abs()
+        self.abs_error_sum += (abs_error * weight).sum()
+        nonzero = weight * (target != 0).double()
+        self.ape_sum += (abs_error / target.abs().clamp_min(1e-12) * nonzero).sum()
+        self.ape_count += nonzero.sum()
+        magnitude = target.abs() + median.abs()
+        defined = weight * (magnitude > 0).double()
+        self.smape_sum += (2 * abs_error / magnitude.clamp_min(1e-12) * defined).sum()
+        self.smape_count += defined.sum()
+
+        decreasing = (prediction[..., 1:] < prediction[..., :-1]).any(dim=-1)  # [B, H]
+        self.crossed += decreasing.double().sum()
+        self.forecasts += decreasing.numel()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        observed = self.observed.sum()
+        results = {
+            "crps": self.crps_sum.sum() / observed,
+            "mae": self.abs_error_sum / observed,
+            "mape": 100 * self.ape_sum / self.ape_count,
+            "smape": 100 * self.smape_sum / self.smape_count,
+            "crossing_rate": self.crossed / self.forecasts,
+            "observed_targets": observed,
+        }
+        for i, coverage in enumerate(self.intervals):
+            name = f"{round(100 * coverage):d}"
+            results[f"coverage_{name}"] = self.covered[i] / observed
+            results[f"width_{name}"] = self.width_sum[i] / observed
+        for h, (total, count) in enumerate(zip(self.crps_sum, self.observed)):
+            results[f"crps_step_{h + 1}"] = total / count
+        return results
+
+
+def headline(results: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The scalar metrics, without the per-step CRPS, as plain floats (for logs and the progress bar)."""
+    return {name: float(value) for name, value in results.items() if not name.startswith("crps_step_")}

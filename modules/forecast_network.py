@@ -1,0 +1,54 @@
+"""The full any-quantile network: scale the window, build its context, run the backbone, unscale."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from modules.scaling import WindowScale
+
+
+@dataclass(frozen=True)
+class ScaledForecast:
+    """A forecast in the data's units, ``prediction`` [B, H, Q], and the window scale it was made with."""
+
+    prediction: torch.Tensor
+    scale: WindowScale
+
+
+def context_size(history_length: int, calendar_features: int, use_calendar: bool, use_history_mask: bool) -> int:
+    """Width of the side input that ``AnyQuantileNetwork`` builds for its backbone."""
+    return (calendar_features if use_calendar else 0) + (history_length if use_history_mask else 0)
+
+
+class AnyQuantileNetwork(nn.Module):
+    """``(history, history_mask, calendar, levels) -> ScaledForecast``; scaling lives here and nowhere else.
+
+    The backbone gets the scaled history, and as side input (``context``) the calendar features
+    of the first forecast hour (they fix the calendar of the whole horizon) and the history's
+    observation mask, so it can tell a filled-in hour from an observed one.
+    """
+
+    def __init__(self, backbone: nn.Module, scaler: nn.Module, use_calendar: bool = True, use_history_mask: bool = True):
+        super().__init__()
+        self.backbone = backbone
+        self.scaler = scaler
+        self.use_calendar = use_calendar
+        self.use_history_mask = use_history_mask
+
+    def forward(
+        self, history: torch.Tensor, history_mask: torch.Tensor, calendar: torch.Tensor, levels: torch.Tensor
+    ) -> ScaledForecast:
+        # history, history_mask: [B, T]; calendar: [B, T + H, C]; levels: [B, Q]
+        T = history.shape[1]
+        scale = self.scaler(history, history_mask)
+        parts = []
+        if self.use_calendar:
+            parts.append(calendar[:, T, :])  # [B, C] at the first forecast hour
+        if self.use_history_mask:
+            parts.append(history_mask.to(history.dtype))  # [B, T]
+        context = torch.cat(parts, dim=-1) if parts else None
+        output = self.backbone(scale.apply(history), levels, context)  # [B, H, Q], scaled
+        # Unscale in fp32: under bf16 autocast a load of 60,000 MW would round to the nearest 256.
+        return ScaledForecast(prediction=scale.undo(output.float()), scale=scale)

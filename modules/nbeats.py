@@ -1,0 +1,156 @@
+"""N-BEATS with quantile conditioning: the any-quantile backbone.
+
+Generic N-BEATS (Oreshkin et al. 2020): a stack of fully connected blocks with doubly residual
+links. Each block reads what is left of the history (the residual), explains part of it (the
+backcast, subtracted before the next block) and adds its share to the forecast.
+
+The level q enters in one of three ways (Smyl et al. 2024, "Any-Quantile Probabilistic
+Forecasting of Short-Term Electricity Demand"):
+
+- ``cat``:  q is concatenated to every block's input;
+- ``film``: every block's first hidden layer is modulated by FiLM, h * (1 + gamma(q)) + beta(q);
+- ``out``:  the blocks run once per window without q, then one FiLM-conditioned block at the end
+  reads the final residual and adds a level-dependent correction. Only that last block runs per
+  level, so asking for many levels costs little more than asking for one.
+
+Shapes: B windows, Q levels, T history, H horizon, E context features, D width.
+Unlike the paper's CAT, q is a side input and not part of the residual that backcasts subtract from.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+CONDITIONING_MODES = ("cat", "film", "out")
+
+
+class QuantileEmbedding(nn.Module):
+    """Features of the level q fed to the network, ``[..., Q] -> [..., Q, dim]``.
+
+    ``identity`` passes q itself (dim 1, as in the paper); ``cosine`` uses cos(pi * k * q) for
+    k = 1..dim (as in IQN, Dabney et al. 2018), which lets a network bend its answer in q easily.
+    """
+
+    def __init__(self, kind: str = "identity", dim: int = 1) -> None:
+        super().__init__()
+        if kind not in ("identity", "cosine"):
+            raise ValueError(f"unknown quantile embedding '{kind}'; choose 'identity' or 'cosine'")
+        if kind == "identity" and dim != 1:
+            raise ValueError(f"the identity quantile embedding has dim 1, got dim={dim}")
+        if dim < 1:
+            raise ValueError(f"quantile embedding dim must be positive, got {dim}")
+        self.kind = kind
+        self.dim = dim
+        self.register_buffer("frequencies", math.pi * torch.arange(1, dim + 1, dtype=torch.float32), persistent=False)
+
+    def forward(self, levels: torch.Tensor) -> torch.Tensor:
+        if self.kind == "identity":
+            return levels[..., None]
+        return torch.cos(levels[..., None] * self.frequencies)
+
+
+class NBeatsBlock(nn.Module):
+    """One fully connected block: input -> ``num_layers`` ReLU layers -> (backcast [.., T], forecast [.., H]).
+
+    The input is the residual [.., T] joined with side features [.., S] (context, q) that are
+    read but never backcast. With ``film=(gamma, beta)`` the first hidden layer is modulated.
+    """
+
+    def __init__(self, backcast_size: int, forecast_size: int, side_size: int, width: int, num_layers: int, dropout: float = 0.0):
+        super().__init__()
+        if num_layers < 1 or width < 1:
+            raise ValueError(f"a block needs num_layers >= 1 and width >= 1, got {num_layers}, {width}")
+        sizes = [backcast_size + side_size] + [width] * num_layers
+        self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        self.dropout = nn.Dropout(dropout)
+        self.backcast = nn.Linear(width, backcast_size)
+        self.forecast = nn.Linear(width, forecast_size)
+
+    def forward(
+        self,
+        residual: torch.Tensor,
+        side: torch.Tensor | None = None,
+        film: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = residual if side is None else torch.cat([residual, side], dim=-1)
+        for depth, layer in enumerate(self.layers):
+            hidden = torch.relu(layer(hidden))
+            if depth == 0 and film is not None:
+                gamma, beta = film
+                hidden = hidden * (1 + gamma) + beta
+            hidden = self.dropout(hidden)
+        return self.backcast(hidden), self.forecast(hidden)
+
+
+class AnyQuantileNBeats(nn.Module):
+    """N-BEATS that answers any set of levels: ``(history [B, T], levels [B, Q], context [B, E]) -> [B, H, Q]``.
+
+    The forecast for a level depends only on (history, context, that level): levels never mix,
+    so asking for [0.9] or for [0.1, 0.5, 0.9] gives the same 0.9 forecast.
+    """
+
+    def __init__(
+        self,
+        history_length: int,
+        horizon: int,
+        context_size: int = 0,
+        num_blocks: int = 6,
+        num_layers: int = 3,
+        width: int = 256,
+        conditioning: str = "film",
+        quantile_embedding: str = "identity",
+        quantile_embedding_dim: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if conditioning not in CONDITIONING_MODES:
+            raise ValueError(f"unknown conditioning '{conditioning}'; choose one of {CONDITIONING_MODES}")
+        if num_blocks < 1:
+            raise ValueError(f"need at least one block, got num_blocks={num_blocks}")
+        self.conditioning = conditioning
+        self.width = width
+        self.embed_level = QuantileEmbedding(quantile_embedding, quantile_embedding_dim)
+        side_size = context_size + (self.embed_level.dim if conditioning == "cat" else 0)
+
+        def block(side: int) -> NBeatsBlock:
+            return NBeatsBlock(history_length, horizon, side, width, num_layers, dropout)
+
+        self.blocks = nn.ModuleList(block(side_size) for _ in range(num_blocks))
+        if conditioning == "film":  # one FiLM generator per block: q features -> (gamma, beta)
+            self.film = nn.ModuleList(nn.Linear(self.embed_level.dim, 2 * width) for _ in range(num_blocks))
+        if conditioning == "out":  # one level-conditioned block after the plain stack
+            self.level_block = block(context_size)
+            self.level_film = nn.Linear(self.embed_level.dim, 2 * width)
+
+    def forward(self, history: torch.Tensor, levels: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        B, Q = levels.shape
+        level_features = self.embed_level(levels.to(history.dtype))  # [B, Q, F]
+        if self.conditioning == "out":
+            return self._forward_out(history, level_features, context)
+
+        residual = history[:, None, :].expand(B, Q, -1)  # [B, Q, T]
+        side = [] if context is None else [context[:, None, :].expand(B, Q, -1)]  # [B, Q, E]
+        if self.conditioning == "cat":
+            side.append(level_features)
+        side_input = torch.cat(side, dim=-1) if side else None  # [B, Q, E (+ F)]
+        forecast = 0.0
+        for i, block in enumerate(self.blocks):
+            film = self.film[i](level_features).chunk(2, dim=-1) if self.conditioning == "film" else None  # 2 x [B, Q, D]
+            backcast, block_forecast = block(residual, side_input, film)
+            residual = residual - backcast
+            forecast = forecast + block_forecast  # [B, Q, H]
+        return forecast.transpose(1, 2)  # [B, H, Q]
+
+    def _forward_out(self, history: torch.Tensor, level_features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        B, Q = level_features.shape[:2]
+        residual, forecast = history, 0.0  # [B, T]: the stack runs once per window, not per level
+        for block in self.blocks:
+            backcast, block_forecast = block(residual, context)
+            residual = residual - backcast
+            forecast = forecast + block_forecast  # [B, H]
+        film = self.level_film(level_features).chunk(2, dim=-1)  # 2 x [B, Q, D]
+        side = None if context is None else context[:, None, :].expand(B, Q, -1)  # [B, Q, E]
+        _, correction = self.level_block(residual[:, None, :].expand(B, Q, -1), side, film)  # [B, Q, H]
+        return (forecast[:, None, :] + correction).transpose(1, 2)  # [B, H, Q]

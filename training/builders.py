@@ -1,0 +1,112 @@
+"""Turn a validated config into built objects: data, network, forecaster. Nothing here reads files but data."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from dataset.calendar import CALENDAR_FEATURES
+from dataset.datamodule import WindowDataModule
+from dataset.loader import load_hourly_panel
+from dataset.panel import HourlyPanel
+from dataset.splits import SplitBoundaries, make_splits
+from dataset.synthetic import SyntheticLoad, SyntheticLoadSpec
+from dataset.windows import WindowIndex, WindowShape
+from evaluation.references import ReferenceForecaster
+from model.forecaster import AnyQuantileForecaster
+from model.schedules import InverseSquareRootWarmup
+from modules.forecast_network import AnyQuantileNetwork, context_size
+from modules.level_sampling import build_level_sampler
+from modules.nbeats import AnyQuantileNBeats
+from modules.quantile_levels import EvaluationLevels
+from modules.scaling import build_scaler
+from training.config import ConfigError, ExperimentConfig, config_to_dict
+
+DATA_SOURCES = ("synthetic", "file")
+
+
+@dataclass(frozen=True)
+class ForecastData:
+    """Series, window shape and split windows; ``oracle`` is set when the data's true distribution is known."""
+
+    panel: HourlyPanel
+    shape: WindowShape
+    splits: dict[str, WindowIndex]
+    oracle: ReferenceForecaster | None = None
+
+
+def build_data(cfg: DictConfig) -> ForecastData:
+    """Load or generate the series named by ``cfg.dataset`` and cut them into split windows."""
+    data = cfg.dataset
+    shape = WindowShape(data.history_length, data.horizon)
+    oracle = None
+    if data.source == "synthetic":
+        synthetic = SyntheticLoad(SyntheticLoadSpec(**OmegaConf.to_container(data.synthetic)))
+        panel, oracle = synthetic.panel, synthetic.oracle_quantiles
+    elif data.source == "file":
+        if not data.path:
+            raise ConfigError("dataset.source is 'file' but no dataset.path is given; add dataset.path=FILE")
+        panel = load_hourly_panel(Path(data.path).expanduser(), min_length=shape.length)
+    else:
+        raise ConfigError(f"unknown dataset.source '{data.source}'; choose one of {DATA_SOURCES}")
+    boundaries = SplitBoundaries(
+        val_start=data.val_start, train_start=data.train_start, test_start=data.test_start, test_end=data.test_end
+    )
+    splits = make_splits(panel, shape, boundaries, data.train_step, data.eval_step, data.min_observed_history)
+    return ForecastData(panel=panel, shape=shape, splits=splits, oracle=oracle)
+
+
+def build_datamodule(cfg: DictConfig, data: ForecastData) -> WindowDataModule:
+    return WindowDataModule(
+        data.panel, data.shape, data.splits,
+        batch_size=cfg.dataset.batch_size, eval_batch_size=cfg.dataset.eval_batch_size,
+        seed=cfg.seed, num_workers=cfg.dataset.num_workers,
+    )
+
+
+def build_evaluation_levels(cfg: DictConfig) -> EvaluationLevels:
+    return EvaluationLevels(cfg.evaluation.grid_size, tuple(cfg.evaluation.intervals))
+
+
+def build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
+    """The LightningModule of ``cfg``, with fresh weights."""
+    m, data = cfg.model, cfg.dataset
+    backbone = AnyQuantileNBeats(
+        history_length=data.history_length,
+        horizon=data.horizon,
+        context_size=context_size(data.history_length, len(CALENDAR_FEATURES), m.use_calendar, m.use_history_mask),
+        num_blocks=m.num_blocks,
+        num_layers=m.num_layers,
+        width=m.width,
+        conditioning=m.conditioning,
+        quantile_embedding=m.quantile_embedding,
+        quantile_embedding_dim=m.quantile_embedding_dim,
+        dropout=m.dropout,
+    )
+    network = AnyQuantileNetwork(backbone, build_scaler(m.scaler), m.use_calendar, m.use_history_mask)
+    s = cfg.sampler
+    return AnyQuantileForecaster(
+        network=network,
+        level_sampler=build_level_sampler(s.kind, s.levels_per_sample, s.alpha, s.beta),
+        evaluation_levels=build_evaluation_levels(cfg),
+        horizon=data.horizon,
+        optimizer=functools.partial(torch.optim.Adam, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay),
+        lr_schedule=InverseSquareRootWarmup(cfg.optimizer.warmup_steps),
+        loss_normalisation=m.loss_normalisation,
+        config=config_to_dict(cfg),
+    )
+
+
+def load_forecaster(checkpoint_path: str | Path) -> tuple[AnyQuantileForecaster, DictConfig]:
+    """Rebuild a trained forecaster and its config from a checkpoint written by ``train``."""
+    checkpoint: dict[str, Any] = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    if "forecast_config" not in checkpoint:
+        raise ValueError(f"{checkpoint_path} has no stored config; was it written by train_adaptive_attention.py?")
+    cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), checkpoint["forecast_config"])
+    forecaster = build_forecaster(cfg)
+    forecaster.load_state_dict(checkpoint["state_dict"])
+    return forecaster.eval(), cfg

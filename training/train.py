@@ -1,0 +1,147 @@
+"""``train(cfg)``: fit, test and write ``metrics.json`` — the function the CLI and the tests call."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning import Callback, Trainer, seed_everything
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from baselines.seasonal_naive import SeasonalNaive
+from evaluation.references import score_reference
+from training.builders import ForecastData, build_data, build_datamodule, build_evaluation_levels, build_forecaster
+from training.config import ConfigError
+
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+
+
+def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None) -> dict[str, Any]:
+    """Train the model of ``cfg``, evaluate it on the test split (val if there is none), return the summary.
+
+    Args:
+        cfg: a config from ``training.config.load_config``.
+        fast_dev_run: one batch of train, val and test, nothing written but the run folder's config.
+        resume: a checkpoint path, or ``"last"`` for the newest ``last.ckpt`` of this config's runs;
+            training continues from its step (and in its run folder) up to ``trainer.max_steps``.
+    """
+    resume_path = _resolve_resume(cfg, resume)
+    run_dir = resume_path.parent.parent if resume_path else _new_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    print(OmegaConf.to_yaml(cfg, resolve=True), flush=True)
+    print(f"run folder: {run_dir}", flush=True)
+
+    seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    data = build_data(cfg)
+    datamodule = build_datamodule(cfg, data)
+    model = build_forecaster(cfg)
+    throughput = _Throughput(cfg.dataset.batch_size)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINTS, filename="best-{step}", monitor="val/crps", mode="min", save_top_k=1, save_last=True
+    )
+    trainer = Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        precision=cfg.trainer.precision,
+        max_steps=cfg.trainer.max_steps,
+        max_epochs=-1,
+        max_time=cfg.trainer.max_time,
+        val_check_interval=cfg.trainer.val_every_n_steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=cfg.trainer.limit_val_batches,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        enable_progress_bar=cfg.trainer.enable_progress_bar,
+        num_sanity_val_steps=1,
+        use_distributed_sampler=False,  # WindowDataModule shards batches by rank itself
+        logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
+        callbacks=[checkpoint, throughput, LearningRateMonitor(logging_interval="step")],
+        fast_dev_run=fast_dev_run,
+        default_root_dir=str(run_dir),
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
+    if not fast_dev_run:
+        trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
+
+    best = checkpoint.best_model_path or None
+    trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    split = "test" if "test" in data.splits else "val"
+    summary: dict[str, Any] = {
+        "name": cfg.name,
+        "split": split,
+        "windows": len(data.splits[split]),
+        "checkpoint": best,
+        "global_step": trainer.global_step,
+        "train_seconds": throughput.seconds,
+        "train_samples_per_second": throughput.samples_per_second,
+        "model": model.results.get("test", {}),
+    }
+    if not fast_dev_run:  # one batch of model metrics would not compare with references on every window
+        summary.update(_reference_scores(cfg, data, split))
+        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    summary["run_dir"] = str(run_dir)
+    return summary
+
+
+def _reference_scores(cfg: DictConfig, data: ForecastData, split: str) -> dict[str, Any]:
+    """Seasonal naive (and, on synthetic data, the oracle) scored on the very windows the model was."""
+    windows = build_datamodule(cfg, data).datasets[split]
+    levels = build_evaluation_levels(cfg)
+    forecasters = {
+        f"seasonal_naive_{lag}": SeasonalNaive(data.panel, lag, cfg.evaluation.residual_window)
+        for lag in cfg.evaluation.seasonal_naive_lags
+    }
+    if data.oracle is not None:
+        forecasters["oracle"] = data.oracle
+    references = {name: score_reference(f, windows, levels) for name, f in forecasters.items()}
+    return {"references": references}
+
+
+def _new_run_dir(cfg: DictConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return Path(cfg.output_dir) / cfg.name / stamp
+
+
+def _resolve_resume(cfg: DictConfig, resume: str | None) -> Path | None:
+    if resume is None:
+        return None
+    if resume == "last":
+        candidates = sorted(Path(cfg.output_dir, cfg.name).glob(f"*/{CHECKPOINTS}/{LAST_CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise ConfigError(f"--resume last: no {LAST_CHECKPOINT} under {Path(cfg.output_dir, cfg.name)}")
+        return candidates[-1]
+    path = Path(resume)
+    if not path.is_file():
+        raise ConfigError(f"--resume: checkpoint not found: {path}")
+    return path
+
+
+class _Throughput(Callback):
+    """Wall-clock time and samples per second of the training loop (validation excluded)."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.seconds = 0.0
+        self.steps = 0
+        self._started: float | None = None
+
+    def on_train_batch_start(self, trainer: Trainer, *args: Any) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        if self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self.steps += 1
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.steps * self.batch_size / self.seconds if self.seconds else 0.0
