@@ -15,7 +15,9 @@ class IndexBatchSampler(Sampler[torch.Tensor]):
     """Yields 1-D tensors of window indices, one per batch, so that a batch is one gather.
 
     Shuffling is seeded per (seed, epoch), so a run is reproducible and a resumed run sees the
-    same order; under DDP each rank takes every ``world_size``-th batch.
+    same order; under DDP each rank takes every ``world_size``-th batch. When shuffling (training)
+    every rank gets the same number of batches, the few left over are dropped for that epoch, so
+    that no rank waits at a gradient all-reduce that the others never reach.
     """
 
     def __init__(self, num_items: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
@@ -37,10 +39,12 @@ class IndexBatchSampler(Sampler[torch.Tensor]):
         return list(order.split(self.batch_size))
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        yield from self._all_batches()[self.rank :: self.world_size]
+        yield from self._all_batches()[self.rank :: self.world_size][: len(self)]
 
     def __len__(self) -> int:
         batches = -(-self.num_items // self.batch_size)
+        if self.shuffle:
+            return batches // self.world_size
         return len(range(self.rank, batches, self.world_size))
 
 

@@ -45,6 +45,9 @@ def panel_from_frame(frame: pd.DataFrame, min_length: int = 1, source: str = "da
             f"{source}: missing column(s) {missing}; expected {list(REQUIRED_COLUMNS)}, "
             f"found {list(frame.columns)}."
         )
+    no_id = frame["unique_id"].isna().to_numpy() | (frame["unique_id"].astype(str).str.strip() == "").to_numpy()
+    if no_id.any():
+        raise DataValidationError(f"{source}: row {int(np.flatnonzero(no_id)[0])} has no 'unique_id'.")
     ids = frame["unique_id"].astype(str).to_numpy()
     stamps = _parse_timestamps(frame["ds"], ids, source)
     values = _parse_values(frame["y"], ids, source)
@@ -83,11 +86,13 @@ def _read_frame(path: Path) -> pd.DataFrame:
 
 
 def _parse_timestamps(column: pd.Series, ids: np.ndarray, source: str) -> np.ndarray:
+    # utc=True maps times with offsets (e.g. local time across a daylight-saving change) onto
+    # one UTC clock and leaves naive times as they are.
     if pd.api.types.is_datetime64_any_dtype(column):
-        parsed = pd.to_datetime(column)
+        parsed = pd.to_datetime(column, utc=True)
     else:
         text = column.astype(str).str.strip()
-        parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
     bad = parsed.isna().to_numpy()
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -95,12 +100,23 @@ def _parse_timestamps(column: pd.Series, ids: np.ndarray, source: str) -> np.nda
             f"{source}: series '{ids[first]}' has an unparseable timestamp {column.iloc[first]!r} "
             f"(row {first}); {int(bad.sum())} row(s) in all."
         )
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    parsed = parsed.dt.tz_localize(None)
     return parsed.to_numpy().astype("datetime64[ns]")
 
 
 def _parse_values(column: pd.Series, ids: np.ndarray, source: str) -> np.ndarray:
+    values = _parse_numbers(column, ids, source)
+    infinite = np.isinf(values)
+    if infinite.any():
+        first = int(np.flatnonzero(infinite)[0])
+        raise DataValidationError(
+            f"{source}: series '{ids[first]}' has an infinite value in 'y' (row {first}); "
+            f"{int(infinite.sum())} row(s) in all. Leave a missing value empty."
+        )
+    return values
+
+
+def _parse_numbers(column: pd.Series, ids: np.ndarray, source: str) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(column):
         return column.to_numpy(dtype=np.float32, na_value=np.nan)
     text = column.astype("string").str.strip()

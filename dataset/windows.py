@@ -72,7 +72,8 @@ def split_windows(
     counts = np.concatenate([np.zeros((panel.num_series, 1), np.int64), np.cumsum(observed, axis=1)], axis=1)
     history_seen = counts[:, origins] - counts[:, origins - shape.history_length]  # [S, N]
     target_seen = counts[:, origins + shape.horizon] - counts[:, origins]  # [S, N]
-    keep = (history_seen >= min_observed_history * shape.history_length) & (target_seen > 0)
+    needed = np.ceil(min_observed_history * shape.history_length - 1e-9)  # 0.55 * 100 is 55.000000000000007
+    keep = (history_seen >= needed) & (target_seen > 0)
     series, which = np.nonzero(keep)
     return WindowIndex(series=series.astype(np.int64), origin=origins[which])
 

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning import Callback, Trainer, seed_everything
+from lightning import Trainer, seed_everything
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
@@ -16,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from baselines.seasonal_naive import SeasonalNaive
 from evaluation.references import score_reference
 from training.builders import ForecastData, build_data, build_datamodule, build_evaluation_levels, build_forecaster
+from training.callbacks import Throughput
 from training.config import ConfigError
 
 CHECKPOINTS = "checkpoints"
@@ -44,7 +44,7 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
     data = build_data(cfg)
     datamodule = build_datamodule(cfg, data)
     model = build_forecaster(cfg)
-    throughput = _Throughput(cfg.dataset.batch_size)
+    throughput = Throughput(cfg.dataset.batch_size)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINTS, filename="best-{step}", monitor="val/crps", mode="min", save_top_k=1, save_last=True
     )
@@ -81,6 +81,7 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
         "windows": len(data.splits[split]),
         "checkpoint": best,
         "global_step": trainer.global_step,
+        "train_steps": throughput.steps,  # steps run by this call (fewer than global_step after --resume)
         "train_seconds": throughput.seconds,
         "train_samples_per_second": throughput.samples_per_second,
         "model": model.results.get("test", {}),
@@ -123,25 +124,3 @@ def _resolve_resume(cfg: DictConfig, resume: str | None) -> Path | None:
     if not path.is_file():
         raise ConfigError(f"--resume: checkpoint not found: {path}")
     return path
-
-
-class _Throughput(Callback):
-    """Wall-clock time and samples per second of the training loop (validation excluded)."""
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        self.seconds = 0.0
-        self.steps = 0
-        self._started: float | None = None
-
-    def on_train_batch_start(self, trainer: Trainer, *args: Any) -> None:
-        self._started = time.perf_counter()
-
-    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
-        if self._started is not None:
-            self.seconds += time.perf_counter() - self._started
-            self.steps += 1
-
-    @property
-    def samples_per_second(self) -> float:
-        return self.steps * self.batch_size / self.seconds if self.seconds else 0.0

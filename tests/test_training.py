@@ -1,0 +1,123 @@
+"""The training entry point: train(cfg) as the CLI calls it, resume, determinism, config errors."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import train_adaptive_attention
+from training.builders import load_forecaster
+from training.config import ConfigError, load_config
+from training.train import train
+
+from tiny_run import DEFAULT_CONFIG, TINY_OVERRIDES
+from tiny_run import tiny_config as make_tiny_config
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    return lambda *overrides: make_tiny_config(tmp_path / "runs", *overrides)
+
+
+def test_fast_dev_run_through_train(tiny_config):
+    summary = train(tiny_config(), fast_dev_run=True)
+    assert summary["global_step"] == 1
+    assert math.isfinite(summary["model"]["crps"]) and summary["model"]["crps"] > 0
+    assert not (Path(summary["run_dir"]) / "metrics.json").exists()  # a smoke test leaves no results
+
+
+def test_full_run_writes_metrics_and_checkpoints(tiny_config):
+    summary = train(tiny_config())
+    run_dir = Path(summary["run_dir"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["global_step"] == 4
+    for name in ("model", "seasonal_naive_168", "oracle"):
+        scores = metrics["model"] if name == "model" else metrics["references"][name]
+        assert math.isfinite(scores["crps"]) and 0 <= scores["coverage_90"] <= 1
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
+    assert (run_dir / "config.yaml").read_text().count("max_steps: 4") == 1
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_continues_from_saved_step(tiny_config):
+    first = train(tiny_config())
+    last = Path(first["run_dir"]) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 4
+
+    resumed = train(tiny_config("trainer.max_steps=6"), resume="last")
+    assert resumed["run_dir"] == first["run_dir"]  # continues in the same run folder
+    assert resumed["global_step"] == 6
+    assert resumed["train_steps"] == 2  # only the steps after the saved one were run
+
+
+def test_resume_with_missing_checkpoint_fails_clearly(tiny_config):
+    with pytest.raises(ConfigError, match="no last.ckpt"):
+        train(tiny_config(), resume="last")
+    with pytest.raises(ConfigError, match="checkpoint not found"):
+        train(tiny_config(), resume="nowhere/last.ckpt")
+
+
+def test_same_seed_same_numbers(tiny_config):
+    first, second = train(tiny_config()), train(tiny_config())
+    assert first["model"] == second["model"]
+    other = train(tiny_config("seed=1"))
+    assert other["model"]["crps"] != first["model"]["crps"]
+
+
+def test_checkpoint_rebuilds_the_trained_model(tiny_config):
+    summary = train(tiny_config())
+    model, cfg = load_forecaster(Path(summary["run_dir"]) / "checkpoints" / "last.ckpt")
+    assert cfg.model.width == 16
+    batch = {
+        "history": torch.rand(3, 168) * 100,
+        "history_mask": torch.ones(3, 168, dtype=torch.bool),
+        "calendar": torch.zeros(3, 168 + 48, 7),
+    }
+    with torch.no_grad():
+        forecast = model(batch, torch.tensor([[0.1, 0.5, 0.9]] * 3)).prediction
+    assert forecast.shape == (3, 48, 3) and torch.isfinite(forecast).all()
+
+
+def test_misspelt_override_fails_with_the_key_named():
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.widht'.*'model.width'"):
+        load_config(DEFAULT_CONFIG, ["model.widht=3"])
+    with pytest.raises(ConfigError, match=r"bad value for 'trainer.max_steps'"):
+        load_config(DEFAULT_CONFIG, ["trainer.max_steps=many"])
+
+
+def test_misspelt_key_in_yaml_fails(tmp_path):
+    (tmp_path / "bad.yaml").write_text("defaults:\n  - experiment_schema\n  - _self_\noptimizer:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'optimizer.learning_rate'.*'optimizer.lr'"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_config_without_schema_is_refused(tmp_path):
+    (tmp_path / "loose.yaml").write_text("model:\n  width: 3\n")
+    with pytest.raises(ConfigError, match="experiment_schema"):
+        load_config(tmp_path / "loose.yaml")
+
+
+@pytest.mark.parametrize("name", ["nbeatsaq-synthetic", "nbeatsaq-mhl-cpu", "nbeatsaq-mhlv"])
+def test_shipped_configs_compose(name):
+    cfg = load_config(DEFAULT_CONFIG.parent / f"{name}.yaml", ["dataset.path=data.csv"])
+    assert cfg.name == name
+
+
+def test_cli_applies_overrides_and_reports_errors(tmp_path, capsys):
+    args = ["--config", str(DEFAULT_CONFIG), "--fast-dev-run", *TINY_OVERRIDES, f"output_dir={tmp_path}"]
+    assert train_adaptive_attention.main(args + ["model.width=8"]) == 0
+    config = next(tmp_path.glob("*/*/config.yaml")).read_text()
+    assert "width: 8" in config
+
+    assert train_adaptive_attention.main(["--config", str(DEFAULT_CONFIG), "model.widht=8"]) == 2
+    assert "unknown config key 'model.widht'" in capsys.readouterr().err
+
+    missing = tmp_path / "missing.csv"
+    code = train_adaptive_attention.main(
+        ["--config", str(DEFAULT_CONFIG.parent / "nbeatsaq-mhl-cpu.yaml"), "--fast-dev-run", f"dataset.path={missing}"]
+    )
+    assert code == 2 and "no such file" in capsys.readouterr().err
