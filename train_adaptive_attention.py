@@ -10,7 +10,6 @@ does not exist fails with a message naming it. The resolved config, TensorBoard 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from dataset.loader import DataValidationError
@@ -32,19 +31,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({k: summary[k] for k in ("split", "global_step", "run_dir")}, indent=2))
     print_summary(summary)
     return 0
 
 
 def print_summary(summary: dict) -> None:
-    """A short table of the model's and the references' headline metrics."""
+    """A short table of the model's and the references' headline metrics, CRPS relative to the model's."""
     rows = {"model": summary["model"], **summary.get("references", {})}
     columns = ("crps", "coverage_90", "coverage_95", "mape", "crossing_rate")
-    print(f"\n{summary['split']} split, {summary['windows']} windows")
-    print(f"{'':24s}" + "".join(f"{c:>15s}" for c in columns))
+    print(f"\n{summary['split']} split, {summary['windows']} windows, step {summary['global_step']}")
+    print(f"{'':20s}" + "".join(f"{c:>14s}" for c in columns) + f"{'model/this crps':>17s}")
+    model_crps = summary["model"].get("crps", float("nan"))
     for name, metrics in rows.items():
-        print(f"{name:24s}" + "".join(f"{metrics.get(c, float('nan')):15.4f}" for c in columns))
+        cells = "".join(f"{metrics.get(c, float('nan')):14.4f}" for c in columns)
+        print(f"{name:20s}{cells}{model_crps / metrics.get('crps', float('nan')):17.3f}")
+    if "run_dir" in summary:
+        print(f"\nresults: {summary['run_dir']}/metrics.json, checkpoints/, tensorboard/ (tensorboard --logdir {summary['run_dir']})")
 
 
 if __name__ == "__main__":

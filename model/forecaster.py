@@ -9,7 +9,6 @@ from torch import nn
 
 from model.metrics import QuantileForecastMetrics, headline
 from modules.forecast_network import ScaledForecast
-from modules.level_sampling import LevelDraw
 from modules.losses import pinball_loss, target_denominator
 from modules.quantile_levels import EvaluationLevels
 
@@ -73,14 +72,15 @@ class AnyQuantileForecaster(LightningModule):
 
     def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor | None:
         B = batch["history"].shape[0]
-        if stage == "train":
-            draw = self.level_sampler(B, self.device)
-        else:
-            draw = LevelDraw(self.eval_levels.expand(B, -1))  # [B, Q]
-        forecast = self(batch, draw.levels)
         if stage != "train":
+            # Evaluation runs in fp32 even when training uses bf16 autocast: adjacent grid levels
+            # differ by less than bf16 rounding noise, which would make nearly every forecast cross.
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                forecast = self(batch, self.eval_levels.expand(B, -1))  # levels [B, Q]
             self.metrics[stage].update(forecast.prediction, batch["target"], batch["target_mask"])
             return None
+        draw = self.level_sampler(B, self.device)
+        forecast = self(batch, draw.levels)
         loss = pinball_loss(
             forecast.prediction,
             batch["target"],

@@ -81,7 +81,12 @@ class NBeatsBlock(nn.Module):
                 gamma, beta = film
                 hidden = hidden * (1 + gamma) + beta
             hidden = self.dropout(hidden)
-        return self.backcast(hidden), self.forecast(hidden)
+        # The forecast head runs in fp32 even under bf16 autocast: forecasts for nearby levels
+        # differ by less than bf16's resolution (2^-8 relative), and rounding them would make
+        # the quantiles cross. It is a small matmul (D x H), so this costs little.
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            forecast = self.forecast(hidden.float())
+        return self.backcast(hidden), forecast
 
 
 class AnyQuantileNBeats(nn.Module):

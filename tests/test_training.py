@@ -121,3 +121,25 @@ def test_cli_applies_overrides_and_reports_errors(tmp_path, capsys):
         ["--config", str(DEFAULT_CONFIG.parent / "nbeatsaq-mhl-cpu.yaml"), "--fast-dev-run", f"dataset.path={missing}"]
     )
     assert code == 2 and "no such file" in capsys.readouterr().err
+
+
+def test_bf16_training_runs_a_fast_dev_run(tiny_config):
+    summary = train(tiny_config("trainer.precision=bf16-mixed"), fast_dev_run=True)
+    assert math.isfinite(summary["model"]["crps"])
+
+
+def test_evaluation_ignores_bf16_autocast(tiny_config):
+    """Val/test forecasts are made in fp32 even inside a bf16 autocast region (as under bf16-mixed)."""
+    from training.builders import build_data, build_datamodule, build_forecaster
+
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = build_forecaster(cfg).eval()
+    batch = build_datamodule(cfg, build_data(cfg)).datasets["val"][torch.arange(16)]
+    results = []
+    for autocast in (False, True):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            model.validation_step(batch, 0)
+        results.append({k: float(v) for k, v in model.metrics["val"].compute().items()})
+        model.metrics["val"].reset()
+    assert results[0] == results[1]

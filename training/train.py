@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from baselines.seasonal_naive import SeasonalNaive
+from dataset.windows import WindowBatches
 from evaluation.references import score_reference
 from training.builders import ForecastData, build_data, build_datamodule, build_evaluation_levels, build_forecaster
 from training.callbacks import Throughput
@@ -87,15 +88,14 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
         "model": model.results.get("test", {}),
     }
     if not fast_dev_run:  # one batch of model metrics would not compare with references on every window
-        summary.update(_reference_scores(cfg, data, split))
+        summary["references"] = _reference_scores(cfg, data, datamodule.datasets[split])
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     summary["run_dir"] = str(run_dir)
     return summary
 
 
-def _reference_scores(cfg: DictConfig, data: ForecastData, split: str) -> dict[str, Any]:
+def _reference_scores(cfg: DictConfig, data: ForecastData, windows: WindowBatches) -> dict[str, dict[str, float]]:
     """Seasonal naive (and, on synthetic data, the oracle) scored on the very windows the model was."""
-    windows = build_datamodule(cfg, data).datasets[split]
     levels = build_evaluation_levels(cfg)
     forecasters = {
         f"seasonal_naive_{lag}": SeasonalNaive(data.panel, lag, cfg.evaluation.residual_window)
@@ -103,8 +103,7 @@ def _reference_scores(cfg: DictConfig, data: ForecastData, split: str) -> dict[s
     }
     if data.oracle is not None:
         forecasters["oracle"] = data.oracle
-    references = {name: score_reference(f, windows, levels) for name, f in forecasters.items()}
-    return {"references": references}
+    return {name: score_reference(forecaster, windows, levels) for name, forecaster in forecasters.items()}
 
 
 def _new_run_dir(cfg: DictConfig) -> Path:
