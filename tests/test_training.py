@@ -117,10 +117,13 @@ def test_cli_applies_overrides_and_reports_errors(tmp_path, capsys):
     assert "unknown config key 'model.widht'" in capsys.readouterr().err
 
     missing = tmp_path / "missing.csv"
-    code = train_adaptive_attention.main(
-        ["--config", str(DEFAULT_CONFIG.parent / "nbeatsaq-mhl-cpu.yaml"), "--fast-dev-run", f"dataset.path={missing}"]
-    )
+    mhl_config = str(DEFAULT_CONFIG.parent / "nbeatsaq-mhl-cpu.yaml")
+    mhl_runs = tmp_path / "mhl"
+    code = train_adaptive_attention.main(["--config", mhl_config, "--fast-dev-run", f"dataset.path={missing}", f"output_dir={mhl_runs}"])
     assert code == 2 and "no such file" in capsys.readouterr().err
+    code = train_adaptive_attention.main(["--config", mhl_config, "--fast-dev-run", f"output_dir={mhl_runs}"])
+    assert code == 2 and "no dataset.path is given" in capsys.readouterr().err
+    assert not mhl_runs.exists()  # a run that cannot start leaves no run folder behind
 
 
 def test_bf16_training_runs_a_fast_dev_run(tiny_config):

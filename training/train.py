@@ -33,6 +33,7 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
             training continues from its step (and in its run folder) up to ``trainer.max_steps``.
     """
     resume_path = _resolve_resume(cfg, resume)
+    data = build_data(cfg)  # before the run folder exists: a bad data file leaves nothing behind
     run_dir = resume_path.parent.parent if resume_path else _new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -42,7 +43,6 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
     seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
-    data = build_data(cfg)
     datamodule = build_datamodule(cfg, data)
     model = build_forecaster(cfg)
     throughput = Throughput(cfg.dataset.batch_size)
