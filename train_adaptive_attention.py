@@ -40,7 +40,7 @@ def print_summary(summary: dict) -> None:
     rows = {"model": summary["model"], **summary.get("references", {})}
     columns = ("crps", "coverage_90", "coverage_95", "mape", "crossing_rate")
     print(f"\n{summary['split']} split, {summary['windows']} windows, step {summary['global_step']}")
-    print(f"{'':20s}" + "".join(f"{c:>14s}" for c in columns) + f"{'model/this crps':>17s}")
+    print(f"{'':20s}" + "".join(f"{c:>14s}" for c in columns) + f"{'model/row crps':>17s}")
     model_crps = summary["model"].get("crps", float("nan"))
     for name, metrics in rows.items():
         cells = "".join(f"{metrics.get(c, float('nan')):14.4f}" for c in columns)
