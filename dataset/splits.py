@@ -8,7 +8,7 @@ import pandas as pd
 from dataset.panel import HourlyPanel
 from dataset.windows import WindowIndex, WindowShape, split_windows
 
-SPLITS = ("train", "val", "test")
+BOUNDARY_ORDER = ("train_start", "val_start", "test_start", "test_end")
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,10 @@ class SplitBoundaries:
 
     def hour_ranges(self, panel: HourlyPanel) -> dict[str, tuple[int, int]]:
         """Grid index ranges [start, end) of each split (``test`` absent when no test_start is set)."""
-        stamps = {name: pd.Timestamp(getattr(self, name)) for name in ("train_start", "val_start", "test_start", "test_end") if getattr(self, name) is not None}
-        order = [name for name in ("train_start", "val_start", "test_start", "test_end") if name in stamps]
-        for earlier, later in zip(order[:-1], order[1:]):
-            if stamps[earlier] >= stamps[later]:
-                raise ValueError(f"split boundaries out of order: {earlier}={stamps[earlier]} is not before {later}={stamps[later]}")
+        given = [(name, pd.Timestamp(getattr(self, name))) for name in BOUNDARY_ORDER if getattr(self, name) is not None]
+        for (earlier, first), (later, second) in zip(given[:-1], given[1:]):
+            if first >= second:
+                raise ValueError(f"split boundaries out of order: {earlier}={first} is not before {later}={second}")
         train_start = panel.hour_index(self.train_start) if self.train_start else 0
         val_start = panel.hour_index(self.val_start)
         if self.test_start is None:
