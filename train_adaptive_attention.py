@@ -45,7 +45,7 @@ def print_summary(summary: dict) -> None:
     for name, metrics in rows.items():
         cells = "".join(f"{metrics.get(c, float('nan')):14.4f}" for c in columns)
         print(f"{name:20s}{cells}{model_crps / metrics.get('crps', float('nan')):17.3f}")
-    if "run_dir" in summary:
+    if "references" in summary:  # a full run (not --fast-dev-run) wrote its results
         print(f"\nresults: {summary['run_dir']}/metrics.json, checkpoints/, tensorboard/ (tensorboard --logdir {summary['run_dir']})")
 
 

@@ -125,3 +125,17 @@ class AnyQuantileForecaster(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["forecast_config"] = self.config
+
+
+class AnyQuantileForecasterAdaptiveAttention(AnyQuantileForecaster):
+    """The forecaster with an ``AdaptiveAttentionNetwork``: trained and evaluated exactly like the base,
+    plus the step clock of scheduled locality biases and a read-out of attention maps and gates."""
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        self.network.set_training_step(self.global_step)  # global_step is restored on resume
+
+    @torch.no_grad()
+    def attention_maps(self, batch: Batch, levels: torch.Tensor) -> dict[str, Any]:
+        """Attention weights [B, N, L, L] and gate values of every block for a batch, from the same model."""
+        forecast = self.network(batch["history"], batch["history_mask"], batch["calendar"], levels, return_attention=True)
+        return forecast.analysis

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,10 +12,12 @@ from modules.scaling import WindowScale
 
 @dataclass(frozen=True)
 class ScaledForecast:
-    """A forecast in the data's units, ``prediction`` [B, H, Q], and the window scale it was made with."""
+    """A forecast in the data's units, ``prediction`` [B, H, Q], the window scale it was made with,
+    and, when asked for, what a network exposes for analysis (attention weights, gate values)."""
 
     prediction: torch.Tensor
     scale: WindowScale
+    analysis: dict[str, Any] | None = None
 
 
 def context_size(history_length: int, calendar_features: int, use_calendar: bool, use_history_mask: bool) -> int:

@@ -58,14 +58,24 @@ class NBeatsBlock(nn.Module):
     read but never backcast. With ``film=(gamma, beta)`` the first hidden layer is modulated.
     """
 
-    def __init__(self, backcast_size: int, forecast_size: int, side_size: int, width: int, num_layers: int, dropout: float = 0.0):
+    def __init__(
+        self,
+        backcast_size: int,
+        forecast_size: int,
+        side_size: int,
+        width: int,
+        num_layers: int,
+        dropout: float = 0.0,
+        produces_backcast: bool = True,
+    ):
         super().__init__()
         if num_layers < 1 or width < 1:
             raise ValueError(f"a block needs num_layers >= 1 and width >= 1, got {num_layers}, {width}")
         sizes = [backcast_size + side_size] + [width] * num_layers
         self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
         self.dropout = nn.Dropout(dropout)
-        self.backcast = nn.Linear(width, backcast_size)
+        # The last block of a stack has no one to pass a residual to: it needs no backcast head.
+        self.backcast = nn.Linear(width, backcast_size) if produces_backcast else None
         self.forecast = nn.Linear(width, forecast_size)
 
     def forward(
@@ -73,7 +83,7 @@ class NBeatsBlock(nn.Module):
         residual: torch.Tensor,
         side: torch.Tensor | None = None,
         film: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         hidden = residual if side is None else torch.cat([residual, side], dim=-1)
         for depth, layer in enumerate(self.layers):
             hidden = torch.relu(layer(hidden))
@@ -86,7 +96,7 @@ class NBeatsBlock(nn.Module):
         # the quantiles cross. It is a small matmul (D x H), so this costs little.
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             forecast = self.forecast(hidden.float())
-        return self.backcast(hidden), forecast
+        return (self.backcast(hidden) if self.backcast is not None else None), forecast
 
 
 class AnyQuantileNBeats(nn.Module):
@@ -119,14 +129,15 @@ class AnyQuantileNBeats(nn.Module):
         self.embed_level = QuantileEmbedding(quantile_embedding, quantile_embedding_dim)
         side_size = context_size + (self.embed_level.dim if conditioning == "cat" else 0)
 
-        def block(side: int) -> NBeatsBlock:
-            return NBeatsBlock(history_length, horizon, side, width, num_layers, dropout)
+        def block(side: int, produces_backcast: bool = True) -> NBeatsBlock:
+            return NBeatsBlock(history_length, horizon, side, width, num_layers, dropout, produces_backcast)
 
-        self.blocks = nn.ModuleList(block(side_size) for _ in range(num_blocks))
+        last_in_stack = num_blocks - 1 if conditioning != "out" else None  # under OUT the level block is last
+        self.blocks = nn.ModuleList(block(side_size, produces_backcast=i != last_in_stack) for i in range(num_blocks))
         if conditioning == "film":  # one FiLM generator per block: q features -> (gamma, beta)
             self.film = nn.ModuleList(nn.Linear(self.embed_level.dim, 2 * width) for _ in range(num_blocks))
         if conditioning == "out":  # one level-conditioned block after the plain stack
-            self.level_block = block(context_size)
+            self.level_block = block(context_size, produces_backcast=False)
             self.level_film = nn.Linear(self.embed_level.dim, 2 * width)
 
     def forward(self, history: torch.Tensor, levels: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -144,7 +155,8 @@ class AnyQuantileNBeats(nn.Module):
         for i, block in enumerate(self.blocks):
             film = self.film[i](level_features).chunk(2, dim=-1) if self.conditioning == "film" else None  # 2 x [B, Q, D]
             backcast, block_forecast = block(residual, side_input, film)
-            residual = residual - backcast
+            if backcast is not None:
+                residual = residual - backcast
             forecast = forecast + block_forecast  # [B, Q, H]
         return forecast.transpose(1, 2)  # [B, H, Q]
 

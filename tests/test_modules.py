@@ -398,3 +398,12 @@ def test_forecaster_rejects_unknown_loss_normalisation():
             partial(torch.optim.Adam, lr=1e-3),
             loss_normalisation="mean",
         )
+
+
+@pytest.mark.parametrize("conditioning", CONDITIONING_MODES)
+def test_every_backbone_parameter_receives_a_gradient(conditioning):
+    torch.manual_seed(0)
+    net = AnyQuantileNBeats(24, 6, context_size=3, num_blocks=3, num_layers=2, width=8, conditioning=conditioning)
+    net(torch.randn(4, 24), torch.rand(4, 2), torch.randn(4, 3)).pow(2).sum().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -17,8 +17,10 @@ from dataset.splits import SplitBoundaries, make_splits
 from dataset.synthetic import SyntheticLoad, SyntheticLoadSpec
 from dataset.windows import WindowIndex, WindowShape
 from evaluation.references import ReferenceForecaster
-from model.forecaster import AnyQuantileForecaster
+from model.forecaster import AnyQuantileForecaster, AnyQuantileForecasterAdaptiveAttention
 from model.schedules import InverseSquareRootWarmup
+from modules.adaptive_network import AdaptiveAttentionNetwork, CrossStepRefinement, HataBlock
+from modules.attention import AdaptiveTemporalAttention
 from modules.forecast_network import AnyQuantileNetwork, context_size
 from modules.level_sampling import build_level_sampler
 from modules.nbeats import AnyQuantileNBeats
@@ -27,6 +29,7 @@ from modules.scaling import build_scaler
 from training.config import ConfigError, ExperimentConfig, config_to_dict
 
 DATA_SOURCES = ("synthetic", "file")
+ARCHITECTURES = ("nbeats", "adaptive_attention")
 
 
 @dataclass(frozen=True)
@@ -72,13 +75,20 @@ def build_evaluation_levels(cfg: DictConfig) -> EvaluationLevels:
     return EvaluationLevels(cfg.evaluation.grid_size, tuple(cfg.evaluation.intervals))
 
 
-def build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
-    """The LightningModule of ``cfg``, with fresh weights."""
+def build_network(cfg: DictConfig) -> torch.nn.Module:
+    """``(history, history_mask, calendar, levels) -> ScaledForecast`` for ``cfg.model``."""
     m, data = cfg.model, cfg.dataset
+    if m.architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown model.architecture '{m.architecture}'; choose one of {ARCHITECTURES}")
+    adaptive = m.architecture == "adaptive_attention"
+    if adaptive and not (m.use_calendar and m.use_history_mask and m.conditioning == "out"):
+        raise ConfigError("model.architecture=adaptive_attention needs model.conditioning=out, "
+                          "model.use_calendar=true and model.use_history_mask=true")
+    calendar_features = len(CALENDAR_FEATURES)
     backbone = AnyQuantileNBeats(
         history_length=data.history_length,
         horizon=data.horizon,
-        context_size=context_size(data.history_length, len(CALENDAR_FEATURES), m.use_calendar, m.use_history_mask),
+        context_size=context_size(data.history_length, calendar_features, m.use_calendar, m.use_history_mask),
         num_blocks=m.num_blocks,
         num_layers=m.num_layers,
         width=m.width,
@@ -87,16 +97,46 @@ def build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
         quantile_embedding_dim=m.quantile_embedding_dim,
         dropout=m.dropout,
     )
-    network = AnyQuantileNetwork(backbone, build_scaler(m.scaler), m.use_calendar, m.use_history_mask)
+    if not adaptive:
+        return AnyQuantileNetwork(backbone, build_scaler(m.scaler), m.use_calendar, m.use_history_mask)
+    a = m.attention
+    blocks = [
+        HataBlock(
+            a.d_model,
+            AdaptiveTemporalAttention(
+                a.d_model, a.num_heads, local_ratio=a.local_ratio, window=a.window, gate=a.gate,
+                fixed_gate=a.fixed_gate, max_length=data.history_length + data.horizon,
+                gate_context_size=calendar_features if a.calendar_gates else 0, bias=a.bias,
+                bias_init=a.bias_init, bias_start=a.bias_start, bias_end=a.bias_end,
+                temporal_weights=a.temporal_weights, dropout=a.dropout,
+            ),
+            kernel_sizes=tuple(a.conv_kernels), ffn_multiplier=a.ffn_multiplier, dropout=a.dropout,
+        )
+        for _ in range(a.num_blocks)
+    ]
+    return AdaptiveAttentionNetwork(
+        backbone, build_scaler(m.scaler), blocks,
+        history_length=data.history_length, horizon=data.horizon, calendar_features=calendar_features,
+        d_model=a.d_model, fft_features=a.fft_features,
+        cross_step=CrossStepRefinement(data.horizon) if a.cross_step else None,
+        calendar_gates=a.calendar_gates, schedule_steps=a.bias_schedule_steps,
+    )
+
+
+def build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
+    """The LightningModule of ``cfg``, with fresh weights."""
     s = cfg.sampler
-    return AnyQuantileForecaster(
-        network=network,
+    forecaster = (
+        AnyQuantileForecasterAdaptiveAttention if cfg.model.architecture == "adaptive_attention" else AnyQuantileForecaster
+    )
+    return forecaster(
+        network=build_network(cfg),
         level_sampler=build_level_sampler(s.kind, s.levels_per_sample, s.alpha, s.beta),
         evaluation_levels=build_evaluation_levels(cfg),
-        horizon=data.horizon,
+        horizon=cfg.dataset.horizon,
         optimizer=functools.partial(torch.optim.Adam, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay),
         lr_schedule=InverseSquareRootWarmup(cfg.optimizer.warmup_steps),
-        loss_normalisation=m.loss_normalisation,
+        loss_normalisation=cfg.model.loss_normalisation,
         config=config_to_dict(cfg),
     )
 

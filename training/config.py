@@ -56,7 +56,33 @@ class DatasetConfig:
 
 
 @dataclass
+class AttentionConfig:
+    """The adaptive-attention (HATA) refinement; used when model.architecture = adaptive_attention."""
+
+    d_model: int = 64
+    num_heads: int = 4
+    num_blocks: int = 2
+    local_ratio: float = 0.5  # share of heads that are local
+    window: int = 24  # local heads see keys within this many steps
+    gate: str = "scalar"  # fixed | scalar | head | step | token
+    fixed_gate: float = 0.5  # alpha when gate = fixed
+    calendar_gates: bool = True  # alpha also conditioned on each position's calendar
+    bias: str = "learned"  # learned | scheduled | off: the soft locality bias beta
+    bias_init: float = 1.0
+    bias_start: float = 2.0  # scheduled beta moves from bias_start ...
+    bias_end: float = 0.0  # ... to bias_end over bias_schedule_steps training steps
+    bias_schedule_steps: int = 2000
+    temporal_weights: str = "off"  # off | linear | sinusoidal
+    conv_kernels: list[int] = field(default_factory=lambda: [3, 9, 25])  # [] switches the convolution off
+    ffn_multiplier: int = 2
+    fft_features: int = 0  # 0 = off; else the number of lowest frequencies embedded
+    cross_step: bool = True
+    dropout: float = 0.1
+
+
+@dataclass
 class ModelConfig:
+    architecture: str = "nbeats"  # nbeats | adaptive_attention
     conditioning: str = "film"  # cat | film | out
     num_blocks: int = 6
     num_layers: int = 3
@@ -68,6 +94,7 @@ class ModelConfig:
     use_calendar: bool = True
     use_history_mask: bool = True
     loss_normalisation: str = "window"  # window | target | none
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
 
 
 @dataclass

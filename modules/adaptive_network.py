@@ -1,0 +1,175 @@
+"""The adaptive-attention any-quantile network: an N-BEATS forecast refined by HATA blocks.
+
+    history [B, T], calendar [B, T+H, C] --scale--> tokens [B, T+H, D] --HATA blocks--> horizon states [B, H, D]
+                         \\                                                                   |  FiLM(q)
+                          N-BEATS (OUT conditioning) ---- first forecast y0 [B, H, Q] ---- + correction [B, H, Q]
+                                                                                               |
+                                                           cross-step refinement (self-attention over H, per level)
+                                                                                               |
+                                                                                  unscale -> y [B, H, Q]
+
+Everything up to the horizon states is computed once per window; only the FiLM read-out, the
+backbone's last block and the light cross-step refinement run per level, so many levels cost
+little more than one. Levels never mix: the forecast for q depends on (history, calendar, q) only.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from modules.attention import AdaptiveTemporalAttention, AttentionOutput
+from modules.forecast_network import ScaledForecast
+from modules.nbeats import AnyQuantileNBeats, QuantileEmbedding
+
+
+class MultiScaleConvolution(nn.Module):
+    """Parallel 1-D convolutions with several kernel sizes ('same' padding), concatenated and projected.
+
+    The convolutions are depthwise (one filter per channel): a full D x D x k kernel over a week of
+    hours costs more than the attention itself; channels are mixed by the projection instead.
+    """
+
+    def __init__(self, d_model: int, kernel_sizes: tuple[int, ...], dropout: float = 0.0) -> None:
+        super().__init__()
+        for size in kernel_sizes:
+            if size < 1 or size % 2 == 0:
+                raise ValueError(f"convolution kernel sizes must be odd and positive, got {size}")
+        self.convolutions = nn.ModuleList(nn.Conv1d(d_model, d_model, size, padding=size // 2, groups=d_model) for size in kernel_sizes)
+        self.project = nn.Linear(d_model * len(kernel_sizes), d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.transpose(1, 2)  # [B, D, L]
+        features = torch.cat([torch.relu(conv(channels)) for conv in self.convolutions], dim=1)  # [B, K*D, L]
+        return self.dropout(self.project(features.transpose(1, 2)))  # [B, L, D]
+
+
+class HataBlock(nn.Module):
+    """Pre-norm block: adaptive attention, multi-scale convolution, position-wise FFN, each with a residual."""
+
+    def __init__(self, d_model: int, attention: AdaptiveTemporalAttention, kernel_sizes: tuple[int, ...], ffn_multiplier: int, dropout: float):
+        super().__init__()
+        self.attention = attention
+        self.attention_norm = nn.LayerNorm(d_model)
+        self.convolution = MultiScaleConvolution(d_model, kernel_sizes, dropout) if kernel_sizes else None
+        self.convolution_norm = nn.LayerNorm(d_model) if kernel_sizes else None
+        self.ffn = nn.Sequential(
+            nn.LayerNorm(d_model), nn.Linear(d_model, ffn_multiplier * d_model), nn.GELU(),
+            nn.Linear(ffn_multiplier * d_model, d_model), nn.Dropout(dropout),
+        )
+
+    def forward(self, x, key_mask, gate_context, return_weights: bool = False) -> tuple[torch.Tensor, AttentionOutput]:
+        attended = self.attention(self.attention_norm(x), key_mask, gate_context, return_weights=return_weights)
+        x = x + attended.output
+        if self.convolution is not None:
+            x = x + self.convolution(self.convolution_norm(x))
+        return x + self.ffn(x), attended
+
+
+class CrossStepRefinement(nn.Module):
+    """A light self-attention over the H forecast steps of each level that adds a residual correction.
+
+    Its output layer starts at zero, so at initialisation it passes the forecast through unchanged.
+    """
+
+    def __init__(self, horizon: int, d_model: int = 32, num_heads: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Linear(1, d_model)
+        self.step = nn.Parameter(torch.zeros(horizon, d_model))
+        self.attention = nn.MultiheadAttention(d_model, num_heads, batch_first=True)
+        self.out = nn.Linear(d_model, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, forecast: torch.Tensor) -> torch.Tensor:
+        B, H, Q = forecast.shape
+        paths = forecast.transpose(1, 2).reshape(B * Q, H, 1)  # one path per (window, level)
+        tokens = self.embed(paths) + self.step  # [B*Q, H, d]
+        mixed, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+        correction = self.out(mixed).reshape(B, Q, H).transpose(1, 2)  # [B, H, Q]
+        return forecast + correction
+
+
+class AdaptiveAttentionNetwork(nn.Module):
+    """``(history, history_mask, calendar, levels) -> ScaledForecast``, like ``AnyQuantileNetwork``."""
+
+    def __init__(
+        self,
+        backbone: AnyQuantileNBeats,
+        scaler: nn.Module,
+        blocks: list[HataBlock],
+        history_length: int,
+        horizon: int,
+        calendar_features: int,
+        d_model: int,
+        fft_features: int = 0,
+        cross_step: CrossStepRefinement | None = None,
+        calendar_gates: bool = True,
+        level_embedding_dim: int = 16,
+        schedule_steps: int = 2000,
+    ) -> None:
+        super().__init__()
+        if backbone.conditioning != "out":
+            raise ValueError("the adaptive-attention network needs an N-BEATS backbone with 'out' conditioning, "
+                             "so that its stack runs once per window")
+        self.backbone, self.scaler = backbone, scaler
+        self.blocks = nn.ModuleList(blocks)
+        self.horizon, self.fft_features, self.calendar_gates = horizon, fft_features, calendar_gates
+        self.embed_token = nn.Linear(2 + calendar_features, d_model)  # (value, observed, calendar)
+        self.position = nn.Parameter(torch.zeros(history_length + horizon, d_model))
+        self.horizon_marker = nn.Parameter(torch.zeros(d_model))
+        self.embed_spectrum = nn.Linear(2 * fft_features, d_model) if fft_features else None
+        self.readout_norm = nn.LayerNorm(d_model)
+        self.embed_level = QuantileEmbedding("cosine", level_embedding_dim)
+        self.level_film = nn.Linear(level_embedding_dim, 2 * d_model)
+        self.readout = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 1))
+        self.cross_step = cross_step
+        self.schedule_steps = schedule_steps
+
+    def encode(self, history_scaled, history_mask, calendar, return_weights: bool = False):
+        """Horizon states [B, H, D] (once per window) and each block's attention output."""
+        B, T = history_scaled.shape
+        observed = history_mask.to(history_scaled.dtype)
+        values = torch.cat([history_scaled * observed, torch.zeros(B, self.horizon, device=history_scaled.device)], dim=1)
+        flags = torch.cat([observed, torch.zeros(B, self.horizon, device=history_scaled.device)], dim=1)
+        tokens = self.embed_token(torch.cat([values[..., None], flags[..., None], calendar], dim=-1))  # [B, T+H, D]
+        is_horizon = (torch.arange(T + self.horizon, device=tokens.device) >= T)[:, None]  # [T+H, 1]
+        tokens = tokens + self.position + is_horizon * self.horizon_marker
+        if self.embed_spectrum is not None:
+            tokens = tokens + self.embed_spectrum(_spectrum(history_scaled * observed, self.fft_features))[:, None]
+        key_mask = torch.cat([history_mask, torch.ones(B, self.horizon, dtype=torch.bool, device=history_mask.device)], dim=1)
+        gate_context = calendar if self.calendar_gates else None
+        attended = []
+        for block in self.blocks:
+            tokens, output = block(tokens, key_mask, gate_context, return_weights)
+            attended.append(output)
+        return self.readout_norm(tokens[:, T:]), attended  # [B, H, D]
+
+    def forward(self, history, history_mask, calendar, levels, return_attention: bool = False) -> ScaledForecast:
+        T = history.shape[1]
+        scale = self.scaler(history, history_mask)
+        scaled = scale.apply(history)
+        context = torch.cat([calendar[:, T, :], history_mask.to(history.dtype)], dim=-1)  # as AnyQuantileNetwork
+        first = self.backbone(scaled, levels, context)  # [B, H, Q]
+        states, attended = self.encode(scaled, history_mask, calendar, return_attention)  # [B, H, D]
+        gamma, beta = self.level_film(self.embed_level(levels.to(states.dtype))).chunk(2, dim=-1)  # 2 x [B, Q, D]
+        conditioned = states[:, None] * (1 + gamma[:, :, None]) + beta[:, :, None]  # [B, Q, H, D]
+        correction = self.readout(conditioned).squeeze(-1).transpose(1, 2)  # [B, H, Q]
+        forecast = first + correction
+        if self.cross_step is not None:
+            forecast = self.cross_step(forecast)
+        analysis = None
+        if return_attention:
+            analysis = {"attention": [a.weights for a in attended], "gates": [a.gate for a in attended]}
+        return ScaledForecast(prediction=scale.undo(forecast.float()), scale=scale, analysis=analysis)
+
+    def set_training_step(self, step: int) -> None:
+        """Move scheduled locality biases to where ``step`` of ``schedule_steps`` puts them."""
+        for block in self.blocks:
+            block.attention.set_schedule_progress(step / self.schedule_steps)
+
+
+def _spectrum(history: torch.Tensor, num_frequencies: int) -> torch.Tensor:
+    """Amplitudes and phases of the lowest non-zero frequencies of the history: [B, 2 * F]."""
+    coefficients = torch.fft.rfft(history.float(), dim=-1)[:, 1 : num_frequencies + 1]  # [B, F]
+    return torch.cat([coefficients.abs() / history.shape[-1], coefficients.angle() / torch.pi], dim=-1).to(history.dtype)

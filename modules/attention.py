@@ -1,0 +1,266 @@
+"""Hierarchically adaptive temporal attention (HATA): local and global heads, gated, with locality bias.
+
+Self-attention over a sequence x [B, L, D] whose N heads are split into local heads (each query
+sees only keys within ``window`` steps: exactly zero weight beyond) and global heads (see every
+key). For head h, query i and key j, with distance d = |i - j| and head size hs:
+
+    logits_hij = (q_hi . k_hj) * W_h(d) / sqrt(hs)  +  beta_h * (-d / window)  (+ -inf if masked)
+
+- ``W_h(d) = sigmoid(f_h(d))`` are optional multiplicative *temporal weights*, f linear
+  (a_h d / window + b_h) or sinusoidal (a_h sin(w_h d + p_h) + b_h), learnable;
+- ``beta_h`` is the *soft locality bias*: learned, or scheduled (a buffer that moves linearly from
+  ``bias_start`` to ``bias_end`` as training progresses; no gradient), or off;
+- a key is masked where the history hour was not observed (``key_mask``) and, for local heads,
+  where d > window. A query whose keys are all masked gets zero output rather than NaN.
+
+Head outputs are scaled by a gate alpha in [0, 1] (local heads by alpha, global heads by 1 - alpha),
+concatenated and fused by one projection. alpha = sigmoid(g) with g a learnable scalar, one per
+head, one per time step, or computed per token from x; optionally plus a linear function of a
+calendar embedding of each position (calendar-aware gates); or a fixed constant (the baseline).
+
+Two paths compute the same thing: ``reference`` (dense [L, L] logits, readable, returns weights)
+and the fast path (local heads banded: memory and time linear in L; global heads through
+``scaled_dot_product_attention`` when no temporal weights are used).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GATE_KINDS = ("fixed", "scalar", "head", "step", "token")
+BIAS_KINDS = ("learned", "scheduled", "off")
+TEMPORAL_WEIGHT_KINDS = ("off", "linear", "sinusoidal")
+# Local heads take the banded path when L > BANDED_MIN_RATIO * (2 * window + 1). Measured here
+# (benchmarks/attention_scaling.py, window 24, 2 CPU cores): a dense masked SDPA is ~5x faster
+# at T = 168 and the band wins from T ~ 1000 on; its memory is linear in T.
+BANDED_MIN_RATIO = 16
+
+
+@dataclass(frozen=True)
+class AttentionOutput:
+    output: torch.Tensor  # [B, L, D]
+    gate: torch.Tensor  # alpha, broadcastable to [B, N, L, 1], in [0, 1]
+    weights: torch.Tensor | None = None  # [B, N, L, L] when asked for
+
+
+class AdaptiveTemporalAttention(nn.Module):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        local_ratio: float = 0.5,
+        window: int = 24,
+        gate: str = "scalar",
+        fixed_gate: float = 0.5,
+        max_length: int | None = None,
+        gate_context_size: int = 0,
+        bias: str = "learned",
+        bias_init: float = 1.0,
+        bias_start: float = 2.0,
+        bias_end: float = 0.0,
+        temporal_weights: str = "off",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
+        if not 0.0 <= local_ratio <= 1.0:
+            raise ValueError(f"local_ratio must be in [0, 1], got {local_ratio}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        for name, value, kinds in (("gate", gate, GATE_KINDS), ("bias", bias, BIAS_KINDS), ("temporal_weights", temporal_weights, TEMPORAL_WEIGHT_KINDS)):
+            if value not in kinds:
+                raise ValueError(f"unknown {name} '{value}'; choose one of {kinds}")
+        if gate == "step" and not max_length:
+            raise ValueError("a per-step gate needs max_length (the longest sequence it will see)")
+        if not 0.0 <= fixed_gate <= 1.0:
+            raise ValueError(f"fixed_gate must be in [0, 1], got {fixed_gate}")
+        self.num_heads = num_heads
+        self.num_local = round(num_heads * local_ratio)
+        self.head_size = d_model // num_heads
+        self.window = window
+        self.gate_kind, self.bias_kind, self.temporal_kind = gate, bias, temporal_weights
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.fuse = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+        N = num_heads
+        if gate == "fixed":
+            self.register_buffer("gate_logit", torch.logit(torch.tensor(fixed_gate).clamp(1e-6, 1 - 1e-6)))
+        elif gate == "scalar":
+            self.gate_logit = nn.Parameter(torch.zeros(()))
+        elif gate == "head":
+            self.gate_logit = nn.Parameter(torch.zeros(N))
+        elif gate == "step":
+            self.gate_logit = nn.Parameter(torch.zeros(max_length))
+        else:  # token
+            self.gate_from_token = nn.Linear(d_model, 1)
+        self.gate_from_context = nn.Linear(gate_context_size, 1, bias=False) if gate_context_size else None
+
+        if bias == "learned":
+            self.beta = nn.Parameter(torch.full((N,), float(bias_init)))
+        elif bias == "scheduled":
+            self.bias_start, self.bias_end = bias_start, bias_end
+            self.register_buffer("beta", torch.full((N,), float(bias_start)))
+
+        if temporal_weights != "off":
+            # a_h: linear weights start flat in d; sinusoidal ones with a small ripple, since with
+            # a_h = 0 the frequency and phase would get no gradient at all.
+            self.temporal_scale = nn.Parameter(torch.full((N,), 0.5 if temporal_weights == "sinusoidal" else 0.0))
+            self.temporal_offset = nn.Parameter(torch.full((N,), 3.0))  # b_h: sigmoid(3) ~ 0.95
+            if temporal_weights == "sinusoidal":
+                self.temporal_frequency = nn.Parameter(torch.full((N,), 2 * math.pi / 24))  # a daily period
+                self.temporal_phase = nn.Parameter(torch.zeros(N))
+
+    # -- the parts ---------------------------------------------------------------------------
+
+    def set_schedule_progress(self, progress: float) -> None:
+        """Move a scheduled beta to ``bias_start + (bias_end - bias_start) * progress``, progress in [0, 1]."""
+        if self.bias_kind == "scheduled":
+            progress = min(max(progress, 0.0), 1.0)
+            self.beta.fill_(self.bias_start + (self.bias_end - self.bias_start) * progress)
+
+    def gate(self, x: torch.Tensor, gate_context: torch.Tensor | None = None) -> torch.Tensor:
+        """alpha in [0, 1], broadcastable to [B, N, L, 1]."""
+        B, L, _ = x.shape
+        if self.gate_kind in ("fixed", "scalar"):
+            logit = self.gate_logit.reshape(1, 1, 1, 1)
+        elif self.gate_kind == "head":
+            logit = self.gate_logit.reshape(1, -1, 1, 1)  # [1, N, 1, 1]
+        elif self.gate_kind == "step":
+            logit = self.gate_logit[:L].reshape(1, 1, L, 1)  # [1, 1, L, 1]
+        else:
+            logit = self.gate_from_token(x).reshape(B, 1, L, 1)  # [B, 1, L, 1]
+        if self.gate_from_context is not None:
+            if gate_context is None:
+                raise ValueError("this attention has calendar-aware gates: pass gate_context [B, L, E]")
+            logit = logit + self.gate_from_context(gate_context).reshape(B, 1, L, 1)
+        return torch.sigmoid(logit)
+
+    def temporal_weight(self, distance: torch.Tensor) -> torch.Tensor:
+        """W_h(d) = sigmoid(f_h(d)) for distances ``distance`` [...]: [N, ...]."""
+        d = distance.to(self.temporal_scale.dtype)
+        shape = (-1,) + (1,) * d.dim()
+        a, b = self.temporal_scale.reshape(shape), self.temporal_offset.reshape(shape)
+        if self.temporal_kind == "linear":
+            return torch.sigmoid(a * d / self.window + b)
+        w, p = self.temporal_frequency.reshape(shape), self.temporal_phase.reshape(shape)
+        return torch.sigmoid(a * torch.sin(w * d + p) + b)
+
+    def _locality_bias(self, distance: torch.Tensor) -> torch.Tensor | None:
+        """beta_h * (-d / window): [N, ...] for distances [...], or None when off."""
+        if self.bias_kind == "off":
+            return None
+        return self.beta.reshape((-1,) + (1,) * distance.dim()) * (-distance / self.window)
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        gate_context: torch.Tensor | None = None,
+        return_weights: bool = False,
+        reference: bool = False,
+    ) -> AttentionOutput:
+        """x [B, L, D]; key_mask [B, L], True where a key may be attended; gate_context [B, L, E]."""
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)
+        q, k, v = (t.reshape(B, L, self.num_heads, self.head_size).transpose(1, 2) for t in (q, k, v))  # [B, N, L, hs]
+        if key_mask is None:
+            key_mask = torch.ones(B, L, dtype=torch.bool, device=x.device)
+        if reference or return_weights:
+            heads, weights = self._dense_attention(q, k, v, key_mask, slice(0, self.num_heads))
+        else:
+            heads, weights = self._fast_attention(q, k, v, key_mask), None
+        alpha = self.gate(x, gate_context)  # [.., .., L or 1, 1]
+        is_local = torch.arange(self.num_heads, device=x.device) < self.num_local  # [N]
+        scale = torch.where(is_local.reshape(1, -1, 1, 1), alpha, 1 - alpha)  # [B or 1, N, L or 1, 1]
+        heads = heads * scale  # [B, N, L, hs]
+        output = self.fuse(heads.transpose(1, 2).reshape(B, L, D))  # [B, L, D]
+        return AttentionOutput(output=self.dropout(output), gate=alpha, weights=weights)
+
+    def _distance(self, length: int, device: torch.device) -> torch.Tensor:
+        position = torch.arange(length, device=device)
+        return (position[:, None] - position[None, :]).abs()  # [L, L]
+
+    def _dense_attention(self, q, k, v, key_mask, heads: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference path for the heads ``heads`` (q, k, v [B, n, L, hs]): every logit of [B, n, L, L] written out."""
+        B, n, L, hs = q.shape
+        distance = self._distance(L, q.device)  # [L, L]
+        logits = q @ k.transpose(-2, -1)  # [B, n, L, L]
+        if self.temporal_kind != "off":
+            logits = logits * self.temporal_weight(distance)[heads]  # W [n, L, L]
+        logits = logits / math.sqrt(hs)
+        bias = self._locality_bias(distance.to(q.dtype))
+        if bias is not None:
+            logits = logits + bias[heads]  # [n, L, L]
+        is_local = (torch.arange(self.num_heads, device=q.device)[heads] < self.num_local).reshape(1, n, 1, 1)
+        visible = key_mask[:, None, None, :] & ~(is_local & (distance > self.window))  # [B, n, L, L]
+        weights = _masked_softmax(logits, visible)
+        return weights @ v, weights  # [B, n, L, hs], [B, n, L, L]
+
+    def _fast_attention(self, q, k, v, key_mask) -> torch.Tensor:
+        """Local heads banded when the sequence is long against the window, else like global heads:
+        through ``scaled_dot_product_attention`` (the dense path when temporal weights are on,
+        being multiplicative, which an additive attention mask cannot express)."""
+        L = q.shape[2]
+        groups = [(slice(0, self.num_local), True), (slice(self.num_local, self.num_heads), False)]
+        parts = []
+        for heads, local in groups:
+            if heads.start == heads.stop:
+                continue
+            qh, kh, vh = q[:, heads], k[:, heads], v[:, heads]
+            if local and L > BANDED_MIN_RATIO * (2 * self.window + 1):
+                parts.append(self._banded_local(qh, kh, vh, key_mask, heads))
+            elif self.temporal_kind != "off":
+                parts.append(self._dense_attention(qh, kh, vh, key_mask, heads)[0])
+            else:
+                parts.append(self._sdpa(qh, kh, vh, key_mask, heads, local))
+        return torch.cat(parts, dim=1)  # [B, N, L, hs]
+
+    def _banded_local(self, q, k, v, key_mask, heads: slice) -> torch.Tensor:
+        """Local heads over a band of 2w + 1 keys per query: memory and time O(L * w)."""
+        B, n, L, hs = q.shape
+        w = self.window
+        k_band = F.pad(k, (0, 0, w, w)).unfold(2, 2 * w + 1, 1).transpose(-2, -1)  # [B, n, L, 2w+1, hs]
+        v_band = F.pad(v, (0, 0, w, w)).unfold(2, 2 * w + 1, 1).transpose(-2, -1)  # [B, n, L, 2w+1, hs]
+        mask_band = F.pad(key_mask, (w, w), value=False).unfold(1, 2 * w + 1, 1)  # [B, L, 2w+1], False off the ends
+        logits = (q[..., None, :] * k_band).sum(-1)  # [B, n, L, 2w+1]; key = query + offset - w
+        distance = torch.arange(-w, w + 1, device=q.device).abs()  # [2w + 1]
+        if self.temporal_kind != "off":
+            logits = logits * self.temporal_weight(distance)[heads][:, None, :]  # [n, 1, 2w+1]
+        logits = logits / math.sqrt(hs)
+        bias = self._locality_bias(distance.to(q.dtype))
+        if bias is not None:
+            logits = logits + bias[heads][:, None, :]
+        weights = _masked_softmax(logits, mask_band[:, None])  # [B, n, L, 2w+1]
+        return (weights[..., None] * v_band).sum(-2)  # [B, n, L, hs]
+
+    def _sdpa(self, q, k, v, key_mask, heads: slice, local: bool) -> torch.Tensor:
+        """``scaled_dot_product_attention`` with the bias, key mask and (local heads) band as an additive mask."""
+        B, n, L, hs = q.shape
+        distance = self._distance(L, q.device)  # [L, L]
+        visible = key_mask[:, None, None, :]  # [B, 1, 1, L]
+        if local:
+            visible = visible & (distance <= self.window)  # [B, 1, L, L]
+        has_keys = visible.any(dim=-1, keepdim=True)  # [B, 1, L or 1, 1]
+        visible = visible | ~has_keys  # a query with nothing to see attends anywhere; zeroed below, not NaN
+        additive = torch.zeros(visible.shape, dtype=q.dtype, device=q.device).masked_fill(~visible, float("-inf"))
+        bias = self._locality_bias(distance.to(q.dtype))
+        if bias is not None:
+            additive = additive + bias[heads]  # [B, n, L, L]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive)  # [B, n, L, hs]
+        return out * has_keys
+
+
+def _masked_softmax(logits: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis where ``visible``; exactly 0 elsewhere, and all 0 in a row with nothing visible."""
+    any_visible = visible.any(dim=-1, keepdim=True)
+    # Rows with nothing visible get finite logits (so neither forward nor backward sees NaN) and are zeroed.
+    logits = logits.masked_fill(~visible, float("-inf")).masked_fill(~any_visible, 0.0)
+    return torch.softmax(logits, dim=-1) * any_visible

@@ -1,0 +1,112 @@
+"""The adaptive-attention network and its forecaster: any-quantile property, gradients, read-outs, configs."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.forecaster import AnyQuantileForecasterAdaptiveAttention
+from training.builders import build_forecaster, build_network
+from training.config import ConfigError, load_config
+from training.train import train
+
+from tiny_run import TINY_OVERRIDES
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+SMALL = [
+    "model.num_blocks=2", "model.width=16",
+    "model.attention.d_model=16", "model.attention.num_heads=2", "model.attention.num_blocks=1",
+    "model.attention.window=6", "model.attention.conv_kernels=[3,5]", "model.attention.dropout=0.0",
+]
+
+
+def small_network(*overrides: str):
+    cfg = load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", [*SMALL, *overrides])
+    torch.manual_seed(0)
+    return build_network(cfg).eval(), cfg
+
+
+def batch(size: int = 3, T: int = 168, H: int = 48, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    history = 100 + 10 * torch.rand(size, T, generator=generator)
+    mask = torch.rand(size, T, generator=generator) > 0.1
+    calendar = torch.rand(size, T + H, 7, generator=generator) * 2 - 1
+    return history, mask, calendar
+
+
+@pytest.mark.parametrize("extra", [[], ["model.attention.temporal_weights=sinusoidal", "model.attention.gate=token", "model.attention.fft_features=8"]])
+def test_forecast_for_a_level_does_not_depend_on_the_other_levels(extra):
+    network, _ = small_network(*extra)
+    history, mask, calendar = batch()
+    with torch.no_grad():
+        alone = network(history, mask, calendar, torch.tensor([[0.9]] * 3)).prediction
+        together = network(history, mask, calendar, torch.tensor([[0.1, 0.9, 0.5]] * 3)).prediction
+    assert together.shape == (3, 48, 3)
+    torch.testing.assert_close(alone[..., 0], together[..., 1], atol=1e-4, rtol=1e-5)
+    assert not torch.allclose(together[..., 0], together[..., 1])  # the level matters
+
+
+def test_windows_do_not_affect_each_other():
+    network, _ = small_network()
+    history, mask, calendar = batch()
+    levels = torch.tensor([[0.5]] * 3)
+    with torch.no_grad():
+        before = network(history, mask, calendar, levels).prediction
+        history[1] += 50
+        after = network(history, mask, calendar, levels).prediction
+    torch.testing.assert_close(before[[0, 2]], after[[0, 2]], atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("extra", [[], ["model.attention.temporal_weights=linear", "model.attention.gate=step", "model.attention.fft_features=4"]])
+def test_every_parameter_receives_a_gradient(extra):
+    network, _ = small_network(*extra)
+    network.train()
+    with torch.no_grad():  # the zero-initialised cross-step output would block gradients to its inner layers
+        network.cross_step.out.weight.normal_(0, 0.1)
+    history, mask, calendar = batch()
+    network(history, mask, calendar, torch.rand(3, 2)).prediction.pow(2).mean().backward()
+    for name, p in network.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_attention_maps_and_gates_are_read_out_from_the_same_model():
+    cfg = load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", [*SMALL, "model.attention.gate=token"])
+    model = build_forecaster(cfg).eval()
+    assert isinstance(model, AnyQuantileForecasterAdaptiveAttention)
+    history, mask, calendar = batch()
+    analysis = model.attention_maps({"history": history, "history_mask": mask, "calendar": calendar}, torch.tensor([[0.5]] * 3))
+    (weights,), (gate,) = analysis["attention"], analysis["gates"]
+    assert weights.shape == (3, 2, 216, 216)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, 216))
+    assert (weights[:, :, :, :168][mask[:, None, None, :].expand(-1, 2, 216, -1) == 0] == 0).all()  # missing hours are masked keys
+    assert gate.shape == (3, 1, 216, 1) and ((gate >= 0) & (gate <= 1)).all()
+
+
+def test_scheduled_bias_follows_the_training_step():
+    network, _ = small_network("model.attention.bias=scheduled", "model.attention.bias_schedule_steps=10")
+    attention = network.blocks[0].attention
+    network.set_training_step(5)
+    torch.testing.assert_close(attention.beta, torch.full_like(attention.beta, 1.0))  # halfway from 2 to 0
+
+
+def test_adaptive_architecture_needs_out_conditioning():
+    cfg = load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", ["model.conditioning=film"])
+    with pytest.raises(ConfigError, match="conditioning=out"):
+        build_network(cfg)
+
+
+@pytest.mark.parametrize("name", ["nbeatsaq-adaptive-attention-synthetic", "nbeatsaq-adaptive-attention-mhl-cpu", "nbeatsaq-adaptive-attention-mhlv"])
+def test_adaptive_configs_compose(name):
+    cfg = load_config(CONFIG_DIR / f"{name}.yaml", ["dataset.path=data.csv"])
+    assert cfg.name == name and cfg.model.architecture == "adaptive_attention"
+
+
+def test_fast_dev_run_of_the_adaptive_model(tmp_path):
+    cfg = load_config(
+        CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml",
+        [*TINY_OVERRIDES, *SMALL, f"output_dir={tmp_path}", "trainer.precision=bf16-mixed"],
+    )
+    summary = train(cfg, fast_dev_run=True)
+    assert summary["global_step"] == 1 and math.isfinite(summary["model"]["crps"])

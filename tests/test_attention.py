@@ -1,0 +1,175 @@
+"""Adaptive temporal attention: locality, masking, gates, bias, temporal weights, fast == reference."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+import modules.attention as attention_module
+from modules.attention import BIAS_KINDS, GATE_KINDS, TEMPORAL_WEIGHT_KINDS, AdaptiveTemporalAttention
+
+B, L, D, N, W = 2, 30, 16, 4, 4
+
+
+def make(**kwargs) -> AdaptiveTemporalAttention:
+    torch.manual_seed(0)
+    options = dict(d_model=D, num_heads=N, window=W, max_length=L)
+    options.update(kwargs)
+    return AdaptiveTemporalAttention(**options)
+
+
+def inputs(seed: int = 1):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, L, D, generator=generator)
+    mask = torch.rand(B, L, generator=generator) > 0.2
+    return x, mask
+
+
+def test_local_heads_put_exactly_zero_weight_outside_their_window():
+    attention = make(local_ratio=0.5)
+    x, _ = inputs()
+    weights = attention(x, return_weights=True).weights  # [B, N, L, L]
+    distance = (torch.arange(L)[:, None] - torch.arange(L)[None, :]).abs()
+    local, global_ = weights[:, : attention.num_local], weights[:, attention.num_local :]
+    assert (local[..., distance > W] == 0).all()
+    assert (local[..., distance <= W] > 0).all()
+    assert (global_[..., distance > W] > 0).all()  # global heads see everything
+    torch.testing.assert_close(weights.sum(-1), torch.ones(B, N, L))
+
+
+def test_masked_keys_get_zero_weight_and_an_unobserved_window_gives_zeros_without_nan():
+    attention = make()
+    x, mask = inputs()
+    mask[1] = False
+    x.requires_grad_(True)
+    result = attention(x, key_mask=mask, return_weights=True)
+    assert (result.weights[0][..., ~mask[0]] == 0).all()
+    assert (result.weights[1] == 0).all()
+    fast = attention(x, key_mask=mask)
+    fast.output.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    for p in attention.parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all()
+
+
+@pytest.mark.parametrize(
+    "temporal_weights,gate,bias,local_ratio",
+    [(t, g, b, r) for (t, g, b), r in zip(itertools.product(TEMPORAL_WEIGHT_KINDS, GATE_KINDS, BIAS_KINDS), itertools.cycle([0.5, 0.25, 1.0, 0.0]))],
+)
+@pytest.mark.parametrize("banded", [False, True])
+def test_fast_path_agrees_with_reference(temporal_weights, gate, bias, local_ratio, banded, monkeypatch):
+    # BANDED_MIN_RATIO = 0 sends local heads down the banded path even for this short sequence.
+    monkeypatch.setattr(attention_module, "BANDED_MIN_RATIO", 0 if banded else 10_000)
+    attention = make(temporal_weights=temporal_weights, gate=gate, bias=bias, local_ratio=local_ratio, gate_context_size=3)
+    x, mask = inputs()
+    mask[0, 10:20] = False  # a gap longer than the window: some queries' local windows see nothing
+    context = torch.randn(B, L, 3)
+    reference = attention(x, mask, context, reference=True).output
+    x.requires_grad_(True)
+    fast = attention(x, mask, context).output
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+    fast.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_learned_bias_is_trained_and_scheduled_bias_follows_its_schedule_without_gradient():
+    learned = make(bias="learned", bias_init=0.7)
+    assert isinstance(learned.beta, torch.nn.Parameter)
+    learned(inputs()[0]).output.sum().backward()
+    assert learned.beta.grad is not None and learned.beta.grad.abs().sum() > 0
+
+    scheduled = make(bias="scheduled", bias_start=2.0, bias_end=0.5)
+    assert "beta" not in dict(scheduled.named_parameters()) and "beta" in dict(scheduled.named_buffers())
+    for progress, expected in ((0.0, 2.0), (0.5, 1.25), (1.0, 0.5), (3.0, 0.5)):
+        scheduled.set_schedule_progress(progress)
+        torch.testing.assert_close(scheduled.beta, torch.full((N,), expected))
+    scheduled(inputs()[0]).output.sum().backward()
+    assert not scheduled.beta.requires_grad
+
+
+def test_locality_bias_shifts_logits_by_beta_times_minus_distance_over_window():
+    """One global head, no temporal weights: weights = softmax(q.k / sqrt(hs) - beta * d / w)."""
+    attention = make(num_heads=1, local_ratio=0.0, bias="learned", bias_init=1.5)
+    x, _ = inputs()
+    weights = attention(x, return_weights=True).weights[:, 0]  # [B, L, L]
+    q, k, _ = attention.qkv(x).split(D, dim=-1)
+    distance = (torch.arange(L)[:, None] - torch.arange(L)[None, :]).abs().float()
+    expected = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(D) - 1.5 * distance / W, dim=-1)
+    torch.testing.assert_close(weights, expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["linear", "sinusoidal"])
+def test_temporal_weights_follow_their_formula(kind):
+    attention = make(num_heads=1, local_ratio=0.0, bias="off", temporal_weights=kind)
+    with torch.no_grad():
+        attention.temporal_scale.fill_(-2.0)
+        attention.temporal_offset.fill_(0.5)
+    d = torch.arange(L).float()
+    if kind == "linear":
+        expected = torch.sigmoid(-2.0 * d / W + 0.5)
+    else:
+        expected = torch.sigmoid(-2.0 * torch.sin(2 * math.pi / 24 * d) + 0.5)
+    torch.testing.assert_close(attention.temporal_weight(d)[0], expected)
+
+    x, _ = inputs()
+    weights = attention(x, return_weights=True).weights[:, 0]
+    q, k, _ = attention.qkv(x).split(D, dim=-1)
+    distance = (torch.arange(L)[:, None] - torch.arange(L)[None, :]).abs().float()
+    logits = (q @ k.transpose(1, 2)) * attention.temporal_weight(distance)[0] / math.sqrt(D)
+    torch.testing.assert_close(weights, torch.softmax(logits, dim=-1), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("gate", GATE_KINDS)
+def test_gates_stay_in_unit_interval_and_calendar_aware_gates_follow_the_calendar(gate):
+    attention = make(gate=gate, fixed_gate=0.3, gate_context_size=3)
+    x, _ = inputs()
+    with torch.no_grad():
+        attention.gate_from_context.weight.fill_(5.0)
+    low = attention.gate(x, torch.full((B, L, 3), -1.0))
+    high = attention.gate(x, torch.full((B, L, 3), 1.0))
+    for alpha in (low, high):
+        assert ((alpha >= 0) & (alpha <= 1)).all()
+    assert (high > low).all()  # the calendar moves the gate
+
+
+def test_fixed_gate_is_a_constant_and_scales_local_and_global_heads():
+    attention = make(gate="fixed", fixed_gate=0.3)
+    x, _ = inputs()
+    alpha = attention(x).gate
+    torch.testing.assert_close(alpha, torch.full_like(alpha, 0.3))
+    assert not any("gate" in name for name, _ in attention.named_parameters())
+
+
+@pytest.mark.parametrize("gate,temporal_weights,reference", [("token", "sinusoidal", False), ("step", "linear", True), ("head", "off", False)])
+def test_every_parameter_receives_a_gradient(gate, temporal_weights, reference):
+    attention = make(gate=gate, temporal_weights=temporal_weights, gate_context_size=3)
+    x, mask = inputs()
+    attention(x, mask, torch.randn(B, L, 3), reference=reference).output.pow(2).sum().backward()
+    for name, p in attention.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_calendar_aware_gate_needs_its_context():
+    attention = make(gate_context_size=3)
+    with pytest.raises(ValueError, match="gate_context"):
+        attention(inputs()[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(d_model=10, num_heads=4), "multiple of num_heads"),
+        (dict(local_ratio=1.5), "local_ratio"),
+        (dict(window=0), "window"),
+        (dict(gate="sometimes"), "unknown gate"),
+        (dict(bias="sometimes"), "unknown bias"),
+        (dict(temporal_weights="cubic"), "unknown temporal_weights"),
+        (dict(gate="step", max_length=None), "max_length"),
+        (dict(fixed_gate=2.0), "fixed_gate"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(**kwargs)
