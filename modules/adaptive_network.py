@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from modules.attention import AdaptiveTemporalAttention, AttentionOutput
-from modules.forecast_network import ScaledForecast
+from modules.forecast_network import ScaledForecast, backbone_context
 from modules.nbeats import AnyQuantileNBeats, QuantileEmbedding
 
 
@@ -146,11 +146,9 @@ class AdaptiveAttentionNetwork(nn.Module):
         return self.readout_norm(tokens[:, T:]), attended  # [B, H, D]
 
     def forward(self, history, history_mask, calendar, levels, return_attention: bool = False) -> ScaledForecast:
-        T = history.shape[1]
         scale = self.scaler(history, history_mask)
         scaled = scale.apply(history)
-        context = torch.cat([calendar[:, T, :], history_mask.to(history.dtype)], dim=-1)  # as AnyQuantileNetwork
-        first = self.backbone(scaled, levels, context)  # [B, H, Q]
+        first = self.backbone(scaled, levels, backbone_context(history_mask, calendar))  # [B, H, Q]
         states, attended = self.encode(scaled, history_mask, calendar, return_attention)  # [B, H, D]
         gamma, beta = self.level_film(self.embed_level(levels.to(states.dtype))).chunk(2, dim=-1)  # 2 x [B, Q, D]
         conditioned = states[:, None] * (1 + gamma[:, :, None]) + beta[:, :, None]  # [B, Q, H, D]

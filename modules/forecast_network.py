@@ -25,6 +25,20 @@ def context_size(history_length: int, calendar_features: int, use_calendar: bool
     return (calendar_features if use_calendar else 0) + (history_length if use_history_mask else 0)
 
 
+def backbone_context(
+    history_mask: torch.Tensor, calendar: torch.Tensor, use_calendar: bool = True, use_history_mask: bool = True
+) -> torch.Tensor | None:
+    """The backbone's side input [B, E]: calendar features of the first forecast hour (they fix the
+    calendar of the whole horizon) and the history's observation mask, as ``context_size`` counts them."""
+    T = history_mask.shape[1]
+    parts = []
+    if use_calendar:
+        parts.append(calendar[:, T, :])  # [B, C]
+    if use_history_mask:
+        parts.append(history_mask.to(calendar.dtype))  # [B, T]
+    return torch.cat(parts, dim=-1) if parts else None
+
+
 class AnyQuantileNetwork(nn.Module):
     """``(history, history_mask, calendar, levels) -> ScaledForecast``; scaling lives here and nowhere else.
 
@@ -44,14 +58,8 @@ class AnyQuantileNetwork(nn.Module):
         self, history: torch.Tensor, history_mask: torch.Tensor, calendar: torch.Tensor, levels: torch.Tensor
     ) -> ScaledForecast:
         # history, history_mask: [B, T]; calendar: [B, T + H, C]; levels: [B, Q]
-        T = history.shape[1]
         scale = self.scaler(history, history_mask)
-        parts = []
-        if self.use_calendar:
-            parts.append(calendar[:, T, :])  # [B, C] at the first forecast hour
-        if self.use_history_mask:
-            parts.append(history_mask.to(history.dtype))  # [B, T]
-        context = torch.cat(parts, dim=-1) if parts else None
+        context = backbone_context(history_mask, calendar, self.use_calendar, self.use_history_mask)
         output = self.backbone(scale.apply(history), levels, context)  # [B, H, Q], scaled
         # Unscale in fp32: under bf16 autocast a load of 60,000 MW would round to the nearest 256.
         return ScaledForecast(prediction=scale.undo(output.float()), scale=scale)
