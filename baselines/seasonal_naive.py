@@ -9,11 +9,12 @@ from dataset.windows import fill_from_past
 
 
 class SeasonalNaive:
-    """y_hat[t + h](q) = y[t + h - k * lag] + Quantile_q{ y[tau] - y[tau - lag] : t - R <= tau < t },
+    """y_hat[t + h](q) = y[t + h - k * lag] + Quantile_q{ y[tau] - y[tau - k * lag] : t - R <= tau < t },
 
-    with k the smallest whole number of seasons that reaches back before the origin t, and R the
-    residual window (hours). Only hours before the origin are used. Missing residuals are skipped;
-    a missing base value is taken from the last observed hour before it.
+    with k the smallest whole number of seasons that reaches back before the origin t (k = 1 for
+    h < lag, 2 for lag <= h < 2 lag, ...), so each step's spread comes from errors of the same
+    reach, and R the residual window (hours). Only hours before the origin are used. Missing
+    residuals are skipped; a missing base value is taken from the last observed hour before it.
     """
 
     def __init__(self, panel: HourlyPanel, lag: int = 168, residual_window: int = 28 * 24, chunk: int = 2048):
@@ -21,10 +22,7 @@ class SeasonalNaive:
             raise ValueError(f"lag and residual_window must be positive, got {lag}, {residual_window}")
         self.lag, self.residual_window, self.chunk = lag, residual_window, chunk
         self.filled = torch.from_numpy(fill_from_past(panel.values))  # [S, L]
-        values = torch.from_numpy(panel.values)
-        residual = torch.full_like(values, float("nan"))
-        residual[:, lag:] = values[:, lag:] - values[:, :-lag]
-        self.residual = residual  # [S, L], NaN where either hour is missing
+        self.values = torch.from_numpy(panel.values)  # [S, L], NaN where missing
 
     def __call__(self, series: np.ndarray, origin: np.ndarray, horizon: int, levels: torch.Tensor) -> torch.Tensor:
         """Quantile forecasts ``[N, H, Q]`` for windows (series [N], origin [N]) at ``levels`` [Q]."""
@@ -41,8 +39,12 @@ class SeasonalNaive:
         base_hours = origin[:, None] + steps - seasons_back * self.lag  # [N, H], all before the origin
         base = self.filled[series[:, None], base_hours.clamp_min(0)]  # [N, H]
         past = origin[:, None] - self.residual_window + torch.arange(self.residual_window)  # [N, R]
-        errors = self.residual[series[:, None], past.clamp_min(0)]  # [N, R]
-        errors = torch.where(past >= 0, errors, torch.full_like(errors, float("nan")))
-        spread = torch.nanquantile(errors, levels, dim=1).T  # [N, Q]
-        spread = torch.nan_to_num(spread, nan=0.0)  # no usable past errors: a point forecast
-        return base[:, :, None] + spread[:, None, :]  # [N, H, Q]
+        rows = series[:, None]
+        spread = torch.zeros(len(origin), horizon, len(levels))  # [N, H, Q]
+        for k in seasons_back.unique().tolist():
+            earlier = past - k * self.lag  # [N, R]
+            errors = self.values[rows, past.clamp_min(0)] - self.values[rows, earlier.clamp_min(0)]  # [N, R], NaN if missing
+            errors = torch.where(earlier >= 0, errors, torch.full_like(errors, float("nan")))
+            quantiles = torch.nan_to_num(torch.nanquantile(errors, levels, dim=1).T, nan=0.0)  # [N, Q]; none usable: a point
+            spread[:, seasons_back == k] = quantiles[:, None, :]
+        return base[:, :, None] + spread  # [N, H, Q]
