@@ -52,6 +52,9 @@ def test_resume_continues_from_saved_step(tiny_config):
     assert resumed["run_dir"] == first["run_dir"]  # continues in the same run folder
     assert resumed["global_step"] == 6
     assert resumed["train_steps"] == 2  # only the steps after the saved one were run
+    run_dir = Path(first["run_dir"])
+    assert "max_steps: 4" in (run_dir / "config.yaml").read_text()  # the original record is kept
+    assert "max_steps: 6" in next(run_dir.glob("config-resumed-*.yaml")).read_text()
 
 
 def test_resume_with_missing_checkpoint_fails_clearly(tiny_config):
@@ -146,3 +149,40 @@ def test_evaluation_ignores_bf16_autocast(tiny_config):
         results.append({k: float(v) for k, v in model.metrics["val"].compute().items()})
         model.metrics["val"].reset()
     assert results[0] == results[1]
+
+
+def test_overrides_cannot_add_or_delete_keys():
+    with pytest.raises(ConfigError, match="adds or deletes a key"):
+        load_config(DEFAULT_CONFIG, ["+trainer.max_step=10"])
+    with pytest.raises(ConfigError, match="adds or deletes a key"):
+        load_config(DEFAULT_CONFIG, ["~model.width"])
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.scaler=bogus", "unknown scaler"),
+        ("model.conditioning=sideways", "unknown conditioning"),
+        ("sampler.kind=gaussian", "unknown level sampler"),
+        ("evaluation.intervals=[0.5,1.5]", "interval coverage"),
+        ("dataset.val_start=notadate", "dataset split settings"),
+    ],
+)
+def test_bad_values_fail_as_config_errors_and_leave_no_run_folder(tiny_config, tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        train(tiny_config(override))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resumed_run_gets_a_fresh_time_budget(tiny_config):
+    first = train(tiny_config("trainer.max_time=00:00:10:00"))
+    resumed = train(tiny_config("trainer.max_time=00:00:10:00", "trainer.max_steps=6"), resume="last")
+    assert resumed["run_dir"] == first["run_dir"] and resumed["train_steps"] == 2
+
+
+def test_time_budget_does_not_restore_elapsed_time():
+    from training.callbacks import WallClockBudget
+
+    budget = WallClockBudget(duration="00:00:01:00")
+    budget.load_state_dict({"time_elapsed": {"train": 3600.0}})
+    assert budget.time_elapsed("train") < 1.0

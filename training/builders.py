@@ -59,7 +59,10 @@ def build_data(cfg: DictConfig) -> ForecastData:
     boundaries = SplitBoundaries(
         val_start=data.val_start, train_start=data.train_start, test_start=data.test_start, test_end=data.test_end
     )
-    splits = make_splits(panel, shape, boundaries, data.train_step, data.eval_step, data.min_observed_history)
+    try:
+        splits = make_splits(panel, shape, boundaries, data.train_step, data.eval_step, data.min_observed_history)
+    except ValueError as error:  # unparseable or out-of-order dates, empty splits, bad steps
+        raise ConfigError(f"dataset split settings: {error}") from None
     return ForecastData(panel=panel, shape=shape, splits=splits, oracle=oracle)
 
 
@@ -124,7 +127,16 @@ def build_network(cfg: DictConfig) -> torch.nn.Module:
 
 
 def build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
-    """The LightningModule of ``cfg``, with fresh weights."""
+    """The LightningModule of ``cfg``, with fresh weights; a setting its parts refuse is a ConfigError."""
+    try:
+        return _build_forecaster(cfg)
+    except ConfigError:
+        raise
+    except ValueError as error:  # the modules check their own arguments (kinds, ranges) and say what is wrong
+        raise ConfigError(f"bad model setting: {error}") from None
+
+
+def _build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
     s = cfg.sampler
     forecaster = (
         AnyQuantileForecasterAdaptiveAttention if cfg.model.architecture == "adaptive_attention" else AnyQuantileForecaster

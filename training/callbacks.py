@@ -5,6 +5,7 @@ import time
 from typing import Any
 
 from lightning import Callback, Trainer
+from lightning.pytorch.callbacks import Timer
 
 
 class Throughput(Callback):
@@ -34,3 +35,12 @@ class Throughput(Callback):
     @property
     def samples_per_second(self) -> float:
         return self._timed_steps * self.batch_size / self.seconds if self.seconds else 0.0
+
+
+class WallClockBudget(Timer):
+    """Lightning's ``Timer`` (stop training after ``duration``), except that every call of ``train``
+    gets the whole budget: a resumed run does not inherit the time stored in its checkpoint, which
+    after a run that ended on its time limit would stop the resumed run at its first step."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass

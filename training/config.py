@@ -159,6 +159,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    for override in overrides:
+        if override.startswith(("+", "~")):
+            # '+key=value' would add a key the schema does not know, '~key' delete one it needs.
+            raise ConfigError(f"{path}: override '{override}' adds or deletes a key; only existing keys can be set (key=value)")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(path.parent.resolve()), version_base="1.3"):

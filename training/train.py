@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from baselines.seasonal_naive import SeasonalNaive
 from dataset.windows import WindowBatches
 from evaluation.references import score_reference
 from training.builders import ForecastData, build_data, build_datamodule, build_evaluation_levels, build_forecaster
-from training.callbacks import Throughput
+from training.callbacks import Throughput, WallClockBudget
 from training.config import ConfigError
 
 CHECKPOINTS = "checkpoints"
@@ -33,18 +34,21 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
             training continues from its step (and in its run folder) up to ``trainer.max_steps``.
     """
     resume_path = _resolve_resume(cfg, resume)
-    data = build_data(cfg)  # before the run folder exists: a bad data file leaves nothing behind
+    seed_everything(cfg.seed, workers=True, verbose=False)
+    # Data and model are built before the run folder exists: a bad file or setting leaves nothing behind.
+    data = build_data(cfg)
+    model = build_forecaster(cfg)
     run_dir = resume_path.parent.parent if resume_path else _new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    # A resume keeps the original config.yaml and records its own config beside it.
+    config_name = f"config-resumed-{_timestamp()}.yaml" if resume_path else "config.yaml"
+    (run_dir / config_name).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     print(OmegaConf.to_yaml(cfg, resolve=True), flush=True)
     print(f"run folder: {run_dir}", flush=True)
 
-    seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     datamodule = build_datamodule(cfg, data)
-    model = build_forecaster(cfg)
     throughput = Throughput(cfg.dataset.batch_size)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINTS, filename="best-{step}", monitor="val/crps", mode="min", save_top_k=1, save_last=True
@@ -55,7 +59,6 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
         precision=cfg.trainer.precision,
         max_steps=cfg.trainer.max_steps,
         max_epochs=-1,
-        max_time=cfg.trainer.max_time,
         val_check_interval=cfg.trainer.val_every_n_steps,
         check_val_every_n_epoch=None,
         limit_val_batches=cfg.trainer.limit_val_batches,
@@ -65,7 +68,8 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
         num_sanity_val_steps=1,
         use_distributed_sampler=False,  # WindowDataModule shards batches by rank itself
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
-        callbacks=[checkpoint, throughput, LearningRateMonitor(logging_interval="step")],
+        callbacks=[checkpoint, throughput, LearningRateMonitor(logging_interval="step")]
+        + ([WallClockBudget(duration=cfg.trainer.max_time, interval="step")] if cfg.trainer.max_time else []),
         fast_dev_run=fast_dev_run,
         default_root_dir=str(run_dir),
     )
@@ -74,13 +78,15 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
         trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
 
     best = checkpoint.best_model_path or None
+    if best is None and not fast_dev_run:
+        warnings.warn("no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best")
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     split = "test" if "test" in data.splits else "val"
     summary: dict[str, Any] = {
         "name": cfg.name,
         "split": split,
         "windows": len(data.splits[split]),
-        "checkpoint": best,
+        "checkpoint": best or "final weights (no validation ran)",
         "global_step": trainer.global_step,
         "train_steps": throughput.steps,  # steps run by this call (fewer than global_step after --resume)
         "train_seconds": throughput.seconds,
@@ -106,9 +112,12 @@ def _reference_scores(cfg: DictConfig, data: ForecastData, windows: WindowBatche
     return {name: score_reference(forecaster, windows, levels) for name, forecaster in forecasters.items()}
 
 
+def _timestamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+
+
 def _new_run_dir(cfg: DictConfig) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    return Path(cfg.output_dir) / cfg.name / stamp
+    return Path(cfg.output_dir) / cfg.name / _timestamp()
 
 
 def _resolve_resume(cfg: DictConfig, resume: str | None) -> Path | None:
