@@ -166,6 +166,7 @@ def test_overrides_cannot_add_or_delete_keys():
         ("sampler.kind=gaussian", "unknown level sampler"),
         ("evaluation.intervals=[0.5,1.5]", "interval coverage"),
         ("dataset.val_start=notadate", "dataset split settings"),
+        ("trainer.precision=banana", "unknown trainer.precision"),
     ],
 )
 def test_bad_values_fail_as_config_errors_and_leave_no_run_folder(tiny_config, tmp_path, override, message):

@@ -22,6 +22,7 @@ from training.config import ConfigError
 
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 
 def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
             training continues from its step (and in its run folder) up to ``trainer.max_steps``.
     """
     resume_path = _resolve_resume(cfg, resume)
+    if cfg.trainer.precision not in PRECISIONS:
+        raise ConfigError(f"unknown trainer.precision '{cfg.trainer.precision}'; choose one of {PRECISIONS}")
     seed_everything(cfg.seed, workers=True, verbose=False)
     # Data and model are built before the run folder exists: a bad file or setting leaves nothing behind.
     data = build_data(cfg)
