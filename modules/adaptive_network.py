@@ -1,6 +1,7 @@
 """The adaptive-attention any-quantile network: an N-BEATS forecast refined by HATA blocks.
 
-    history [B, T], calendar [B, T+H, C] --scale--> tokens [B, T+H, D] --HATA blocks--> horizon states [B, H, D]
+    history [B, T], calendar [B, T+H, C] --scale, patches of P hours--> tokens [B, (T+H)/P, D]
+                                                      --HATA blocks--> horizon states [B, H/P, D]
                          \\                                                                   |  FiLM(q)
                           N-BEATS (OUT conditioning) ---- first forecast y0 [B, H, Q] ---- + correction [B, H, Q]
                                                                                                |
@@ -107,43 +108,55 @@ class AdaptiveAttentionNetwork(nn.Module):
         calendar_gates: bool = True,
         level_embedding_dim: int = 16,
         schedule_steps: int = 2000,
+        patch_length: int = 1,
     ) -> None:
         super().__init__()
         if backbone.conditioning != "out":
             raise ValueError("the adaptive-attention network needs an N-BEATS backbone with 'out' conditioning, "
                              "so that its stack runs once per window")
+        if patch_length < 1 or history_length % patch_length or horizon % patch_length:
+            raise ValueError(f"patch_length ({patch_length}) must divide history_length ({history_length}) and horizon ({horizon})")
         self.backbone, self.scaler = backbone, scaler
         self.blocks = nn.ModuleList(blocks)
         self.horizon, self.fft_features, self.calendar_gates = horizon, fft_features, calendar_gates
-        self.embed_token = nn.Linear(2 + calendar_features, d_model)  # (value, observed, calendar)
-        self.position = nn.Parameter(torch.zeros(history_length + horizon, d_model))
+        self.patch = patch_length
+        # A token is a patch of P hours: its P values, P observed flags and the calendar of its first hour.
+        self.embed_token = nn.Linear(2 * patch_length + calendar_features, d_model)
+        self.position = nn.Parameter(torch.zeros((history_length + horizon) // patch_length, d_model))
         self.horizon_marker = nn.Parameter(torch.zeros(d_model))
         self.embed_spectrum = nn.Linear(2 * fft_features, d_model) if fft_features else None
         self.readout_norm = nn.LayerNorm(d_model)
         self.embed_level = QuantileEmbedding("cosine", level_embedding_dim)
         self.level_film = nn.Linear(level_embedding_dim, 2 * d_model)
-        self.readout = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 1))
+        self.readout = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, patch_length))
         self.cross_step = cross_step
         self.schedule_steps = schedule_steps
 
     def encode(self, history_scaled, history_mask, calendar, return_weights: bool = False):
-        """Horizon states [B, H, D] (once per window) and each block's attention output."""
+        """Horizon patch states [B, H/P, D] (once per window) and each block's attention output."""
         B, T = history_scaled.shape
+        P = self.patch
         observed = history_mask.to(history_scaled.dtype)
-        values = torch.cat([history_scaled * observed, torch.zeros(B, self.horizon, device=history_scaled.device)], dim=1)
-        flags = torch.cat([observed, torch.zeros(B, self.horizon, device=history_scaled.device)], dim=1)
-        tokens = self.embed_token(torch.cat([values[..., None], flags[..., None], calendar], dim=-1))  # [B, T+H, D]
-        is_horizon = (torch.arange(T + self.horizon, device=tokens.device) >= T)[:, None]  # [T+H, 1]
+        future = torch.zeros(B, self.horizon, device=history_scaled.device, dtype=history_scaled.dtype)
+        values = torch.cat([history_scaled * observed, future], dim=1).reshape(B, -1, P)  # [B, L, P], L = (T+H)/P
+        flags = torch.cat([observed, future], dim=1).reshape(B, -1, P)  # [B, L, P]
+        patch_calendar = calendar[:, ::P]  # [B, L, C]: the calendar of each patch's first hour
+        tokens = self.embed_token(torch.cat([values, flags, patch_calendar], dim=-1))  # [B, L, D]
+        L, history_tokens = tokens.shape[1], T // P
+        is_horizon = (torch.arange(L, device=tokens.device) >= history_tokens)[:, None]  # [L, 1]
         tokens = tokens + self.position + is_horizon * self.horizon_marker
         if self.embed_spectrum is not None:
             tokens = tokens + self.embed_spectrum(_spectrum(history_scaled * observed, self.fft_features))[:, None]
-        key_mask = torch.cat([history_mask, torch.ones(B, self.horizon, dtype=torch.bool, device=history_mask.device)], dim=1)
-        gate_context = calendar if self.calendar_gates else None
+        # A history patch is a key when any of its hours was observed; horizon patches always are.
+        history_keys = history_mask.reshape(B, history_tokens, P).any(dim=-1)  # [B, T/P]
+        future_keys = torch.ones(B, L - history_tokens, dtype=torch.bool, device=history_mask.device)
+        key_mask = torch.cat([history_keys, future_keys], dim=1)  # [B, L]
+        gate_context = patch_calendar if self.calendar_gates else None
         attended = []
         for block in self.blocks:
             tokens, output = block(tokens, key_mask, gate_context, return_weights)
             attended.append(output)
-        return self.readout_norm(tokens[:, T:]), attended  # [B, H, D]
+        return self.readout_norm(tokens[:, history_tokens:]), attended  # [B, H/P, D]
 
     def forward(self, history, history_mask, calendar, levels, return_attention: bool = False) -> ScaledForecast:
         scale = self.scaler(history, history_mask)
@@ -151,8 +164,9 @@ class AdaptiveAttentionNetwork(nn.Module):
         first = self.backbone(scaled, levels, backbone_context(history_mask, calendar))  # [B, H, Q]
         states, attended = self.encode(scaled, history_mask, calendar, return_attention)  # [B, H, D]
         gamma, beta = self.level_film(self.embed_level(levels.to(states.dtype))).chunk(2, dim=-1)  # 2 x [B, Q, D]
-        conditioned = states[:, None] * (1 + gamma[:, :, None]) + beta[:, :, None]  # [B, Q, H, D]
-        correction = self.readout(conditioned).squeeze(-1).transpose(1, 2)  # [B, H, Q]
+        conditioned = states[:, None] * (1 + gamma[:, :, None]) + beta[:, :, None]  # [B, Q, H/P, D]
+        B, Q = levels.shape
+        correction = self.readout(conditioned).reshape(B, Q, self.horizon).transpose(1, 2)  # [B, Q, H/P, P] -> [B, H, Q]
         forecast = first + correction
         if self.cross_step is not None:
             forecast = self.cross_step(forecast)

@@ -78,10 +78,19 @@ def test_attention_maps_and_gates_are_read_out_from_the_same_model():
     history, mask, calendar = batch()
     analysis = model.attention_maps({"history": history, "history_mask": mask, "calendar": calendar}, torch.tensor([[0.5]] * 3))
     (weights,), (gate,) = analysis["attention"], analysis["gates"]
-    assert weights.shape == (3, 2, 216, 216)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, 216))
-    assert (weights[:, :, :, :168][mask[:, None, None, :].expand(-1, 2, 216, -1) == 0] == 0).all()  # missing hours are masked keys
-    assert gate.shape == (3, 1, 216, 1) and ((gate >= 0) & (gate <= 1)).all()
+    L = (168 + 48) // cfg.model.attention.patch_length  # one token per patch of hours
+    assert weights.shape == (3, 2, L, L)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, L))
+    patch_seen = mask.reshape(3, 168 // cfg.model.attention.patch_length, -1).any(dim=-1)  # [3, T/P]
+    patch_seen[0, 5] = False  # (set below in the input too) a patch with no observed hour
+    assert gate.shape == (3, 1, L, 1) and ((gate >= 0) & (gate <= 1)).all()
+
+    mask[0, 20:24] = False  # patch 5 of window 0 is now unobserved: it must get zero weight as a key
+    analysis = model.attention_maps({"history": history, "history_mask": mask, "calendar": calendar}, torch.tensor([[0.5]] * 3))
+    (weights,) = analysis["attention"]
+    assert (weights[0, :, :, 5] == 0).all() and (weights[0, :, :, 4] > 0).any()
+    history_weights = weights[:, :, :, : patch_seen.shape[1]]
+    assert (history_weights[~patch_seen[:, None, None, :].expand_as(history_weights)] == 0).all()
 
 
 def test_scheduled_bias_follows_the_training_step():
@@ -110,3 +119,9 @@ def test_fast_dev_run_of_the_adaptive_model(tmp_path):
     )
     summary = train(cfg, fast_dev_run=True)
     assert summary["global_step"] == 1 and math.isfinite(summary["model"]["crps"])
+
+
+def test_patch_length_must_divide_history_and_horizon():
+    cfg = load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", ["model.attention.patch_length=5"])
+    with pytest.raises(ConfigError, match="patch_length"):
+        build_forecaster(cfg)

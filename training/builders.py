@@ -108,7 +108,7 @@ def build_network(cfg: DictConfig) -> torch.nn.Module:
             a.d_model,
             AdaptiveTemporalAttention(
                 a.d_model, a.num_heads, local_ratio=a.local_ratio, window=a.window, gate=a.gate,
-                fixed_gate=a.fixed_gate, max_length=data.history_length + data.horizon,
+                fixed_gate=a.fixed_gate, max_length=(data.history_length + data.horizon) // a.patch_length,
                 gate_context_size=calendar_features if a.calendar_gates else 0, bias=a.bias,
                 bias_init=a.bias_init, bias_start=a.bias_start, bias_end=a.bias_end,
                 temporal_weights=a.temporal_weights, dropout=a.dropout,
@@ -122,7 +122,7 @@ def build_network(cfg: DictConfig) -> torch.nn.Module:
         history_length=data.history_length, horizon=data.horizon, calendar_features=calendar_features,
         d_model=a.d_model, fft_features=a.fft_features,
         cross_step=CrossStepRefinement(data.horizon) if a.cross_step else None,
-        calendar_gates=a.calendar_gates, schedule_steps=a.bias_schedule_steps,
+        calendar_gates=a.calendar_gates, schedule_steps=a.bias_schedule_steps, patch_length=a.patch_length,
     )
 
 
