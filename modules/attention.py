@@ -188,17 +188,22 @@ class AdaptiveTemporalAttention(nn.Module):
         position = torch.arange(length, device=device)
         return (position[:, None] - position[None, :]).abs()  # [L, L]
 
+    def _logits(self, scores: torch.Tensor, distance: torch.Tensor, heads: slice) -> torch.Tensor:
+        """(q . k) * W(d) / sqrt(hs) + beta * (-d / window) for the heads ``heads``.
+
+        scores: [B, n, X, Y]; distance: [X or 1, Y], the query-key distance of each score.
+        """
+        if self.temporal_kind != "off":
+            scores = scores * self.temporal_weight(distance)[heads]  # W [n, X or 1, Y]
+        scores = scores / math.sqrt(self.head_size)
+        bias = self._locality_bias(distance.to(scores.dtype))
+        return scores if bias is None else scores + bias[heads]  # bias [n, X or 1, Y]
+
     def _dense_attention(self, q, k, v, key_mask, heads: slice) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference path for the heads ``heads`` (q, k, v [B, n, L, hs]): every logit of [B, n, L, L] written out."""
         B, n, L, hs = q.shape
         distance = self._distance(L, q.device)  # [L, L]
-        logits = q @ k.transpose(-2, -1)  # [B, n, L, L]
-        if self.temporal_kind != "off":
-            logits = logits * self.temporal_weight(distance)[heads]  # W [n, L, L]
-        logits = logits / math.sqrt(hs)
-        bias = self._locality_bias(distance.to(q.dtype))
-        if bias is not None:
-            logits = logits + bias[heads]  # [n, L, L]
+        logits = self._logits(q @ k.transpose(-2, -1), distance, heads)  # [B, n, L, L]
         is_local = (torch.arange(self.num_heads, device=q.device)[heads] < self.num_local).reshape(1, n, 1, 1)
         visible = key_mask[:, None, None, :] & ~(is_local & (distance > self.window))  # [B, n, L, L]
         weights = _masked_softmax(logits, visible)
@@ -230,14 +235,9 @@ class AdaptiveTemporalAttention(nn.Module):
         k_band = F.pad(k, (0, 0, w, w)).unfold(2, 2 * w + 1, 1).transpose(-2, -1)  # [B, n, L, 2w+1, hs]
         v_band = F.pad(v, (0, 0, w, w)).unfold(2, 2 * w + 1, 1).transpose(-2, -1)  # [B, n, L, 2w+1, hs]
         mask_band = F.pad(key_mask, (w, w), value=False).unfold(1, 2 * w + 1, 1)  # [B, L, 2w+1], False off the ends
-        logits = (q[..., None, :] * k_band).sum(-1)  # [B, n, L, 2w+1]; key = query + offset - w
-        distance = torch.arange(-w, w + 1, device=q.device).abs()  # [2w + 1]
-        if self.temporal_kind != "off":
-            logits = logits * self.temporal_weight(distance)[heads][:, None, :]  # [n, 1, 2w+1]
-        logits = logits / math.sqrt(hs)
-        bias = self._locality_bias(distance.to(q.dtype))
-        if bias is not None:
-            logits = logits + bias[heads][:, None, :]
+        scores = (q[..., None, :] * k_band).sum(-1)  # [B, n, L, 2w+1]; key = query + offset - w
+        distance = torch.arange(-w, w + 1, device=q.device).abs()[None]  # [1, 2w + 1], the same for every query
+        logits = self._logits(scores, distance, heads)  # [B, n, L, 2w+1]
         weights = _masked_softmax(logits, mask_band[:, None])  # [B, n, L, 2w+1]
         return (weights[..., None] * v_band).sum(-2)  # [B, n, L, hs]
 

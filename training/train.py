@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from baselines.seasonal_naive import SeasonalNaive
 from dataset.windows import WindowBatches
 from evaluation.references import score_reference
-from training.builders import ForecastData, build_data, build_datamodule, build_evaluation_levels, build_forecaster
+from modules.quantile_levels import EvaluationLevels
+from training.builders import ForecastData, build_data, build_datamodule, build_forecaster
 from training.callbacks import Throughput, WallClockBudget
 from training.config import ConfigError
 
@@ -45,8 +46,9 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
     run_dir.mkdir(parents=True, exist_ok=True)
     # A resume keeps the original config.yaml and records its own config beside it.
     config_name = f"config-resumed-{_timestamp()}.yaml" if resume_path else "config.yaml"
-    (run_dir / config_name).write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    print(OmegaConf.to_yaml(cfg, resolve=True), flush=True)
+    resolved = OmegaConf.to_yaml(cfg, resolve=True)
+    (run_dir / config_name).write_text(resolved)
+    print(resolved, flush=True)
     print(f"run folder: {run_dir}", flush=True)
 
     if cfg.trainer.num_threads:
@@ -97,15 +99,16 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
         "model": model.results.get("test", {}),
     }
     if not fast_dev_run:  # one batch of model metrics would not compare with references on every window
-        summary["references"] = _reference_scores(cfg, data, datamodule.datasets[split])
+        summary["references"] = _reference_scores(cfg, data, datamodule.datasets[split], model.evaluation_levels)
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     summary["run_dir"] = str(run_dir)
     return summary
 
 
-def _reference_scores(cfg: DictConfig, data: ForecastData, windows: WindowBatches) -> dict[str, dict[str, float]]:
-    """Seasonal naive (and, on synthetic data, the oracle) scored on the very windows the model was."""
-    levels = build_evaluation_levels(cfg)
+def _reference_scores(
+    cfg: DictConfig, data: ForecastData, windows: WindowBatches, levels: EvaluationLevels
+) -> dict[str, dict[str, float]]:
+    """Seasonal naive (and, on synthetic data, the oracle) scored on the very windows and levels the model was."""
     forecasters = {
         f"seasonal_naive_{lag}": SeasonalNaive(data.panel, lag, cfg.evaluation.residual_window)
         for lag in cfg.evaluation.seasonal_naive_lags
