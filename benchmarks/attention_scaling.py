@@ -2,9 +2,9 @@
 
     python -m benchmarks.attention_scaling [--lengths 168 336 672 1344 2688] [--batch 8] [--window 24]
 
-For each T, one AdaptiveTemporalAttention block (d_model 64, 4 heads) with all heads local
-(banded path) and all heads global (scaled_dot_product_attention), forward + backward on the fast
-path. "saved MB" is the activation memory autograd keeps for the backward pass (the bytes of every
+For each T, one AdaptiveTemporalAttention block (d_model 64, 4 heads) with all heads local on
+the banded path, and all heads global (the fused dense pass, which local heads also take below
+BANDED_MIN_RATIO * (2w + 1)), forward + backward on the fast path, fp32. "saved MB" is the activation memory autograd keeps for the backward pass (the bytes of every
 tensor saved for backward), which is what grows with T; time is the median of a few repeats.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main() -> None:
         row = []
         for ratio in (1.0, 0.0):
             torch.manual_seed(0)
-            attention = AdaptiveTemporalAttention(64, 4, local_ratio=ratio, window=args.window, bias="learned")
+            attention = AdaptiveTemporalAttention(64, 4, local_ratio=ratio, window=args.window, bias="learned", local_path="banded")
             row.append(saved_bytes_and_seconds(attention, x, args.repeats))
         (local_mb, local_s), (global_mb, global_s) = row
         print(f"| {length} | {local_mb:.1f} | {1000 * local_s:.1f} | {global_mb:.1f} | {1000 * global_s:.1f} | {global_s / local_s:.1f}x |", flush=True)

@@ -1,17 +1,20 @@
-"""The adaptive-attention any-quantile network: an N-BEATS forecast refined by HATA blocks.
+"""The adaptive-attention any-quantile network: a q-free N-BEATS forecast refined by HATA blocks.
 
-    history [B, T], calendar [B, T+H, C] --scale, patches of P hours--> tokens [B, (T+H)/P, D]
-                                                      --HATA blocks--> horizon states [B, H/P, D]
-                         \\                                                                   |  FiLM(q)
-                          N-BEATS (OUT conditioning) ---- first forecast y0 [B, H, Q] ---- + correction [B, H, Q]
-                                                                                               |
-                                                           cross-step refinement (self-attention over H, per level)
-                                                                                               |
-                                                                                  unscale -> y [B, H, Q]
+    history [B, T] --scale--> N-BEATS stack (no level) ---------------- centre forecast c [B, H]
+        |                                                                  |
+        +-- tokens: patches of P hours of history, then of c [B, (T+H)/P, D]
+                        --HATA blocks--> horizon states s [B, H/P, D]
+                                            |  FiLM(q), MLP
+                                            +--> level offset o_q [B, H, Q]  --> y_q = c + o_q
+                                            |
+                        cross-step refinement: attention over the H steps, weights from s
+                        (shared by all levels), values from each level's own path y_q
+                                                                              --> unscale -> y [B, H, Q]
 
-Everything up to the horizon states is computed once per window; only the FiLM read-out, the
-backbone's last block and the light cross-step refinement run per level, so many levels cost
-little more than one. Levels never mix: the forecast for q depends on (history, calendar, q) only.
+Everything up to the horizon states and the cross-step weights is computed once per window: the
+level enters only in the FiLM read-out and in the cross-step values, a few thousand
+multiply-adds per level and step, so a grid of 100 levels costs little more than one.
+Levels never mix: the forecast for q depends on (history, calendar, q) only.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from torch import nn
 
 from modules.attention import AdaptiveTemporalAttention, AttentionOutput
 from modules.forecast_network import ScaledForecast, backbone_context
-from modules.nbeats import AnyQuantileNBeats, QuantileEmbedding
+from modules.nbeats import NBeatsStack, QuantileEmbedding
 
 
 class MultiScaleConvolution(nn.Module):
@@ -68,27 +71,34 @@ class HataBlock(nn.Module):
 
 
 class CrossStepRefinement(nn.Module):
-    """A light self-attention over the H forecast steps of each level that adds a residual correction.
+    """Attention over the H forecast steps that adds a residual correction to each level's path.
 
-    Its output layer starts at zero, so at initialisation it passes the forecast through unchanged.
+    Queries and keys come from the window's horizon states (hour by hour: the state of the patch
+    an hour falls in plus a learnt per-hour position), so the [H, H] weights are computed once per
+    window; the values are each level's own path. The correction for q thus reads only the path
+    for q, and many levels cost little more than one (H * H * value_dim multiply-adds per level).
+    Its output layer starts at zero: at initialisation it passes the forecast through unchanged.
     """
 
-    def __init__(self, horizon: int, d_model: int = 32, num_heads: int = 2) -> None:
+    def __init__(self, d_model: int, horizon: int, patch_length: int, attention_dim: int = 16, value_dim: int = 4) -> None:
         super().__init__()
-        self.embed = nn.Linear(1, d_model)
-        self.step = nn.Parameter(torch.zeros(horizon, d_model))
-        self.attention = nn.MultiheadAttention(d_model, num_heads, batch_first=True)
-        self.out = nn.Linear(d_model, 1)
+        self.patch = patch_length
+        self.query = nn.Linear(d_model, attention_dim)
+        self.key = nn.Linear(d_model, attention_dim)
+        self.step = nn.Parameter(torch.zeros(horizon, attention_dim))
+        self.value = nn.Linear(1, value_dim)
+        self.out = nn.Linear(value_dim, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, forecast: torch.Tensor) -> torch.Tensor:
-        B, H, Q = forecast.shape
-        paths = forecast.transpose(1, 2).reshape(B * Q, H, 1)  # one path per (window, level)
-        tokens = self.embed(paths) + self.step  # [B*Q, H, d]
-        mixed, _ = self.attention(tokens, tokens, tokens, need_weights=False)
-        correction = self.out(mixed).reshape(B, Q, H).transpose(1, 2)  # [B, H, Q]
-        return forecast + correction
+    def forward(self, forecast: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """forecast [B, H, Q] (scaled), states [B, H/P, D] -> refined forecast [B, H, Q]."""
+        hourly = states.repeat_interleave(self.patch, dim=1)  # [B, H, D]
+        queries, keys = self.query(hourly) + self.step, self.key(hourly) + self.step  # [B, H, A]
+        weights = torch.softmax(queries @ keys.transpose(1, 2) / queries.shape[-1] ** 0.5, dim=-1)  # [B, H, H]
+        values = torch.nn.functional.gelu(self.value(forecast[..., None]))  # [B, H, Q, V]
+        mixed = torch.einsum("bhj,bjqv->bhqv", weights.to(values.dtype), values)  # [B, H, Q, V]
+        return forecast + self.out(mixed).squeeze(-1)  # [B, H, Q]
 
 
 class AdaptiveAttentionNetwork(nn.Module):
@@ -96,7 +106,7 @@ class AdaptiveAttentionNetwork(nn.Module):
 
     def __init__(
         self,
-        backbone: AnyQuantileNBeats,
+        backbone: NBeatsStack,
         scaler: nn.Module,
         blocks: list[HataBlock],
         history_length: int,
@@ -106,40 +116,41 @@ class AdaptiveAttentionNetwork(nn.Module):
         fft_features: int = 0,
         cross_step: CrossStepRefinement | None = None,
         calendar_gates: bool = True,
-        level_embedding_dim: int = 16,
+        level_embedding: QuantileEmbedding | None = None,
         schedule_steps: int = 2000,
         patch_length: int = 1,
     ) -> None:
         super().__init__()
-        if backbone.conditioning != "out":
-            raise ValueError("the adaptive-attention network needs an N-BEATS backbone with 'out' conditioning, "
-                             "so that its stack runs once per window")
         if patch_length < 1 or history_length % patch_length or horizon % patch_length:
             raise ValueError(f"patch_length ({patch_length}) must divide history_length ({history_length}) and horizon ({horizon})")
         self.backbone, self.scaler = backbone, scaler
         self.blocks = nn.ModuleList(blocks)
         self.horizon, self.fft_features, self.calendar_gates = horizon, fft_features, calendar_gates
         self.patch = patch_length
-        # A token is a patch of P hours: its P values, P observed flags and the calendar of its first hour.
+        # A token is a patch of P hours: its P values (history, or the centre forecast over the
+        # horizon), P observed flags and the calendar of its first hour.
         self.embed_token = nn.Linear(2 * patch_length + calendar_features, d_model)
         self.position = nn.Parameter(torch.zeros((history_length + horizon) // patch_length, d_model))
         self.horizon_marker = nn.Parameter(torch.zeros(d_model))
         self.embed_spectrum = nn.Linear(2 * fft_features, d_model) if fft_features else None
         self.readout_norm = nn.LayerNorm(d_model)
-        self.embed_level = QuantileEmbedding("cosine", level_embedding_dim)
-        self.level_film = nn.Linear(level_embedding_dim, 2 * d_model)
-        self.readout = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, patch_length))
+        self.embed_level = level_embedding or QuantileEmbedding("cosine", 16)
+        self.level_film = nn.Linear(self.embed_level.dim, 2 * d_model)
+        # The read-out's first layer runs once per window; the level modulates its output by FiLM
+        # (as in the FiLM N-BEATS), so per level and patch only the modulation, a GELU and a
+        # D x P layer remain.
+        self.readout_hidden = nn.Linear(d_model, d_model)
+        self.readout_out = nn.Linear(d_model, patch_length)
         self.cross_step = cross_step
         self.schedule_steps = schedule_steps
 
-    def encode(self, history_scaled, history_mask, calendar, return_weights: bool = False):
+    def encode(self, history_scaled, history_mask, calendar, centre, return_weights: bool = False):
         """Horizon patch states [B, H/P, D] (once per window) and each block's attention output."""
         B, T = history_scaled.shape
         P = self.patch
         observed = history_mask.to(history_scaled.dtype)
-        future = torch.zeros(B, self.horizon, device=history_scaled.device, dtype=history_scaled.dtype)
-        values = torch.cat([history_scaled * observed, future], dim=1).reshape(B, -1, P)  # [B, L, P], L = (T+H)/P
-        flags = torch.cat([observed, future], dim=1).reshape(B, -1, P)  # [B, L, P]
+        values = torch.cat([history_scaled * observed, centre.to(history_scaled.dtype)], dim=1).reshape(B, -1, P)  # [B, L, P], L = (T+H)/P
+        flags = torch.cat([observed, torch.zeros_like(centre, dtype=observed.dtype)], dim=1).reshape(B, -1, P)  # [B, L, P]
         patch_calendar = calendar[:, ::P]  # [B, L, C]: the calendar of each patch's first hour
         tokens = self.embed_token(torch.cat([values, flags, patch_calendar], dim=-1))  # [B, L, D]
         L, history_tokens = tokens.shape[1], T // P
@@ -161,15 +172,16 @@ class AdaptiveAttentionNetwork(nn.Module):
     def forward(self, history, history_mask, calendar, levels, return_attention: bool = False) -> ScaledForecast:
         scale = self.scaler(history, history_mask)
         scaled = scale.apply(history)
-        first = self.backbone(scaled, levels, backbone_context(history_mask, calendar))  # [B, H, Q]
-        states, attended = self.encode(scaled, history_mask, calendar, return_attention)  # [B, H, D]
-        gamma, beta = self.level_film(self.embed_level(levels.to(states.dtype))).chunk(2, dim=-1)  # 2 x [B, Q, D]
-        conditioned = states[:, None] * (1 + gamma[:, :, None]) + beta[:, :, None]  # [B, Q, H/P, D]
+        centre = self.backbone(scaled, backbone_context(history_mask, calendar))  # [B, H], no level
+        states, attended = self.encode(scaled, history_mask, calendar, centre, return_attention)  # [B, H/P, D]
+        hidden = self.readout_hidden(states)  # [B, H/P, D], once per window
+        gamma, beta = self.level_film(self.embed_level(levels.to(hidden.dtype))).chunk(2, dim=-1)  # 2 x [B, Q, D]
+        conditioned = torch.nn.functional.gelu(hidden[:, None] * (1 + gamma[:, :, None]) + beta[:, :, None])  # [B, Q, H/P, D]
         B, Q = levels.shape
-        correction = self.readout(conditioned).reshape(B, Q, self.horizon).transpose(1, 2)  # [B, Q, H/P, P] -> [B, H, Q]
-        forecast = first + correction
+        offset = self.readout_out(conditioned).reshape(B, Q, self.horizon).transpose(1, 2)  # [B, Q, H/P, P] -> [B, H, Q]
+        forecast = centre[:, :, None] + offset  # [B, H, Q]
         if self.cross_step is not None:
-            forecast = self.cross_step(forecast)
+            forecast = self.cross_step(forecast, states)
         analysis = None
         if return_attention:
             analysis = {"attention": [a.weights for a in attended], "gates": [a.gate for a in attended]}

@@ -151,23 +151,53 @@ class AnyQuantileNBeats(nn.Module):
         if self.conditioning == "cat":
             side.append(level_features)
         side_input = torch.cat(side, dim=-1) if side else None  # [B, Q, E (+ F)]
-        forecast = 0.0
-        for i, block in enumerate(self.blocks):
-            film = self.film[i](level_features).chunk(2, dim=-1) if self.conditioning == "film" else None  # 2 x [B, Q, D]
-            backcast, block_forecast = block(residual, side_input, film)
-            if backcast is not None:
-                residual = residual - backcast
-            forecast = forecast + block_forecast  # [B, Q, H]
+        films = [film(level_features).chunk(2, dim=-1) for film in self.film] if self.conditioning == "film" else None  # 2 x [B, Q, D] each
+        _, forecast = run_blocks(self.blocks, residual, side_input, films)  # [B, Q, H]
         return forecast.transpose(1, 2)  # [B, H, Q]
 
     def _forward_out(self, history: torch.Tensor, level_features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         B, Q = level_features.shape[:2]
-        residual, forecast = history, 0.0  # [B, T]: the stack runs once per window, not per level
-        for block in self.blocks:
-            backcast, block_forecast = block(residual, context)
-            residual = residual - backcast
-            forecast = forecast + block_forecast  # [B, H]
+        residual, forecast = run_blocks(self.blocks, history, context)  # [B, T], [B, H]: once per window, not per level
         film = self.level_film(level_features).chunk(2, dim=-1)  # 2 x [B, Q, D]
         side = None if context is None else context[:, None, :].expand(B, Q, -1)  # [B, Q, E]
         _, correction = self.level_block(residual[:, None, :].expand(B, Q, -1), side, film)  # [B, Q, H]
         return (forecast[:, None, :] + correction).transpose(1, 2)  # [B, H, Q]
+
+
+class NBeatsStack(nn.Module):
+    """N-BEATS without any level: ``(history [B, T], context [B, E]) -> forecast [B, H]``.
+
+    The q-free backbone of the adaptive-attention network, which brings in the level itself.
+    """
+
+    def __init__(self, history_length: int, horizon: int, context_size: int = 0, num_blocks: int = 6,
+                 num_layers: int = 3, width: int = 256, dropout: float = 0.0) -> None:
+        super().__init__()
+        if num_blocks < 1:
+            raise ValueError(f"need at least one block, got num_blocks={num_blocks}")
+        self.blocks = nn.ModuleList(
+            NBeatsBlock(history_length, horizon, context_size, width, num_layers, dropout, produces_backcast=i < num_blocks - 1)
+            for i in range(num_blocks)
+        )
+
+    def forward(self, history: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return run_blocks(self.blocks, history, context)[1]  # [B, H]
+
+
+def run_blocks(
+    blocks: nn.ModuleList,
+    residual: torch.Tensor,
+    side: torch.Tensor | None,
+    films: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The doubly residual pass: each block backcasts part of the residual and adds its forecast.
+
+    residual [..., T], side [..., S], films[i] the FiLM (gamma, beta) of block i -> (residual [..., T], forecast [..., H]).
+    """
+    forecast = 0.0
+    for i, block in enumerate(blocks):
+        backcast, block_forecast = block(residual, side, None if films is None else films[i])
+        if backcast is not None:
+            residual = residual - backcast
+        forecast = forecast + block_forecast
+    return residual, forecast

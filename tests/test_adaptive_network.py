@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from model.forecaster import AnyQuantileForecasterAdaptiveAttention
+from modules.adaptive_network import CrossStepRefinement
 from training.builders import build_forecaster, build_network
 from training.config import ConfigError, load_config
 from training.train import train
@@ -48,6 +49,35 @@ def test_forecast_for_a_level_does_not_depend_on_the_other_levels(extra):
     assert not torch.allclose(together[..., 0], together[..., 1])  # the level matters
 
 
+def test_work_that_does_not_depend_on_the_level_runs_once_per_window():
+    network, _ = small_network()
+    history, mask, calendar = batch()
+    seen = {}
+
+    def record(name):
+        return lambda module, inputs, output: seen.setdefault(name, []).append(inputs[0].shape[0])
+
+    network.backbone.register_forward_hook(record("backbone"))
+    network.blocks[0].register_forward_hook(record("attention block"))
+    with torch.no_grad():
+        network(history, mask, calendar, torch.rand(3, 7))  # 7 levels per window
+    assert seen == {"backbone": [3], "attention block": [3]}  # 3 windows, each encoded once
+
+
+def test_cross_step_refinement_starts_as_the_identity_and_reads_only_each_levels_own_path():
+    torch.manual_seed(0)
+    refinement = CrossStepRefinement(d_model=8, horizon=12, patch_length=4)
+    forecast, states = torch.randn(2, 12, 3), torch.randn(2, 3, 8)
+    torch.testing.assert_close(refinement(forecast, states), forecast)  # zero-initialised output layer
+    torch.nn.init.normal_(refinement.out.weight)
+    refined = refinement(forecast, states)
+    changed = forecast.clone()
+    changed[:, :, 0] += 5.0  # another path for level 0 only
+    refined_changed = refinement(changed, states)
+    assert not torch.allclose(refined_changed[..., 0], refined[..., 0])
+    torch.testing.assert_close(refined_changed[..., 1:], refined[..., 1:])
+
+
 def test_windows_do_not_affect_each_other():
     network, _ = small_network()
     history, mask, calendar = batch()
@@ -78,17 +108,17 @@ def test_attention_maps_and_gates_are_read_out_from_the_same_model():
     history, mask, calendar = batch()
     analysis = model.attention_maps({"history": history, "history_mask": mask, "calendar": calendar}, torch.tensor([[0.5]] * 3))
     (weights,), (gate,) = analysis["attention"], analysis["gates"]
-    L = (168 + 48) // cfg.model.attention.patch_length  # one token per patch of hours
+    P = cfg.model.attention.patch_length
+    L = (168 + 48) // P  # one token per patch of hours
     assert weights.shape == (3, 2, L, L)
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, L))
-    patch_seen = mask.reshape(3, 168 // cfg.model.attention.patch_length, -1).any(dim=-1)  # [3, T/P]
-    patch_seen[0, 5] = False  # (set below in the input too) a patch with no observed hour
     assert gate.shape == (3, 1, L, 1) and ((gate >= 0) & (gate <= 1)).all()
 
-    mask[0, 20:24] = False  # patch 5 of window 0 is now unobserved: it must get zero weight as a key
+    mask[0, 2 * P : 3 * P] = False  # patch 2 of window 0 now has no observed hour: zero weight as a key
+    patch_seen = mask.reshape(3, 168 // P, P).any(dim=-1)  # [3, T/P]
     analysis = model.attention_maps({"history": history, "history_mask": mask, "calendar": calendar}, torch.tensor([[0.5]] * 3))
     (weights,) = analysis["attention"]
-    assert (weights[0, :, :, 5] == 0).all() and (weights[0, :, :, 4] > 0).any()
+    assert (weights[0, :, :, 2] == 0).all() and (weights[0, :, :, 3] > 0).any()
     history_weights = weights[:, :, :, : patch_seen.shape[1]]
     assert (history_weights[~patch_seen[:, None, None, :].expand_as(history_weights)] == 0).all()
 

@@ -58,11 +58,9 @@ def test_masked_keys_get_zero_weight_and_an_unobserved_window_gives_zeros_withou
     "temporal_weights,gate,bias,local_ratio",
     [(t, g, b, r) for (t, g, b), r in zip(itertools.product(TEMPORAL_WEIGHT_KINDS, GATE_KINDS, BIAS_KINDS), itertools.cycle([0.5, 0.25, 1.0, 0.0]))],
 )
-@pytest.mark.parametrize("banded", [False, True])
-def test_fast_path_agrees_with_reference(temporal_weights, gate, bias, local_ratio, banded, monkeypatch):
-    # BANDED_MIN_RATIO = 0 sends local heads down the banded path even for this short sequence.
-    monkeypatch.setattr(attention_module, "BANDED_MIN_RATIO", 0 if banded else 10_000)
-    attention = make(temporal_weights=temporal_weights, gate=gate, bias=bias, local_ratio=local_ratio, gate_context_size=3)
+@pytest.mark.parametrize("local_path", ["banded", "dense"])
+def test_fast_path_agrees_with_reference(temporal_weights, gate, bias, local_ratio, local_path):
+    attention = make(temporal_weights=temporal_weights, gate=gate, bias=bias, local_ratio=local_ratio, gate_context_size=3, local_path=local_path)
     x, mask = inputs()
     mask[0, 10:20] = False  # a gap longer than the window: some queries' local windows see nothing
     context = torch.randn(B, L, 3)
@@ -72,6 +70,17 @@ def test_fast_path_agrees_with_reference(temporal_weights, gate, bias, local_rat
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
     fast.sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("length,expected", [(30, "dense"), ((attention_module.BANDED_MIN_RATIO + 1) * (2 * W + 1), "banded")])
+def test_auto_path_picks_the_band_for_long_sequences(length, expected, monkeypatch):
+    attention = make(local_ratio=1.0, gate="scalar")
+    calls = []
+    for path, method in (("banded", "_banded_local"), ("dense", "_fused_dense")):
+        original = getattr(attention, method)
+        monkeypatch.setattr(attention, method, lambda *args, _path=path, _original=original: calls.append(_path) or _original(*args))
+    attention(torch.randn(1, length, D))
+    assert calls == [expected]
 
 
 def test_learned_bias_is_trained_and_scheduled_bias_follows_its_schedule_without_gradient():

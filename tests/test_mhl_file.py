@@ -1,6 +1,7 @@
-"""The real MHL file, when it is beside the repository (as in CI): it loads and splits as documented."""
+"""The real MHL file, when it is beside the repository (as in CI): it loads and splits as documented, and every MHL config runs on it."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from dataset.loader import load_hourly_panel
 from training.builders import build_data
 from training.config import load_config
+from training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 MHL = REPO.parent / "shared" / "data" / "mhl" / "mhl_2016_2017.csv.gz"
@@ -38,3 +40,12 @@ def test_mhl_cpu_config_splits():
     first_al_origin = data.splits["train"].origin[data.splits["train"].series == al].min()
     first_observed = int(np.isfinite(data.panel.values[al]).argmax())  # 2016-12-31 23:00
     assert first_al_origin == first_observed + cfg.dataset.history_length // 2
+
+
+@pytest.mark.parametrize("name", ["nbeatsaq-mhl-cpu", "nbeatsaq-adaptive-attention-mhl-cpu", "nbeatsaq-adaptive-attention-mhlv"])
+def test_fast_dev_run_of_each_mhl_config(name, tmp_path):
+    # The shipped model sizes on the real file, on CPU; a small batch keeps one step of the
+    # paper-size models to seconds.
+    overrides = [f"dataset.path={MHL}", "trainer=cpu", "dataset.batch_size=32", "dataset.eval_batch_size=32", f"output_dir={tmp_path}"]
+    summary = train(load_config(REPO / "config" / f"{name}.yaml", overrides), fast_dev_run=True)
+    assert summary["global_step"] == 1 and math.isfinite(summary["model"]["crps"])

@@ -23,7 +23,7 @@ from modules.adaptive_network import AdaptiveAttentionNetwork, CrossStepRefineme
 from modules.attention import AdaptiveTemporalAttention
 from modules.forecast_network import AnyQuantileNetwork, context_size
 from modules.level_sampling import build_level_sampler
-from modules.nbeats import AnyQuantileNBeats
+from modules.nbeats import AnyQuantileNBeats, NBeatsStack, QuantileEmbedding
 from modules.quantile_levels import EvaluationLevels
 from modules.scaling import build_scaler
 from training.config import ConfigError, ExperimentConfig, config_to_dict
@@ -88,20 +88,23 @@ def build_network(cfg: DictConfig) -> torch.nn.Module:
         raise ConfigError("model.architecture=adaptive_attention needs model.conditioning=out, "
                           "model.use_calendar=true and model.use_history_mask=true")
     calendar_features = len(CALENDAR_FEATURES)
-    backbone = AnyQuantileNBeats(
-        history_length=data.history_length,
-        horizon=data.horizon,
-        context_size=context_size(data.history_length, calendar_features, m.use_calendar, m.use_history_mask),
-        num_blocks=m.num_blocks,
-        num_layers=m.num_layers,
-        width=m.width,
-        conditioning=m.conditioning,
-        quantile_embedding=m.quantile_embedding,
-        quantile_embedding_dim=m.quantile_embedding_dim,
-        dropout=m.dropout,
-    )
+    backbone_context_size = context_size(data.history_length, calendar_features, m.use_calendar, m.use_history_mask)
     if not adaptive:
+        backbone = AnyQuantileNBeats(
+            history_length=data.history_length,
+            horizon=data.horizon,
+            context_size=backbone_context_size,
+            num_blocks=m.num_blocks,
+            num_layers=m.num_layers,
+            width=m.width,
+            conditioning=m.conditioning,
+            quantile_embedding=m.quantile_embedding,
+            quantile_embedding_dim=m.quantile_embedding_dim,
+            dropout=m.dropout,
+        )
         return AnyQuantileNetwork(backbone, build_scaler(m.scaler), m.use_calendar, m.use_history_mask)
+    # The adaptive network's backbone is q-free; the level enters at its output (conditioning 'out').
+    backbone = NBeatsStack(data.history_length, data.horizon, backbone_context_size, m.num_blocks, m.num_layers, m.width, m.dropout)
     a = m.attention
     blocks = [
         HataBlock(
@@ -121,8 +124,9 @@ def build_network(cfg: DictConfig) -> torch.nn.Module:
         backbone, build_scaler(m.scaler), blocks,
         history_length=data.history_length, horizon=data.horizon, calendar_features=calendar_features,
         d_model=a.d_model, fft_features=a.fft_features,
-        cross_step=CrossStepRefinement(data.horizon) if a.cross_step else None,
+        cross_step=CrossStepRefinement(a.d_model, data.horizon, a.patch_length) if a.cross_step else None,
         calendar_gates=a.calendar_gates, schedule_steps=a.bias_schedule_steps, patch_length=a.patch_length,
+        level_embedding=QuantileEmbedding(m.quantile_embedding, m.quantile_embedding_dim),
     )
 
 

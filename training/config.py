@@ -59,12 +59,12 @@ class DatasetConfig:
 class AttentionConfig:
     """The adaptive-attention (HATA) refinement; used when model.architecture = adaptive_attention."""
 
-    patch_length: int = 4  # hours per token; the attention's cost falls with its square
+    patch_length: int = 8  # hours per token; the attention's cost falls with its square
     d_model: int = 64
     num_heads: int = 4
     num_blocks: int = 2
     local_ratio: float = 0.5  # share of heads that are local
-    window: int = 6  # local heads see keys within this many tokens (patches of patch_length hours)
+    window: int = 3  # local heads see keys within this many tokens (3 patches of 8 hours: a day either side)
     gate: str = "scalar"  # fixed | scalar | head | step | token
     fixed_gate: float = 0.5  # alpha when gate = fixed
     calendar_gates: bool = True  # alpha also conditioned on each position's calendar
