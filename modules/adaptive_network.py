@@ -29,8 +29,9 @@ from modules.nbeats import NBeatsStack, QuantileEmbedding
 class MultiScaleConvolution(nn.Module):
     """Parallel 1-D convolutions with several kernel sizes ('same' padding), concatenated and projected.
 
-    The convolutions are depthwise (one filter per channel): a full D x D x k kernel over a week of
-    hours costs more than the attention itself; channels are mixed by the projection instead.
+    The convolutions are depthwise (one filter per channel; channels are mixed by the projection):
+    with hourly tokens a full D x D x k kernel cost more than the attention itself, and at patch
+    tokens it measured no faster than depthwise.
     """
 
     def __init__(self, d_model: int, kernel_sizes: tuple[int, ...], dropout: float = 0.0) -> None:
@@ -134,7 +135,7 @@ class AdaptiveAttentionNetwork(nn.Module):
         self.horizon_marker = nn.Parameter(torch.zeros(d_model))
         self.embed_spectrum = nn.Linear(2 * fft_features, d_model) if fft_features else None
         self.readout_norm = nn.LayerNorm(d_model)
-        self.embed_level = level_embedding or QuantileEmbedding("cosine", 16)
+        self.embed_level = level_embedding or QuantileEmbedding("identity")
         self.level_film = nn.Linear(self.embed_level.dim, 2 * d_model)
         # The read-out's first layer runs once per window; the level modulates its output by FiLM
         # (as in the FiLM N-BEATS), so per level and patch only the modulation, a GELU and a

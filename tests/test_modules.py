@@ -10,7 +10,7 @@ import torch
 from model.schedules import InverseSquareRootWarmup
 from modules.forecast_network import AnyQuantileNetwork, context_size
 from modules.level_sampling import BetaLevelSampler, LevelDraw, UniformLevelSampler, build_level_sampler
-from modules.nbeats import CONDITIONING_MODES, AnyQuantileNBeats, QuantileEmbedding
+from modules.nbeats import CONDITIONING_MODES, AnyQuantileNBeats, NBeatsStack, QuantileEmbedding, run_blocks
 from modules.scaling import MaxAbsScaler, RobustScaler, WindowScale, build_scaler
 
 T, H, C = 24, 6, 5  # history, horizon, calendar features
@@ -407,3 +407,18 @@ def test_every_backbone_parameter_receives_a_gradient(conditioning):
     net(torch.randn(4, 24), torch.rand(4, 2), torch.randn(4, 3)).pow(2).sum().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_nbeats_stack_is_the_level_free_part_of_the_out_backbone():
+    out = _backbone("out", context=C)
+    stack = NBeatsStack(T, H, context_size=C, num_blocks=3, num_layers=2, width=32)
+    stack.load_state_dict({k: v for k, v in out.state_dict().items() if k.startswith("blocks.") and "blocks.2.backcast" not in k})
+    assert stack.blocks[-1].backcast is None  # nothing reads the last block's residual
+    history, context = torch.randn(4, T), torch.randn(4, C)
+    residual, expected = run_blocks(out.blocks, history, context)
+    torch.testing.assert_close(stack(history, context), expected)  # [B, H]
+    b0, f0 = out.blocks[0](history, context)  # the doubly residual pass written out
+    b1, f1 = out.blocks[1](history - b0, context)
+    b2, f2 = out.blocks[2](history - b0 - b1, context)
+    torch.testing.assert_close(expected, f0 + f1 + f2)
+    torch.testing.assert_close(residual, history - b0 - b1 - b2)
