@@ -30,15 +30,20 @@ class QuantileEmbedding(nn.Module):
     """Features of the level q fed to the network, ``[..., Q] -> [..., Q, dim]``.
 
     ``identity`` passes q itself (dim 1, as in the paper); ``cosine`` uses cos(pi * k * q) for
-    k = 1..dim (as in IQN, Dabney et al. 2018), which lets a network bend its answer in q easily.
+    k = 1..dim (as in IQN, Dabney et al. 2018), which lets a network bend its answer in q easily;
+    ``normal`` passes (q, z(q)) with z the standard normal quantile function (dim 2): a forecast
+    whose spread is proportional to z is then linear in the features, and z grows without bound
+    towards 0 and 1, where the tails need it (q is clamped to [1e-6, 1 - 1e-6], |z| <= 4.75).
     """
+
+    DIMS = {"identity": 1, "normal": 2}  # fixed sizes; cosine takes any dim
 
     def __init__(self, kind: str = "identity", dim: int = 1) -> None:
         super().__init__()
-        if kind not in ("identity", "cosine"):
-            raise ValueError(f"unknown quantile embedding '{kind}'; choose 'identity' or 'cosine'")
-        if kind == "identity" and dim != 1:
-            raise ValueError(f"the identity quantile embedding has dim 1, got dim={dim}")
+        if kind not in ("identity", "cosine", "normal"):
+            raise ValueError(f"unknown quantile embedding '{kind}'; choose 'identity', 'cosine' or 'normal'")
+        if kind in self.DIMS and dim != self.DIMS[kind]:
+            raise ValueError(f"the {kind} quantile embedding has dim {self.DIMS[kind]}, got dim={dim}")
         if dim < 1:
             raise ValueError(f"quantile embedding dim must be positive, got {dim}")
         self.kind = kind
@@ -48,6 +53,9 @@ class QuantileEmbedding(nn.Module):
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
         if self.kind == "identity":
             return levels[..., None]
+        if self.kind == "normal":
+            z = math.sqrt(2) * torch.special.erfinv(2 * levels.float().clamp(1e-6, 1 - 1e-6) - 1)
+            return torch.stack([levels, z.to(levels.dtype)], dim=-1)
         return torch.cos(levels[..., None] * self.frequencies)
 
 

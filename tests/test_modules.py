@@ -50,7 +50,7 @@ def _inputs(B=4, seed=1):
 # --------------------------------------------------------------------------------------------
 # Any-quantile independence
 
-MODES = [(mode, "identity", 1) for mode in CONDITIONING_MODES] + [(mode, "cosine", 8) for mode in CONDITIONING_MODES]
+MODES = [(mode, kind, dim) for mode in CONDITIONING_MODES for kind, dim in (("identity", 1), ("cosine", 8), ("normal", 2))]
 
 
 @pytest.mark.parametrize("conditioning, embedding, dim", MODES)
@@ -109,6 +109,11 @@ def test_quantile_embedding_values():
     assert cosine.shape == (1, 3, 3)
     expected = torch.tensor([[[math.cos(math.pi * k * q) for k in (1, 2, 3)] for q in (0.0, 0.25, 1.0)]])
     torch.testing.assert_close(cosine, expected, rtol=0, atol=1e-6)
+    normal = QuantileEmbedding("normal", 2)(torch.tensor([[0.5, 0.975, 0.025, 0.8413447]]))
+    torch.testing.assert_close(normal[0, :, 1], torch.tensor([0.0, 1.959964, -1.959964, 1.0]), rtol=0, atol=1e-5)  # z(q) by table
+    torch.testing.assert_close(normal[0, :, 0], torch.tensor([0.5, 0.975, 0.025, 0.8413447]))
+    ends = QuantileEmbedding("normal", 2)(torch.tensor([0.0, 1.0]))
+    assert torch.isfinite(ends).all() and ends[0, 1] < -4.7 and ends[1, 1] > 4.7
 
 
 # --------------------------------------------------------------------------------------------

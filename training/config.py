@@ -89,8 +89,8 @@ class ModelConfig:
     num_layers: int = 3
     width: int = 256
     dropout: float = 0.0
-    quantile_embedding: str = "identity"  # identity | cosine
-    quantile_embedding_dim: int = 1
+    quantile_embedding: str = "identity"  # identity (q) | cosine (cos(pi k q), k = 1..dim) | normal (q and its normal quantile z(q))
+    quantile_embedding_dim: int = 1  # 1 for identity, 2 for normal, any for cosine
     scaler: str = "max_abs"  # max_abs | robust
     use_calendar: bool = True
     use_history_mask: bool = True
