@@ -21,9 +21,10 @@ calendar embedding of each position (calendar-aware gates); or a fixed constant 
 Two paths compute the same thing: ``reference`` (dense [L, L] logits written out step by step,
 readable, returns weights) and the fast path: local heads banded when L is long against the window
 (memory and time linear in L), everything else in one fused dense pass (batch-independent terms
-built once at [N, L, L]; fewest passes over [B, N, L, L]). On this CPU, under bf16 autocast, the
-fused pass took 61 ms against 154 ms for ``scaled_dot_product_attention`` with the same additive
-mask (forward + backward, B = 1024, L = 54, 4 heads).
+built once at [N, L, L]; fewest passes over [B, N, L, L]). Why not
+``scaled_dot_product_attention``: on this CPU under bf16 a hand-written masked pass (matmul, add,
+softmax, matmul) took 61 ms against its 154 ms with the same additive mask (forward + backward,
+B = 1024, L = 54, 4 heads).
 """
 from __future__ import annotations
 
