@@ -135,7 +135,7 @@ class AdaptiveAttentionNetwork(nn.Module):
         self.horizon_marker = nn.Parameter(torch.zeros(d_model))
         self.embed_spectrum = nn.Linear(2 * fft_features, d_model) if fft_features else None
         self.readout_norm = nn.LayerNorm(d_model)
-        self.embed_level = level_embedding or QuantileEmbedding("identity")
+        self.embed_level = QuantileEmbedding("identity") if level_embedding is None else level_embedding
         self.level_film = nn.Linear(self.embed_level.dim, 2 * d_model)
         # The read-out's first layer runs once per window; the level modulates its output by FiLM
         # (as in the FiLM N-BEATS), so per level and patch only the modulation, a GELU and a

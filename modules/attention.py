@@ -194,24 +194,35 @@ class AdaptiveTemporalAttention(nn.Module):
         position = torch.arange(length, device=device)
         return (position[:, None] - position[None, :]).abs()  # [L, L]
 
-    def _logits(self, scores: torch.Tensor, distance: torch.Tensor, heads: slice) -> torch.Tensor:
-        """(q . k) * W(d) / sqrt(hs) + beta * (-d / window) for the heads ``heads``.
+    def _reach(self, distance: torch.Tensor, heads: slice) -> torch.Tensor:
+        """[n, X, Y], False where a local head of ``heads`` may not look (distance > window)."""
+        is_local = torch.arange(self.num_heads, device=distance.device)[heads] < self.num_local  # [n]
+        return ~(is_local.reshape(-1, 1, 1) & (distance > self.window))
 
-        scores: [B, n, X, Y]; distance: [X or 1, Y], the query-key distance of each score.
+    def _logits(self, scores: torch.Tensor, distance: torch.Tensor, heads: slice, reach: torch.Tensor | None = None) -> torch.Tensor:
+        """(q . k) * W(d) / sqrt(hs) + beta * (-d / window) for the heads ``heads``, and -inf out of ``reach``.
+
+        scores: [B, n, X, Y]; distance: [X or 1, Y], the query-key distance of each score; reach:
+        [n, X, Y] or None. The terms that do not depend on the batch (bias, reach) are built at
+        their own small size and added to the scores in one pass, in the scores' dtype.
         """
         if self.temporal_kind != "off":
-            scores = scores * self.temporal_weight(distance)[heads]  # W [n, X or 1, Y]
-        scores = scores / math.sqrt(self.head_size)
-        bias = self._locality_bias(distance.to(scores.dtype))
-        return scores if bias is None else scores + bias[heads]  # bias [n, X or 1, Y]
+            scores = scores * self.temporal_weight(distance)[heads].to(scores.dtype)  # W [n, X or 1, Y]
+        bias = self._locality_bias(distance)  # [N, X or 1, Y] or None
+        table = None if bias is None else bias[heads]
+        if reach is not None:
+            outside = torch.zeros(reach.shape, device=scores.device).masked_fill(~reach, float("-inf"))  # [n, X, Y]
+            table = outside if table is None else table + outside
+        if table is None:
+            return scores / math.sqrt(self.head_size)
+        return torch.add(table.to(scores.dtype), scores, alpha=1 / math.sqrt(self.head_size))
 
     def _dense_attention(self, q, k, v, key_mask, heads: slice) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference path for the heads ``heads`` (q, k, v [B, n, L, hs]): every logit of [B, n, L, L] written out."""
         B, n, L, hs = q.shape
         distance = self._distance(L, q.device)  # [L, L]
         logits = self._logits(q @ k.transpose(-2, -1), distance, heads)  # [B, n, L, L]
-        is_local = (torch.arange(self.num_heads, device=q.device)[heads] < self.num_local).reshape(1, n, 1, 1)
-        visible = key_mask[:, None, None, :] & ~(is_local & (distance > self.window))  # [B, n, L, L]
+        visible = key_mask[:, None, None, :] & self._reach(distance, heads)  # [B, n, L, L]
         weights = _masked_softmax(logits, visible)
         return weights @ v, weights  # [B, n, L, hs], [B, n, L, L]
 
@@ -237,19 +248,9 @@ class AdaptiveTemporalAttention(nn.Module):
         dtype's lowest finite value rather than -inf, so a row with nothing to see stays finite;
         such rows are zeroed after the matmul with v (``has_keys``).
         """
-        B, n, L, hs = q.shape
-        distance = self._distance(L, q.device)  # [L, L]
-        is_local = (torch.arange(self.num_heads, device=q.device)[heads] < self.num_local).reshape(n, 1, 1)
-        in_reach = ~(is_local & (distance > self.window))  # [n, L, L]: the band of local heads
-        scores = q @ k.transpose(-2, -1)  # [B, n, L, L]
-        if self.temporal_kind != "off":
-            scores = scores * self.temporal_weight(distance)[heads].to(scores.dtype)
-        table = torch.zeros(n, L, L, device=q.device, dtype=scores.dtype)
-        bias = self._locality_bias(distance)
-        if bias is not None:
-            table = table + bias[heads].to(scores.dtype)
-        table = table.masked_fill(~in_reach, float("-inf"))  # [n, L, L]
-        logits = torch.add(table, scores, alpha=1 / math.sqrt(self.head_size))  # [B, n, L, L]
+        distance = self._distance(q.shape[2], q.device)  # [L, L]
+        in_reach = self._reach(distance, heads)  # [n, L, L]: the band of local heads
+        logits = self._logits(q @ k.transpose(-2, -1), distance, heads, reach=in_reach)  # [B, n, L, L]
         logits.masked_fill_(~key_mask[:, None, None, :], torch.finfo(logits.dtype).min)
         weights = torch.softmax(logits, dim=-1)  # [B, n, L, L]
         # A query has keys when some key in its reach is observed: [B, L] x [n, L, L] -> [B, n, L].
