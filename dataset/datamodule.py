@@ -15,9 +15,11 @@ class IndexBatchSampler(Sampler[torch.Tensor]):
     """Yields 1-D tensors of window indices, one per batch, so that a batch is one gather.
 
     Shuffling is seeded per (seed, epoch), so a run is reproducible and a resumed run sees the
-    same order; under DDP each rank takes every ``world_size``-th batch. When shuffling (training)
-    every rank gets the same number of batches, the few left over are dropped for that epoch, so
-    that no rank waits at a gradient all-reduce that the others never reach.
+    same order. Under DDP, in training (shuffled) each rank takes every ``world_size``-th batch and
+    every rank gets the same number of batches (the few left over are dropped for that epoch), so
+    that no rank waits at a gradient all-reduce that the others never reach. In evaluation each
+    rank takes one contiguous share of the windows, so every window is scored exactly once and no
+    rank is left without a batch while there are at least ``world_size`` windows.
     """
 
     def __init__(self, num_items: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
@@ -30,22 +32,22 @@ class IndexBatchSampler(Sampler[torch.Tensor]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _all_batches(self) -> list[torch.Tensor]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.num_items, generator=generator)
-        else:
-            order = torch.arange(self.num_items)
-        return list(order.split(self.batch_size))
+    def _rank_batches(self) -> list[torch.Tensor]:
+        if not self.shuffle:
+            share = torch.arange(self.num_items).tensor_split(self.world_size)[self.rank]
+            return list(share.split(self.batch_size)) if len(share) else []
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        batches = torch.randperm(self.num_items, generator=generator).split(self.batch_size)
+        return list(batches[self.rank :: self.world_size][: len(self)])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        yield from self._all_batches()[self.rank :: self.world_size][: len(self)]
+        yield from self._rank_batches()
 
     def __len__(self) -> int:
-        batches = -(-self.num_items // self.batch_size)
         if self.shuffle:
-            return batches // self.world_size
-        return len(range(self.rank, batches, self.world_size))
+            return -(-self.num_items // self.batch_size) // self.world_size
+        share = len(range(self.num_items)[self.rank :: self.world_size])  # the size of this rank's tensor_split share
+        return -(-share // self.batch_size)
 
 
 class WindowDataModule(LightningDataModule):

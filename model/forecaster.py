@@ -9,6 +9,7 @@ from torch import nn
 
 from model.metrics import QuantileForecastMetrics, headline
 from modules.forecast_network import ScaledForecast
+from modules.level_sampling import LevelSampler
 from modules.losses import pinball_loss, target_denominator
 from modules.quantile_levels import EvaluationLevels
 
@@ -21,7 +22,8 @@ class AnyQuantileForecaster(LightningModule):
 
     Args:
         network: ``(history, history_mask, calendar, levels) -> ScaledForecast``.
-        level_sampler: ``(batch_size, device) -> LevelDraw``: the levels each training sample is scored at.
+        level_sampler: ``(batch_size, device) -> LevelDraw``: the levels each training sample is scored at;
+            it sees every training batch's forecasts (``observe``) and may learn from them.
         evaluation_levels: the fixed dense grid (plus median and interval ends) for val and test.
         horizon: H, for the per-step metrics.
         optimizer: builds the optimiser from the parameters (e.g. ``functools.partial(Adam, lr=...)``).
@@ -35,7 +37,7 @@ class AnyQuantileForecaster(LightningModule):
     def __init__(
         self,
         network: nn.Module,
-        level_sampler: nn.Module,
+        level_sampler: LevelSampler,
         evaluation_levels: EvaluationLevels,
         horizon: int,
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
@@ -81,14 +83,17 @@ class AnyQuantileForecaster(LightningModule):
             return None
         draw = self.level_sampler(B, self.device)
         forecast = self(batch, draw.levels)
+        denominator = self._loss_denominator(forecast, batch["target"])
         loss = pinball_loss(
             forecast.prediction,
             batch["target"],
             draw.levels,
             mask=batch["target_mask"],
             weights=None if draw.weights is None else draw.weights[:, None, :],  # [B, 1, Q]
-            denominator=self._loss_denominator(forecast, batch["target"]),
+            denominator=denominator,
         )
+        # An adaptive sampler learns where the model is weak from the same forecasts (a no-op for the others).
+        self.level_sampler.observe(forecast.prediction.detach(), batch["target"], draw.levels, batch["target_mask"], denominator)
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
         return loss
 
@@ -98,6 +103,17 @@ class AnyQuantileForecaster(LightningModule):
         if self.loss_normalisation == "target":
             return target_denominator(target)  # [B, H, 1]
         return None
+
+    def on_train_epoch_end(self) -> None:
+        """Snapshot a learning sampler's state (kept in the checkpoint) and log it as TensorBoard histograms."""
+        snapshot = self.level_sampler.record(self.global_step)
+        if snapshot is None:  # a sampler that learns nothing
+            return
+        writer = getattr(self.logger, "experiment", None)
+        if self.trainer.is_global_zero and hasattr(writer, "add_histogram_raw"):
+            log_bin_histogram(writer, "sampler/probability", snapshot["probabilities"], self.global_step)
+            log_bin_histogram(writer, "sampler/weakness", snapshot["weakness"], self.global_step)
+            log_bin_histogram(writer, "sampler/loss", snapshot["loss"], self.global_step)
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
@@ -139,3 +155,15 @@ class AnyQuantileForecasterAdaptiveAttention(AnyQuantileForecaster):
         """Attention weights [B, N, L, L] and gate values of every block for a batch, from the same model."""
         forecast = self.network(batch["history"], batch["history_mask"], batch["calendar"], levels, return_attention=True)
         return forecast.analysis
+
+
+def log_bin_histogram(writer: Any, tag: str, values: list[float], step: int) -> None:
+    """Log per-bin values of (0, 1) as a TensorBoard histogram whose bar heights are the values."""
+    heights = torch.tensor(values, dtype=torch.float64).clamp_min(0)  # TensorBoard draws counts: no negatives
+    edges = torch.linspace(0, 1, len(values) + 1, dtype=torch.float64)
+    centres = (edges[1:] + edges[:-1]) / 2
+    writer.add_histogram_raw(
+        tag, min=0.0, max=1.0, num=float(heights.sum()), sum=float((heights * centres).sum()),
+        sum_squares=float((heights * centres**2).sum()), bucket_limits=edges[1:].tolist(),
+        bucket_counts=heights.tolist(), global_step=step,
+    )

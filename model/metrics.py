@@ -21,6 +21,9 @@ class QuantileForecastMetrics(Metric):
       [q_(1-c)/2, q_(1+c)/2] (ends found by level), and the interval's mean width.
     - ``mae``, ``mape`` (%; targets equal to 0 skipped), ``smape`` (%) of the median (found by level).
     - ``crossing_rate``: share of (window, step) forecasts whose quantiles are not non-decreasing in q.
+    - ``below_<q>``: share of observed targets strictly below the q forecast, for each of the levels'
+      ``extra_levels`` (a calibrated forecast gives q); ``calibration_error``: the mean over the grid
+      levels of |share below - q|.
     """
 
     full_state_update = False
@@ -31,10 +34,12 @@ class QuantileForecastMetrics(Metric):
         self.register_buffer("levels", levels.levels.float(), persistent=False)  # [Q]
         self.register_buffer("crps_mask", levels.crps_mask, persistent=False)  # [Q]
         self.median_index = levels.index(0.5)
+        self.reported_levels = {q: levels.index(q) for q in levels.extra_levels}
         self.interval_index = [tuple(levels.index(end) for end in interval_ends(c)) for c in self.intervals]
         I = len(self.intervals)
         self.add_state("crps_sum", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("observed", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("below", torch.zeros(len(levels), dtype=torch.float64), dist_reduce_fx="sum")  # [Q]
         self.add_state("covered", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("width_sum", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
         for name in ("abs_error_sum", "ape_sum", "ape_count", "smape_sum", "smape_count", "crossed", "forecasts"):
@@ -51,6 +56,7 @@ class QuantileForecastMetrics(Metric):
         grid_loss = pinball(prediction[..., self.crps_mask], target, self.levels[self.crps_mask].double())  # [B, H, K]
         self.crps_sum += (2 * grid_loss.mean(dim=-1) * weight).sum(dim=0)
         self.observed += weight.sum(dim=0)
+        self.below += ((target[..., None] < prediction).double() * weight[..., None]).sum(dim=(0, 1))
 
         for i, (low, high) in enumerate(self.interval_index):
             lower, upper = prediction[..., low], prediction[..., high]  # [B, H]
@@ -87,6 +93,11 @@ class QuantileForecastMetrics(Metric):
             name = f"{round(100 * coverage):d}"
             results[f"coverage_{name}"] = self.covered[i] / observed
             results[f"width_{name}"] = self.width_sum[i] / observed
+        share_below = self.below / observed  # [Q]
+        grid_levels = self.levels[self.crps_mask].double()
+        results["calibration_error"] = (share_below[self.crps_mask] - grid_levels).abs().mean()
+        for q, index in self.reported_levels.items():
+            results[f"below_{q:g}"] = share_below[index]
         for h, (total, count) in enumerate(zip(self.crps_sum, self.observed)):
             results[f"crps_step_{h + 1}"] = total / count
         return results

@@ -1,10 +1,29 @@
-"""Drawing the quantile levels each training sample is scored at."""
+"""Drawing the quantile levels each training sample is scored at.
+
+Every sampler draws ``levels_per_sample`` random levels per sample, then appends the same
+``fixed_levels`` (e.g. the median and interval ends) to every sample. Three kinds of random draw:
+
+- ``uniform``: independent U(0, 1) levels. The mean pinball loss over them estimates the uniform-q
+  integral of the pinball loss, which is CRPS / 2.
+- ``beta``: Beta(alpha, beta) levels; alpha = beta < 1 puts more of them in the tails. This changes
+  the training objective (the integral is weighted by the Beta density).
+- ``adaptive``: levels drawn where the model is weakest (:class:`AdaptiveLevelSampler`), with
+  importance weights that keep the objective the uniform-q integral.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import nn
+
+from modules.losses import pinball
+
+SAMPLER_KINDS = ("uniform", "beta", "adaptive")
+WEAKNESS_MEASURES = ("raw", "variance", "gaussian", "calibration")
 
 
 @dataclass(frozen=True)
@@ -15,32 +34,75 @@ class LevelDraw:
     weights: torch.Tensor | None = None
 
 
-class UniformLevelSampler(nn.Module):
-    """Q levels per sample, independent and uniform on (0, 1): the uniform-q pinball is CRPS / 2."""
+class LevelSampler(nn.Module):
+    """``(batch_size, device) -> LevelDraw``: random levels (subclasses draw them) plus fixed levels.
 
-    def __init__(self, levels_per_sample: int = 1) -> None:
+    ``observe`` receives each training batch's forecasts at the drawn levels; samplers that learn
+    from them (the adaptive one) override it, the others ignore it.
+    """
+
+    def __init__(self, levels_per_sample: int = 1, fixed_levels: Sequence[float] = ()) -> None:
         super().__init__()
         if levels_per_sample < 1:
             raise ValueError(f"levels_per_sample must be >= 1, got {levels_per_sample}")
+        for level in fixed_levels:
+            if not 0.0 < level < 1.0:
+                raise ValueError(f"fixed levels must be in (0, 1), got {level}")
         self.levels_per_sample = levels_per_sample
+        self.register_buffer("fixed_levels", torch.tensor(list(fixed_levels), dtype=torch.float32), persistent=False)
 
     def forward(self, batch_size: int, device: torch.device) -> LevelDraw:
-        return LevelDraw(torch.rand(batch_size, self.levels_per_sample, device=device))
+        random = self.draw(batch_size, device)  # levels [B, A]
+        if len(self.fixed_levels) == 0:
+            return random
+        fixed = self.fixed_levels.to(device).expand(batch_size, -1)  # [B, F]
+        weights = None
+        if random.weights is not None:  # a fixed level counts as much as one random level of average weight
+            weights = torch.cat([random.weights, torch.ones_like(fixed)], dim=1)
+        return LevelDraw(torch.cat([random.levels, fixed], dim=1), weights)  # [B, A + F]
+
+    def draw(self, batch_size: int, device: torch.device) -> LevelDraw:
+        raise NotImplementedError
+
+    def observe(
+        self,
+        prediction: torch.Tensor,
+        target: torch.Tensor,
+        levels: torch.Tensor,
+        mask: torch.Tensor,
+        denominator: torch.Tensor | None = None,
+    ) -> None:
+        """Learn from forecasts ``[B, H, Q]`` at the levels ``[B, Q]`` this sampler drew; a no-op here."""
+
+    def state_summary(self) -> dict[str, list[float]] | None:
+        """The learnt sampling state as plain lists (for logs and ``metrics.json``); None if it learns nothing."""
+        return None
+
+    def record(self, step: int) -> dict[str, Any] | None:
+        """Keep a snapshot of the learnt state at training ``step`` and return it; None if it learns nothing."""
+        return None
 
 
-class BetaLevelSampler(nn.Module):
-    """Q levels per sample from Beta(alpha, beta); alpha = beta < 1 puts more levels in the tails."""
+class UniformLevelSampler(LevelSampler):
+    """Random levels independent and uniform on (0, 1)."""
 
-    def __init__(self, levels_per_sample: int = 1, alpha: float = 0.5, beta: float = 0.5) -> None:
-        super().__init__()
-        if levels_per_sample < 1:
-            raise ValueError(f"levels_per_sample must be >= 1, got {levels_per_sample}")
+    def draw(self, batch_size: int, device: torch.device) -> LevelDraw:
+        levels = torch.rand(batch_size, self.levels_per_sample, device=device)
+        return LevelDraw(levels.clamp_min(torch.finfo(levels.dtype).tiny))  # rand is in [0, 1): keep 0 out
+
+
+class BetaLevelSampler(LevelSampler):
+    """Random levels from Beta(alpha, beta); alpha = beta < 1 puts more levels in the tails."""
+
+    def __init__(
+        self, levels_per_sample: int = 1, alpha: float = 0.5, beta: float = 0.5, fixed_levels: Sequence[float] = ()
+    ) -> None:
+        super().__init__(levels_per_sample, fixed_levels)
         if alpha <= 0 or beta <= 0:
             raise ValueError(f"Beta parameters must be positive, got alpha={alpha}, beta={beta}")
-        self.levels_per_sample = levels_per_sample
         self.register_buffer("concentration", torch.tensor([alpha, beta]), persistent=False)
 
-    def forward(self, batch_size: int, device: torch.device) -> LevelDraw:
+    def draw(self, batch_size: int, device: torch.device) -> LevelDraw:
         alpha, beta = self.concentration.to(device)
         draw = torch.distributions.Beta(alpha, beta).sample((batch_size, self.levels_per_sample))
         # Beta samples can round to exactly 0 or 1 in float32; the levels must stay inside (0, 1).
@@ -48,10 +110,206 @@ class BetaLevelSampler(nn.Module):
         return LevelDraw(draw.clamp(eps, 1 - eps))
 
 
-def build_level_sampler(kind: str, levels_per_sample: int, alpha: float = 0.5, beta: float = 0.5) -> nn.Module:
-    """``uniform`` or ``beta``."""
+class AdaptiveLevelSampler(LevelSampler):
+    """Draws levels where the model is weakest, weighted so that the objective stays the uniform-q integral.
+
+    (0, 1) is split into ``num_bins`` equal bins. Each bin keeps a running (exponential moving
+    average, ``momentum``) estimate of the model's *weakness* at its levels, measured on the training
+    batches. A bin is drawn with probability
+
+        p_b = min_prob + (1 - num_bins * min_prob) * softmax(s / temperature)_b,   s_b = w_b / mean(w),
+
+    (weakness relative to the mean over bins, so that ``temperature`` does not depend on the data's
+    scale), and a level is drawn uniformly inside its bin. Until a bin has been observed it scores
+    the mean, so the first draws are uniform.
+
+    **Weakness** (``weakness``): raw pinball loss is largest at the median and vanishes in the tails
+    (for a forecast as good as possible its expectation is sigma * phi(z_q) under a Gaussian), so
+    sampling by it would starve the tails. The measures, per bin:
+
+    - ``raw``: the mean pinball loss (normalised like the training loss) — for comparison only;
+    - ``variance``: pinball / (q (1 - q)), q (1 - q) being the variance of the indicator 1[y < f_q];
+    - ``gaussian``: pinball / phi(Phi^-1(q)): the loss relative to the profile of an ideal Gaussian
+      forecast, flat when the model is as good in the tails as at the centre;
+    - ``calibration``: |observed share of targets below f_q - q| / sqrt(q (1 - q)), the calibration
+      error in units of the indicator's standard deviation.
+
+    with q the bin's centre.
+
+    **Importance weights** (``importance_weighting``): a level from bin b has sampling density
+    num_bins * p_b against the uniform density 1, so its loss is weighted by 1 / (num_bins * p_b);
+    the weights are self-normalised to mean 1 over the batch. The weighted mean loss is then an
+    estimate of the uniform-q integral of the pinball loss (CRPS / 2), as with uniform sampling,
+    but with more draws where the model is weak. ``min_prob`` bounds the weights by
+    1 / (num_bins * min_prob). Without weighting the objective leans towards the weak bins.
+
+    **State** is model state: the estimates and counts are buffers (saved in checkpoints, restored
+    on resume), and the per-bin sums of a batch are summed across ranks before the update, so every
+    rank holds the same state under DDP. ``history`` (snapshots taken by :meth:`record`) is saved
+    with the state dict as the module's extra state.
+    """
+
+    def __init__(
+        self,
+        levels_per_sample: int = 8,
+        num_bins: int = 20,
+        momentum: float = 0.98,
+        temperature: float = 1.0,
+        min_prob: float = 0.01,
+        importance_weighting: bool = True,
+        weakness: str = "gaussian",
+        fixed_levels: Sequence[float] = (),
+    ) -> None:
+        super().__init__(levels_per_sample, fixed_levels)
+        if num_bins < 1:
+            raise ValueError(f"num_bins must be >= 1, got {num_bins}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if min_prob < 0 or min_prob * num_bins > 1 + 1e-9:
+            raise ValueError(
+                f"min_prob must be in [0, 1 / num_bins] so that the floors sum to at most 1; "
+                f"got min_prob={min_prob} with num_bins={num_bins} (min_prob * num_bins = {min_prob * num_bins:g})"
+            )
+        if weakness not in WEAKNESS_MEASURES:
+            raise ValueError(f"unknown weakness measure '{weakness}'; choose one of {WEAKNESS_MEASURES}")
+        self.num_bins = num_bins
+        self.momentum = momentum
+        self.temperature = temperature
+        self.min_prob = min_prob
+        self.importance_weighting = importance_weighting
+        self.weakness = weakness
+        centres = (torch.arange(num_bins, dtype=torch.float32) + 0.5) / num_bins
+        self.register_buffer("bin_centres", centres, persistent=False)  # [N]
+        # Running per-bin means over observed (sample, step, level) triples, and how many were seen.
+        self.register_buffer("bin_loss", torch.zeros(num_bins))  # normalised pinball loss  [N]
+        self.register_buffer("bin_below_minus_level", torch.zeros(num_bins))  # mean of 1[y < f_q] - q  [N]
+        self.register_buffer("bin_count", torch.zeros(num_bins, dtype=torch.float64))  # [N]
+        self.history: list[dict[str, Any]] = []
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def probabilities(self) -> torch.Tensor:
+        """Current bin probabilities ``[N]``: they sum to 1 and none is below ``min_prob``."""
+        weakness = self.bin_weakness()
+        seen = self.bin_count > 0
+        if not seen.any():
+            return torch.full_like(weakness, 1.0 / self.num_bins)
+        # Unseen bins score the mean of the seen ones; scores are relative to their mean.
+        weakness = torch.where(seen, weakness, weakness[seen].mean())
+        score = weakness / weakness.mean().clamp_min(torch.finfo(weakness.dtype).tiny)
+        softmax = torch.softmax(score / self.temperature, dim=0)
+        return self.min_prob + (1.0 - self.num_bins * self.min_prob) * softmax
+
+    def bin_weakness(self) -> torch.Tensor:
+        """The per-bin weakness ``[N]`` that drives the draw (see the class docstring).
+
+        The profile g(q) that a measure divides by is taken at the bin's centre, not at each level:
+        near 0 and 1, g(q) -> 0 and the ratios of single levels would be dominated by the few drawn
+        closest to the ends.
+        """
+        q = self.bin_centres
+        if self.weakness == "variance":
+            return self.bin_loss / (q * (1 - q))
+        if self.weakness == "gaussian":
+            z = torch.special.ndtri(q)
+            return self.bin_loss / (torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
+        if self.weakness == "calibration":
+            return self.bin_below_minus_level.abs() / (q * (1 - q)).sqrt()
+        return self.bin_loss
+
+    def draw(self, batch_size: int, device: torch.device) -> LevelDraw:
+        probabilities = self.probabilities().to(device)  # [N]
+        bins = torch.multinomial(probabilities, batch_size * self.levels_per_sample, replacement=True)
+        bins = bins.view(batch_size, self.levels_per_sample)  # [B, A]
+        offset = torch.rand(batch_size, self.levels_per_sample, device=device)  # position inside the bin
+        eps = torch.finfo(offset.dtype).eps
+        levels = ((bins + offset) / self.num_bins).clamp(eps, 1 - eps)  # [B, A]
+        if not self.importance_weighting:
+            return LevelDraw(levels)
+        weights = 1.0 / (self.num_bins * probabilities[bins])  # uniform density / sampling density  [B, A]
+        return LevelDraw(levels, weights / weights.mean())
+
+    # -- learning -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def observe(
+        self,
+        prediction: torch.Tensor,
+        target: torch.Tensor,
+        levels: torch.Tensor,
+        mask: torch.Tensor,
+        denominator: torch.Tensor | None = None,
+    ) -> None:
+        """Update the per-bin estimates from forecasts ``[B, H, Q]`` at the levels this sampler drew.
+
+        Only the random levels (the first ``levels_per_sample`` columns) count: the fixed ones sit at
+        the same points every batch and would misstate their bins' averages.
+        """
+        A = self.levels_per_sample
+        prediction, levels = prediction[..., :A].float(), levels[:, :A].float()  # [B, H, A], [B, A]
+        target = torch.where(mask, target.float(), torch.zeros_like(target, dtype=torch.float32))  # [B, H]
+        loss = pinball(prediction, target, levels)  # [B, H, A]
+        if denominator is not None:
+            loss = loss / denominator.float()
+        observed = mask.float()[..., None]  # [B, H, 1]
+        steps = observed.sum(dim=1)  # [B, 1]: observed steps of each sample
+        level_loss = (loss * observed).sum(dim=1)  # [B, A], summed over observed steps
+        below = ((target[..., None] < prediction).float() * observed).sum(dim=1) - steps * levels  # [B, A]
+
+        bins = (levels * self.num_bins).long().clamp(0, self.num_bins - 1).flatten()  # [B * A]
+        per_element = torch.stack([level_loss, below, steps.expand_as(levels)]).flatten(1)  # [3, B * A]
+        sums = torch.zeros(3, self.num_bins, device=levels.device).index_add_(1, bins, per_element)  # [3, N]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(sums)  # every rank updates with the same statistics
+        loss_sum, below_sum, count = sums.to(self.bin_loss.device)
+        hit = count > 0
+        mean = torch.stack([loss_sum, below_sum]) / count.clamp_min(1)  # [2, N]
+        # A bin's first observation replaces its zero initial value; later ones are averaged in.
+        keep = torch.where(self.bin_count > 0, self.momentum, 0.0).to(mean.dtype)  # [N]
+        for state, batch_mean in zip((self.bin_loss, self.bin_below_minus_level), mean):
+            state.copy_(torch.where(hit, keep * state + (1 - keep) * batch_mean, state))
+        self.bin_count += count.double()
+
+    # -- reading out --------------------------------------------------------------------------
+
+    def state_summary(self) -> dict[str, list[float]]:
+        return {
+            "bin_centres": self.bin_centres.tolist(),
+            "probabilities": self.probabilities().tolist(),
+            "weakness": self.bin_weakness().tolist(),
+            "loss": self.bin_loss.tolist(),
+            "below_minus_level": self.bin_below_minus_level.tolist(),
+            "count": self.bin_count.tolist(),
+        }
+
+    def record(self, step: int) -> dict[str, Any]:
+        """Append a snapshot of the state at training ``step`` to ``history`` and return it."""
+        snapshot = {"step": int(step), **self.state_summary()}
+        self.history.append(snapshot)
+        return snapshot
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.history = list(state.get("history", []))
+
+
+def build_level_sampler(
+    kind: str,
+    levels_per_sample: int,
+    fixed_levels: Sequence[float] = (),
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    **adaptive: Any,
+) -> LevelSampler:
+    """``uniform``, ``beta`` (uses ``alpha``, ``beta``) or ``adaptive`` (the remaining keyword arguments)."""
     if kind == "uniform":
-        return UniformLevelSampler(levels_per_sample)
+        return UniformLevelSampler(levels_per_sample, fixed_levels)
     if kind == "beta":
-        return BetaLevelSampler(levels_per_sample, alpha, beta)
-    raise ValueError(f"unknown level sampler '{kind}'; choose 'uniform' or 'beta'")
+        return BetaLevelSampler(levels_per_sample, alpha, beta, fixed_levels)
+    if kind == "adaptive":
+        return AdaptiveLevelSampler(levels_per_sample, fixed_levels=fixed_levels, **adaptive)
+    raise ValueError(f"unknown level sampler '{kind}'; choose one of {SAMPLER_KINDS}")

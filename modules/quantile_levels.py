@@ -18,20 +18,31 @@ def midpoint_grid(num_levels: int) -> torch.Tensor:
 
 
 class EvaluationLevels:
-    """The levels a forecast is evaluated at: a dense CRPS grid plus the median and interval ends.
+    """The levels a forecast is evaluated at: a dense CRPS grid plus the median, interval ends and extras.
 
     ``levels`` is sorted and free of duplicates; ``crps_mask`` marks the grid levels (the
-    others are only used for intervals); ``index(q)`` finds a level by value within a tolerance.
+    others are only used for intervals and calibration); ``extra_levels`` (e.g. 0.01 and 0.99) are
+    levels whose calibration is reported by name; ``index(q)`` finds a level by value within a tolerance.
     """
 
-    def __init__(self, grid_size: int = 99, intervals: tuple[float, ...] = DEFAULT_INTERVALS, tolerance: float = 1e-9):
+    def __init__(
+        self,
+        grid_size: int = 99,
+        intervals: tuple[float, ...] = DEFAULT_INTERVALS,
+        extra_levels: tuple[float, ...] = (),
+        tolerance: float = 1e-9,
+    ):
         for coverage in intervals:
             if not 0.0 < coverage < 1.0:
                 raise ValueError(f"interval coverage must be in (0, 1), got {coverage}")
+        for level in extra_levels:
+            if not 0.0 < level < 1.0:
+                raise ValueError(f"calibration levels must be in (0, 1), got {level}")
         self.grid = midpoint_grid(grid_size)
         self.intervals = tuple(float(c) for c in intervals)
+        self.extra_levels = tuple(float(q) for q in extra_levels)
         self.tolerance = tolerance
-        extra = [0.5] + [end for c in self.intervals for end in interval_ends(c)]
+        extra = [0.5, *self.extra_levels] + [end for c in self.intervals for end in interval_ends(c)]
         candidates = torch.cat([self.grid, torch.tensor(extra, dtype=torch.float64)]).sort().values
         keep = torch.ones_like(candidates, dtype=torch.bool)
         keep[1:] = (candidates[1:] - candidates[:-1]) > tolerance

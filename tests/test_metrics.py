@@ -354,3 +354,35 @@ def test_custom_levels_and_bad_arguments():
     for bad in (0.0, 1.0, 1.5, -0.1):
         with pytest.raises(ValueError, match="coverage"):
             EvaluationLevels(intervals=(bad,))
+
+
+def test_share_below_and_calibration_error_by_hand():
+    levels = EvaluationLevels(grid_size=4, intervals=(0.5,), extra_levels=(0.1,))
+    # levels 0.1, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875 forecast as 0, 10, ..., 70 at every step
+    assert levels.levels.tolist() == [0.1, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875]
+    prediction = (10.0 * torch.arange(8.0))[None, None, :].expand(1, 5, 8)
+    target = torch.tensor([[-1.0, 15.0, 25.0, 100.0, -100.0]])
+    mask = torch.tensor([[True, True, True, True, False]])  # the -100 is not observed
+    result = _compute(levels, prediction, target, mask)
+    assert result["below_0.1"] == pytest.approx(0.25)  # only -1 is below 0
+    # grid levels: share below 10, 30, 50, 70 = 1/4, 3/4, 3/4, 3/4 against 0.125, 0.375, 0.625, 0.875
+    assert result["calibration_error"] == pytest.approx((0.125 + 0.375 + 0.125 + 0.125) / 4)
+
+
+def test_calibration_of_the_true_gaussian_quantiles_is_near_zero():
+    levels = EvaluationLevels(grid_size=99, extra_levels=(0.01, 0.05, 0.95, 0.99))
+    rng = np.random.default_rng(3)
+    target = torch.from_numpy(rng.normal(size=(4000, 5)))
+    prediction = torch.from_numpy(st.norm.ppf(levels.levels.numpy()))[None, None, :].expand(4000, 5, -1)
+    result = _compute(levels, prediction, target)
+    for q in (0.01, 0.05, 0.95, 0.99):  # 20,000 targets: binomial sd <= 0.0035
+        assert result[f"below_{q:g}"] == pytest.approx(q, abs=0.015)
+    assert result["calibration_error"] < 0.01
+    wide = _compute(levels, 2 * prediction, target)  # too wide: the tails are over-covered
+    assert wide["below_0.01"] < 0.001 and wide["below_0.99"] > 0.999 - 0.001
+    assert wide["calibration_error"] > 0.05
+
+
+def test_calibration_levels_must_be_inside_the_unit_interval():
+    with pytest.raises(ValueError, match="calibration levels"):
+        EvaluationLevels(extra_levels=(1.0,))

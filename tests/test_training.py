@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,6 +167,9 @@ def test_overrides_cannot_add_or_delete_keys():
         ("model.conditioning=sideways", "unknown conditioning"),
         ("sampler.kind=gaussian", "unknown level sampler"),
         ("evaluation.intervals=[0.5,1.5]", "interval coverage"),
+        ("evaluation.calibration_levels=[0.0]", "calibration levels"),
+        ("sampler.temperature=0", "applies only to sampler.kind=adaptive"),
+        ("sampler.alpha=2", "applies only to sampler.kind=beta"),
         ("dataset.val_start=notadate", "dataset split settings"),
         ("trainer.precision=banana", "unknown trainer.precision"),
     ],
@@ -187,3 +192,86 @@ def test_time_budget_does_not_restore_elapsed_time():
     budget = WallClockBudget(duration="00:00:01:00")
     budget.load_state_dict({"time_elapsed": {"train": 3600.0}})
     assert budget.time_elapsed("train") < 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# The adaptive level sampler in training
+
+
+ADAPTIVE = ("sampler=adaptive", "sampler.levels_per_sample=4")
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("sampler.min_prob=0.1", r"min_prob \* num_bins = 2"),
+        ("sampler.temperature=0", "temperature must be > 0"),
+        ("sampler.momentum=1.0", r"momentum must be in \[0, 1\)"),
+        ("sampler.weakness=loss", "unknown weakness measure"),
+    ],
+)
+def test_bad_adaptive_sampler_settings_are_config_errors(tiny_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        train(tiny_config(*ADAPTIVE, override))
+
+
+def test_sampler_config_group_selects_the_preset(tiny_config):
+    cfg = tiny_config("sampler=adaptive")
+    assert (cfg.sampler.kind, cfg.sampler.num_bins, cfg.sampler.weakness) == ("adaptive", 20, "gaussian")
+    assert tiny_config("sampler=beta").sampler.kind == "beta"
+    with pytest.raises(ConfigError):
+        tiny_config("sampler=gaussian")
+
+
+def sampler_state(checkpoint: Path) -> dict:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    return {k.removeprefix("level_sampler."): v for k, v in state.items() if k.startswith("level_sampler.")}
+
+
+def test_adaptive_sampler_state_is_saved_restored_on_resume_and_reported(tiny_config):
+    first = train(tiny_config(*ADAPTIVE, "trainer.max_steps=8"))
+    run_dir = Path(first["run_dir"])
+    saved = sampler_state(run_dir / "checkpoints" / "last.ckpt")
+    assert saved["bin_count"].sum() > 0 and saved["bin_loss"].abs().sum() > 0
+    history = saved["_extra_state"]["history"]
+    assert history and history[-1]["step"] <= 8  # one snapshot per training epoch
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["sampler"]["count"] == saved["bin_count"].tolist()
+    assert sum(metrics["sampler"]["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+    for level in ("0.01", "0.05", "0.95", "0.99"):
+        assert 0 <= metrics["model"][f"below_{level}"] <= 1
+
+    # A resumed run continues from the saved estimates: its counts add to those of the first run
+    # (a fresh sampler would hold only the 4 new steps' counts), and its history extends the saved one.
+    resumed = train(tiny_config(*ADAPTIVE, "trainer.max_steps=12"), resume="last")
+    assert resumed["global_step"] == 12
+    after = sampler_state(run_dir / "checkpoints" / "last.ckpt")
+    assert (after["bin_count"] >= saved["bin_count"]).all() and after["bin_count"].sum() > saved["bin_count"].sum()
+    assert after["_extra_state"]["history"][: len(history)] == history
+
+    # and load_forecaster rebuilds the sampler with the same state
+    model, _ = load_forecaster(run_dir / "checkpoints" / "last.ckpt")
+    assert torch.equal(model.level_sampler.bin_count, after["bin_count"])
+
+
+def test_adaptive_sampler_trains_the_attention_model(tmp_path):
+    from tiny_run import tiny_config as make
+
+    cfg = make(tmp_path, "model.architecture=adaptive_attention", "model.conditioning=out",
+               "model.attention.d_model=16", *ADAPTIVE, "sampler.fixed_levels=[0.05,0.5,0.95]")
+    summary = train(cfg)
+    assert math.isfinite(summary["model"]["crps"]) and sum(summary["sampler"]["count"]) > 0
+
+
+def test_ddp_two_cpu_processes_end_with_identical_sampler_state(tmp_path):
+    """A real 2-process DDP (gloo) training run; the ranks see different batches."""
+    script = Path(__file__).with_name("ddp_sampler_run.py")
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    states = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+    for name in ("bin_loss", "bin_below_minus_level", "bin_count"):
+        assert torch.equal(states[0][name], states[1][name]), name
+    assert states[0]["_extra_state"] == states[1]["_extra_state"]
+    assert states[0]["bin_count"].sum() > 0
+    # one run folder, written by rank 0 only
+    assert len(list((tmp_path / "runs").glob("*/*/metrics.json"))) == 1

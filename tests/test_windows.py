@@ -371,9 +371,15 @@ def test_sampler_order_is_seeded_by_seed_and_epoch():
 @pytest.mark.parametrize("num_items, batch_size", [(100, 10), (95, 10), (7, 3), (1, 4)])
 def test_sampler_ranks_are_disjoint_and_cover_everything(num_items, batch_size):
     # Evaluation (no shuffle): every window exactly once across the ranks.
-    ranks = [flatten(list(IndexBatchSampler(num_items, batch_size, shuffle=False, rank=r, world_size=2))) for r in range(2)]
+    eval_samplers = [IndexBatchSampler(num_items, batch_size, shuffle=False, rank=r, world_size=2) for r in range(2)]
+    ranks = [flatten(sampler) for sampler in eval_samplers]
     assert not set(ranks[0]) & set(ranks[1])
     assert sorted(ranks[0] + ranks[1]) == list(range(num_items))
+    for sampler, share in zip(eval_samplers, ranks):
+        assert len(list(sampler)) == len(sampler)
+        # a contiguous share: no rank is left without windows while there are enough (Lightning
+        # refuses a rank whose loader is empty), even when all windows fit in one batch
+        assert share == sorted(share) and (len(share) >= 1 or num_items < 2)
 
     # Training (shuffle): ranks shard one shared order into equal batch counts, disjoint, and
     # drop at most the last (world_size - 1) batches of the epoch.

@@ -22,11 +22,11 @@ from model.schedules import InverseSquareRootWarmup
 from modules.adaptive_network import AdaptiveAttentionNetwork, CrossStepRefinement, HataBlock
 from modules.attention import AdaptiveTemporalAttention
 from modules.forecast_network import AnyQuantileNetwork, context_size
-from modules.level_sampling import build_level_sampler
+from modules.level_sampling import LevelSampler, build_level_sampler
 from modules.nbeats import AnyQuantileNBeats, NBeatsStack, QuantileEmbedding
 from modules.quantile_levels import EvaluationLevels
 from modules.scaling import build_scaler
-from training.config import ConfigError, ExperimentConfig, config_to_dict
+from training.config import SAMPLER_KEYS_BY_KIND, ConfigError, ExperimentConfig, SamplerConfig, config_to_dict
 
 DATA_SOURCES = ("synthetic", "file")
 ARCHITECTURES = ("nbeats", "adaptive_attention")
@@ -75,7 +75,8 @@ def build_datamodule(cfg: DictConfig, data: ForecastData) -> WindowDataModule:
 
 
 def build_evaluation_levels(cfg: DictConfig) -> EvaluationLevels:
-    return EvaluationLevels(cfg.evaluation.grid_size, tuple(cfg.evaluation.intervals))
+    e = cfg.evaluation
+    return EvaluationLevels(e.grid_size, tuple(e.intervals), extra_levels=tuple(e.calibration_levels))
 
 
 def build_network(cfg: DictConfig) -> torch.nn.Module:
@@ -140,14 +141,25 @@ def build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
         raise ConfigError(f"bad model setting: {error}") from None
 
 
-def _build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
+def build_sampler(cfg: DictConfig) -> LevelSampler:
+    """The training level sampler of ``cfg.sampler``; a setting that its kind does not use is an error."""
     s = cfg.sampler
+    defaults = SamplerConfig()
+    for kind, keys in SAMPLER_KEYS_BY_KIND.items():
+        for key in keys:
+            if kind != s.kind and s[key] != getattr(defaults, key):
+                raise ConfigError(f"sampler.{key} applies only to sampler.kind={kind}, but sampler.kind is '{s.kind}'")
+    adaptive = {key: s[key] for key in SAMPLER_KEYS_BY_KIND["adaptive"]} if s.kind == "adaptive" else {}
+    return build_level_sampler(s.kind, s.levels_per_sample, tuple(s.fixed_levels), s.alpha, s.beta, **adaptive)
+
+
+def _build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
     forecaster = (
         AnyQuantileForecasterAdaptiveAttention if cfg.model.architecture == "adaptive_attention" else AnyQuantileForecaster
     )
     return forecaster(
         network=build_network(cfg),
-        level_sampler=build_level_sampler(s.kind, s.levels_per_sample, s.alpha, s.beta),
+        level_sampler=build_sampler(cfg),
         evaluation_levels=build_evaluation_levels(cfg),
         horizon=cfg.dataset.horizon,
         optimizer=functools.partial(torch.optim.Adam, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay),

@@ -100,10 +100,25 @@ class ModelConfig:
 
 @dataclass
 class SamplerConfig:
-    kind: str = "uniform"  # uniform | beta
-    levels_per_sample: int = 1
+    """How training levels are drawn (modules/level_sampling.py); presets in config/sampler/."""
+
+    kind: str = "uniform"  # uniform | beta | adaptive
+    levels_per_sample: int = 1  # random levels per sample (for adaptive: its adaptive levels)
+    fixed_levels: list[float] = field(default_factory=list)  # added to every sample, e.g. [0.5, 0.05, 0.95]
     alpha: float = 0.5  # beta only
     beta: float = 0.5  # beta only
+    num_bins: int = 20  # adaptive only, and the rest below
+    momentum: float = 0.98  # running per-bin estimates: new = momentum * old + (1 - momentum) * batch
+    temperature: float = 1.0  # softmax temperature over relative bin weakness; higher = closer to uniform
+    min_prob: float = 0.01  # floor of each bin's probability; min_prob * num_bins <= 1
+    importance_weighting: bool = True  # weight levels by uniform / sampling density (objective stays CRPS / 2)
+    weakness: str = "gaussian"  # raw | variance | gaussian | calibration (see AdaptiveLevelSampler)
+
+
+SAMPLER_KEYS_BY_KIND = {
+    "beta": ("alpha", "beta"),
+    "adaptive": ("num_bins", "momentum", "temperature", "min_prob", "importance_weighting", "weakness"),
+}
 
 
 @dataclass
@@ -117,6 +132,7 @@ class OptimizerConfig:
 class EvaluationConfig:
     grid_size: int = 99  # K midpoint levels for CRPS
     intervals: list[float] = field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95])
+    calibration_levels: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.95, 0.99])  # share of targets below each
     seasonal_naive_lags: list[int] = field(default_factory=lambda: [168])  # reference forecasts in metrics.json
     residual_window: int = 28 * 24  # hours of past seasonal errors for the naive quantiles
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
-from lightning import Trainer, seed_everything
+from lightning import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
@@ -23,10 +24,16 @@ from training.config import ConfigError
 
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+RANK_VARIABLE = "LOCAL_RANK"  # set by Lightning in the processes it starts for DDP ranks > 0
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 
-def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None) -> dict[str, Any]:
+RUN_DIR_VARIABLE = "ANYQ_RUN_DIR"  # the run folder chosen by rank 0, inherited by the DDP processes it starts
+
+
+def train(
+    cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None, callbacks: Sequence[Callback] = ()
+) -> dict[str, Any]:
     """Train the model of ``cfg``, evaluate it on the test split (val if there is none), return the summary.
 
     Args:
@@ -34,6 +41,11 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
         fast_dev_run: one batch of train, val and test, nothing written but the run folder's config.
         resume: a checkpoint path, or ``"last"`` for the newest ``last.ckpt`` of this config's runs;
             training continues from its step (and in its run folder) up to ``trainer.max_steps``.
+        callbacks: extra Lightning callbacks for the trainer.
+
+    With ``trainer.devices > 1`` on CPU (DDP over gloo), Lightning starts the other ranks by running
+    the same command again; they find the run folder of rank 0 in the environment, and only rank 0
+    writes files.
     """
     resume_path = _resolve_resume(cfg, resume)
     if cfg.trainer.precision not in PRECISIONS:
@@ -43,13 +55,15 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
     data = build_data(cfg)
     model = build_forecaster(cfg)
     run_dir = resume_path.parent.parent if resume_path else _new_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # A resume keeps the original config.yaml and records its own config beside it.
-    config_name = f"config-resumed-{_timestamp()}.yaml" if resume_path else "config.yaml"
-    resolved = OmegaConf.to_yaml(cfg, resolve=True)
-    (run_dir / config_name).write_text(resolved)
-    print(resolved, flush=True)
-    print(f"run folder: {run_dir}", flush=True)
+    main_process = RANK_VARIABLE not in os.environ or os.environ[RANK_VARIABLE] == "0"
+    if main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # A resume keeps the original config.yaml and records its own config beside it.
+        config_name = f"config-resumed-{_timestamp()}.yaml" if resume_path else "config.yaml"
+        resolved = OmegaConf.to_yaml(cfg, resolve=True)
+        (run_dir / config_name).write_text(resolved)
+        print(resolved, flush=True)
+        print(f"run folder: {run_dir}", flush=True)
 
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -73,7 +87,7 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
         num_sanity_val_steps=1,
         use_distributed_sampler=False,  # WindowDataModule shards batches by rank itself
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
-        callbacks=[checkpoint, throughput, LearningRateMonitor(logging_interval="step")]
+        callbacks=[checkpoint, throughput, LearningRateMonitor(logging_interval="step"), *callbacks]
         + ([WallClockBudget(duration=cfg.trainer.max_time, interval="step")] if cfg.trainer.max_time else []),
         fast_dev_run=fast_dev_run,
         default_root_dir=str(run_dir),
@@ -98,9 +112,13 @@ def train(cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None
         "train_samples_per_second": throughput.samples_per_second,
         "model": model.results.get("test", {}),
     }
+    sampler_state = model.level_sampler.state_summary()
+    if sampler_state is not None:  # where an adaptive sampler ended: bin probabilities and weakness
+        summary["sampler"] = sampler_state
     if not fast_dev_run:  # one batch of model metrics would not compare with references on every window
         summary["references"] = _reference_scores(cfg, data, datamodule.datasets[split], model.evaluation_levels)
-        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        if trainer.is_global_zero:
+            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     summary["run_dir"] = str(run_dir)
     return summary
 
@@ -123,7 +141,12 @@ def _timestamp() -> str:
 
 
 def _new_run_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.output_dir) / cfg.name / _timestamp()
+    """A fresh timestamped folder; DDP ranks started by this process inherit it through the environment."""
+    if RUN_DIR_VARIABLE in os.environ and os.environ.get(RANK_VARIABLE, "0") != "0":
+        return Path(os.environ[RUN_DIR_VARIABLE])
+    run_dir = Path(cfg.output_dir) / cfg.name / _timestamp()
+    os.environ[RUN_DIR_VARIABLE] = str(run_dir)
+    return run_dir
 
 
 def _resolve_resume(cfg: DictConfig, resume: str | None) -> Path | None:
