@@ -19,6 +19,8 @@ VARIANTS = (
     Variant("adaptive", "adaptive, gaussian weakness, importance-weighted", ("sampler=adaptive",)),
     Variant("adaptive_unweighted", "adaptive, gaussian weakness, no importance weights",
             ("sampler=adaptive", "sampler.importance_weighting=false")),
+    Variant("adaptive_sharp", "adaptive, gaussian weakness, weighted, temperature 0.25",
+            ("sampler=adaptive", "sampler.temperature=0.25")),
     Variant("adaptive_raw", "adaptive, raw pinball as weakness, weighted", ("sampler=adaptive", "sampler.weakness=raw")),
     Variant("adaptive_variance", "adaptive, pinball / q(1-q), weighted", ("sampler=adaptive", "sampler.weakness=variance")),
     Variant("adaptive_calibration", "adaptive, calibration error, weighted",

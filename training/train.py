@@ -24,10 +24,8 @@ from training.config import ConfigError
 
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
-RANK_VARIABLE = "LOCAL_RANK"  # set by Lightning in the processes it starts for DDP ranks > 0
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
-
-
+RANK_VARIABLE = "LOCAL_RANK"  # set by Lightning in the processes it starts for DDP ranks > 0
 RUN_DIR_VARIABLE = "ANYQ_RUN_DIR"  # the run folder chosen by rank 0, inherited by the DDP processes it starts
 
 
@@ -55,8 +53,7 @@ def train(
     data = build_data(cfg)
     model = build_forecaster(cfg)
     run_dir = resume_path.parent.parent if resume_path else _new_run_dir(cfg)
-    main_process = RANK_VARIABLE not in os.environ or os.environ[RANK_VARIABLE] == "0"
-    if main_process:
+    if _is_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
         # A resume keeps the original config.yaml and records its own config beside it.
         config_name = f"config-resumed-{_timestamp()}.yaml" if resume_path else "config.yaml"
@@ -136,13 +133,17 @@ def _reference_scores(
     return {name: score_reference(forecaster, windows, levels) for name, forecaster in forecasters.items()}
 
 
+def _is_rank_zero() -> bool:
+    return os.environ.get(RANK_VARIABLE, "0") == "0"
+
+
 def _timestamp() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S-%f")
 
 
 def _new_run_dir(cfg: DictConfig) -> Path:
     """A fresh timestamped folder; DDP ranks started by this process inherit it through the environment."""
-    if RUN_DIR_VARIABLE in os.environ and os.environ.get(RANK_VARIABLE, "0") != "0":
+    if RUN_DIR_VARIABLE in os.environ and not _is_rank_zero():
         return Path(os.environ[RUN_DIR_VARIABLE])
     run_dir = Path(cfg.output_dir) / cfg.name / _timestamp()
     os.environ[RUN_DIR_VARIABLE] = str(run_dir)

@@ -1,0 +1,43 @@
+"""The comparison engine of the benchmark scripts: variants x seeds through train(), mean ± std tables."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from benchmarks import sampler_comparison
+from benchmarks.variant_runs import STANDARD_COLUMNS, Column, Variant, add_arguments, markdown_table, metric, run_variants
+
+from tiny_run import TINY_OVERRIDES
+
+VARIANTS = (Variant("a", "first"), Variant("b", "second", ("model.width=8",)), Variant("c", "never run"))
+
+
+def record(variant: str, seed: int, crps: float) -> dict:
+    return {"variant": variant, "seed": seed, "global_step": 10, "model": {"crps": crps}}
+
+
+def test_markdown_table_means_and_sample_std_by_hand():
+    records = [record("a", 0, 1.0), record("a", 1, 3.0), record("b", 0, 5.0)]
+    table = markdown_table(records, VARIANTS, (Column("steps", lambda r: r["global_step"], 0), Column("CRPS", metric("crps"), 2)))
+    lines = table.splitlines()
+    assert lines[0] == "| variant | change | runs | steps | CRPS |"
+    assert lines[2] == "| a | first | 2 | 10 ± 0 | 2.00 ± 1.41 |"  # mean 2, sample std sqrt(2)
+    assert lines[3] == "| b | second | 1 | 10 | 5.00 |"  # one seed: no ±
+    assert len(lines) == 4  # a variant without runs has no row
+
+
+def test_run_variants_trains_each_variant_and_seed_and_writes_json(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, sampler_comparison.VARIANTS, "nbeatsaq-synthetic")
+    args = parser.parse_args([
+        "--steps", "3", "--seeds", "0", "1", "--only", "uniform", "adaptive", "--json", str(tmp_path / "runs.json"),
+        *TINY_OVERRIDES, f"output_dir={tmp_path}", "trainer.val_every_n_steps=3",
+    ])
+    records = run_variants(args, sampler_comparison.VARIANTS)
+    assert [(r["variant"], r["seed"]) for r in records] == [("uniform", 0), ("uniform", 1), ("adaptive", 0), ("adaptive", 1)]
+    assert all(r["global_step"] == 3 for r in records)
+    assert "sampler" in records[2] and "sampler" not in records[0]
+    assert json.loads((tmp_path / "runs.json").read_text()) == records
+    table = markdown_table(records, sampler_comparison.VARIANTS, sampler_comparison.COLUMNS)
+    assert table.count("\n") == 3 and "below 0.99" in table
+    assert markdown_table(records, sampler_comparison.VARIANTS, STANDARD_COLUMNS).count(" ± ") >= 6
