@@ -125,7 +125,7 @@ class AdaptiveLevelSampler(LevelSampler):
 
     **Weakness** (``weakness``): raw pinball loss is largest at the median and vanishes in the tails
     (for a forecast as good as possible its expectation is sigma * phi(z_q) under a Gaussian), so
-    sampling by it would starve the tails. The measures, per bin:
+    sampling by it would starve the tails. The measures, per bin, with q the bin's centre:
 
     - ``raw``: the mean pinball loss (normalised like the training loss) — for comparison only;
     - ``variance``: pinball / (q (1 - q)), q (1 - q) being the variance of the indicator 1[y < f_q];
@@ -133,8 +133,6 @@ class AdaptiveLevelSampler(LevelSampler):
       forecast, flat when the model is as good in the tails as at the centre;
     - ``calibration``: |observed share of targets below f_q - q| / sqrt(q (1 - q)), the calibration
       error in units of the indicator's standard deviation.
-
-    with q the bin's centre.
 
     **Importance weights** (``importance_weighting``): a level from bin b has sampling density
     num_bins * p_b against the uniform density 1, so its loss is weighted by 1 / (num_bins * p_b);
