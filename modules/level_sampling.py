@@ -20,7 +20,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from modules.losses import pinball
 
 SAMPLER_KINDS = ("uniform", "beta", "adaptive")
 WEAKNESS_MEASURES = ("raw", "variance", "gaussian", "calibration")
@@ -248,13 +247,15 @@ class AdaptiveLevelSampler(LevelSampler):
         A = self.levels_per_sample
         prediction, levels = prediction[..., :A].float(), levels[:, :A].float()  # [B, H, A], [B, A]
         target = torch.where(mask, target.float(), torch.zeros_like(target, dtype=torch.float32))  # [B, H]
-        loss = pinball(prediction, target, levels)  # [B, H, A]
+        error = target[..., None] - prediction  # [B, H, A]
+        below = (error < 0).float()  # 1[y < f_q]
+        loss = error * (levels[:, None, :] - below)  # the pinball loss, sharing the comparison with `below`
         if denominator is not None:
             loss = loss / denominator.float()
         observed = mask.float()[..., None]  # [B, H, 1]
         steps = observed.sum(dim=1)  # [B, 1]: observed steps of each sample
         level_loss = (loss * observed).sum(dim=1)  # [B, A], summed over observed steps
-        below = ((target[..., None] < prediction).float() * observed).sum(dim=1) - steps * levels  # [B, A]
+        below = (below * observed).sum(dim=1) - steps * levels  # [B, A]: sum of 1[y < f_q] - q
 
         bins = (levels * self.num_bins).long().clamp(0, self.num_bins - 1).flatten()  # [B * A]
         per_element = torch.stack([level_loss, below, steps.expand_as(levels)]).flatten(1)  # [3, B * A]

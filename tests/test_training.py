@@ -223,6 +223,15 @@ def test_sampler_config_group_selects_the_preset(tiny_config):
         tiny_config("sampler=gaussian")
 
 
+@pytest.mark.parametrize("name", ["synthetic", "mhl-cpu", "mhlv"])
+def test_attention_configs_train_with_the_adaptive_sampler_and_base_configs_with_uniform(name):
+    attention = DEFAULT_CONFIG.parent / f"nbeatsaq-adaptive-attention-{name}.yaml"
+    assert load_config(attention, ["dataset.path=data.csv"]).sampler.kind == "adaptive"
+    assert load_config(attention, ["dataset.path=data.csv", "sampler=uniform"]).sampler.kind == "uniform"
+    base = DEFAULT_CONFIG.parent / f"nbeatsaq-{name}.yaml"
+    assert load_config(base, ["dataset.path=data.csv"]).sampler.kind == "uniform"  # the paper's setting
+
+
 def sampler_state(checkpoint: Path) -> dict:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     return {k.removeprefix("level_sampler."): v for k, v in state.items() if k.startswith("level_sampler.")}
