@@ -30,4 +30,4 @@ VARIANTS = (
 )
 
 if __name__ == "__main__":
-    main(__doc__, VARIANTS, STANDARD_COLUMNS, default_config="nbeatsaq-adaptive-attention-mhl-cpu")
+    main(__doc__, VARIANTS, STANDARD_COLUMNS, default_config="nbeatsaq-adaptive-attention-mhl-cpu", default_budget="00:00:04:00")

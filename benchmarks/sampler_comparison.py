@@ -40,4 +40,4 @@ COLUMNS = (
 )
 
 if __name__ == "__main__":
-    main(__doc__, VARIANTS, COLUMNS, default_config="nbeatsaq-adaptive-attention-mhl-cpu")
+    main(__doc__, VARIANTS, COLUMNS, default_config="nbeatsaq-adaptive-attention-mhl-cpu", default_steps=1500)

@@ -49,11 +49,16 @@ STANDARD_COLUMNS = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser, variants: Sequence[Variant], default_config: str) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser, variants: Sequence[Variant], default_config: str,
+    default_budget: str | None = None, default_steps: int | None = None,
+) -> None:
+    """The shared options; a run's budget is ``--budget`` or ``--steps`` (given, else the script's default)."""
     parser.add_argument("--config", default=default_config, help="a config name in config/")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--budget", help="trainer.max_time of every run (DD:HH:MM:SS): equal wall-clock")
-    budget.add_argument("--steps", type=int, help="trainer.max_steps of every run: equal work, immune to machine load")
+    budget.add_argument("--budget", help=f"trainer.max_time of every run (DD:HH:MM:SS): equal wall-clock; default {default_budget}")
+    budget.add_argument("--steps", type=int, help=f"trainer.max_steps of every run: equal work, immune to machine load; default {default_steps}")
+    parser.set_defaults(default_budget=default_budget, default_steps=default_steps)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run each variant with")
     names = [v.name for v in variants]
     parser.add_argument("--only", nargs="+", choices=names, metavar="VARIANT", help=f"a subset of {names}")
@@ -63,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser, variants: Sequence[Variant], 
 
 def run_variants(args: argparse.Namespace, variants: Sequence[Variant]) -> list[dict[str, Any]]:
     """Train every selected variant with every seed; returns one record per run."""
+    if not args.budget and not args.steps:  # neither given: the script's default budget
+        args.budget, args.steps = args.default_budget, args.default_steps
     budget = [f"trainer.max_time={args.budget}"] if args.budget else []
     budget += [f"trainer.max_steps={args.steps}"] if args.steps else []
     selected = [v for v in variants if not args.only or v.name in args.only]
@@ -99,9 +106,12 @@ def markdown_table(records: list[dict[str, Any]], variants: Sequence[Variant], c
     return "\n".join(rows)
 
 
-def main(description: str, variants: Sequence[Variant], columns: Sequence[Column], default_config: str) -> None:
+def main(
+    description: str, variants: Sequence[Variant], columns: Sequence[Column], default_config: str,
+    default_budget: str | None = None, default_steps: int | None = None,
+) -> None:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, variants, default_config)
+    add_arguments(parser, variants, default_config, default_budget, default_steps)
     args = parser.parse_args()
     records = run_variants(args, variants)
     budget = args.budget and f"{args.budget} per run" or args.steps and f"{args.steps} steps per run" or "the config's budget"

@@ -137,8 +137,10 @@ class AdaptiveLevelSampler(LevelSampler):
     num_bins * p_b against the uniform density 1, so its loss is weighted by 1 / (num_bins * p_b);
     the weights are self-normalised to mean 1 over the batch. The weighted mean loss is then an
     estimate of the uniform-q integral of the pinball loss (CRPS / 2), as with uniform sampling,
-    but with more draws where the model is weak. ``min_prob`` bounds the weights by
-    1 / (num_bins * min_prob). Without weighting the objective leans towards the weak bins.
+    but with more draws where the model is weak. ``min_prob`` bounds the weights before the
+    normalisation by 1 / (num_bins * min_prob). Without weighting the objective leans towards the
+    weak bins. (Under DDP every rank draws the same levels, as Lightning seeds every rank alike;
+    the ranks' windows differ, so this costs variety of levels, not correctness.)
 
     **State** is model state: the estimates and counts are buffers (saved in checkpoints, restored
     on resume), and the per-bin sums of a batch are summed across ranks before the update, so every
@@ -191,10 +193,10 @@ class AdaptiveLevelSampler(LevelSampler):
         """Current bin probabilities ``[N]``: they sum to 1 and none is below ``min_prob``."""
         weakness = self.bin_weakness()
         seen = self.bin_count > 0
-        if not seen.any():
-            return torch.full_like(weakness, 1.0 / self.num_bins)
-        # Unseen bins score the mean of the seen ones; scores are relative to their mean.
-        weakness = torch.where(seen, weakness, weakness[seen].mean())
+        # Unseen bins score the mean of the seen ones (all score 0, so the draw is uniform, before any
+        # observation); scores are relative to their mean. No data-dependent branch: no GPU sync.
+        mean_seen = (weakness * seen).sum() / seen.sum().clamp_min(1)
+        weakness = torch.where(seen, weakness, mean_seen)
         score = weakness / weakness.mean().clamp_min(torch.finfo(weakness.dtype).tiny)
         softmax = torch.softmax(score / self.temperature, dim=0)
         return self.min_prob + (1.0 - self.num_bins * self.min_prob) * softmax
@@ -254,7 +256,8 @@ class AdaptiveLevelSampler(LevelSampler):
             loss = loss / denominator.float()
         observed = mask.float()[..., None]  # [B, H, 1]
         steps = observed.sum(dim=1)  # [B, 1]: observed steps of each sample
-        level_loss = (loss * observed).sum(dim=1)  # [B, A], summed over observed steps
+        loss = torch.where(mask[..., None], loss, torch.zeros_like(loss))  # nothing from unobserved steps leaks in
+        level_loss = loss.sum(dim=1)  # [B, A], summed over observed steps
         below = (below * observed).sum(dim=1) - steps * levels  # [B, A]: sum of 1[y < f_q] - q
 
         bins = (levels * self.num_bins).long().clamp(0, self.num_bins - 1).flatten()  # [B * A]
@@ -263,13 +266,23 @@ class AdaptiveLevelSampler(LevelSampler):
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(sums)  # every rank updates with the same statistics
         loss_sum, below_sum, count = sums.to(self.bin_loss.device)
-        hit = count > 0
         mean = torch.stack([loss_sum, below_sum]) / count.clamp_min(1)  # [2, N]
+        # A non-finite forecast would make a bin's running estimate NaN for good: skip that bin this batch.
+        hit = (count > 0) & mean.isfinite().all(dim=0)
         # A bin's first observation replaces its zero initial value; later ones are averaged in.
         keep = torch.where(self.bin_count > 0, self.momentum, 0.0).to(mean.dtype)  # [N]
         for state, batch_mean in zip((self.bin_loss, self.bin_below_minus_level), mean):
             state.copy_(torch.where(hit, keep * state + (1 - keep) * batch_mean, state))
-        self.bin_count += count.double()
+        self.bin_count += torch.where(hit, count, 0).double()
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "AdaptiveLevelSampler":
+        """Move with the module but keep the state's dtypes: under ``bf16-true`` Lightning casts the
+        whole module, and bf16 estimates would swallow updates of 2 % (momentum 0.98)."""
+        dtypes = {name: buffer.dtype for name, buffer in self.named_buffers(recurse=False)}
+        super()._apply(fn, recurse)
+        for name, dtype in dtypes.items():
+            setattr(self, name, getattr(self, name).to(dtype))
+        return self
 
     # -- reading out --------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from benchmarks import sampler_comparison
+import pytest
+
+from benchmarks import sampler_comparison, variant_runs
 from benchmarks.variant_runs import STANDARD_COLUMNS, Column, Variant, add_arguments, markdown_table, metric, run_variants
 
 from tiny_run import TINY_OVERRIDES
@@ -41,3 +43,18 @@ def test_run_variants_trains_each_variant_and_seed_and_writes_json(tmp_path):
     table = markdown_table(records, sampler_comparison.VARIANTS, sampler_comparison.COLUMNS)
     assert table.count("\n") == 3 and "below 0.99" in table
     assert markdown_table(records, sampler_comparison.VARIANTS, STANDARD_COLUMNS).count(" ± ") >= 6
+
+
+@pytest.mark.parametrize("given, max_time, max_steps", [([], "00:00:04:00", 4000), (["--steps", "5"], None, 5)])
+def test_the_script_default_budget_applies_unless_one_is_given(monkeypatch, given, max_time, max_steps):
+    budgets = []
+
+    def fake_train(cfg):
+        budgets.append((cfg.trainer.max_time, cfg.trainer.max_steps))
+        return {"model": {"crps": 1.0}, "split": "test"}
+
+    monkeypatch.setattr(variant_runs, "train", fake_train)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, VARIANTS, "nbeatsaq-synthetic", default_budget="00:00:04:00")
+    run_variants(parser.parse_args([*given, "--only", "a"]), VARIANTS)
+    assert budgets == [(max_time, max_steps)]  # 4000: the synthetic config's own max_steps

@@ -150,7 +150,10 @@ def build_sampler(cfg: DictConfig) -> LevelSampler:
             if kind != s.kind and s[key] != getattr(defaults, key):
                 raise ConfigError(f"sampler.{key} applies only to sampler.kind={kind}, but sampler.kind is '{s.kind}'")
     adaptive = {key: s[key] for key in SAMPLER_KEYS_BY_KIND["adaptive"]} if s.kind == "adaptive" else {}
-    return build_level_sampler(s.kind, s.levels_per_sample, tuple(s.fixed_levels), s.alpha, s.beta, **adaptive)
+    try:
+        return build_level_sampler(s.kind, s.levels_per_sample, tuple(s.fixed_levels), s.alpha, s.beta, **adaptive)
+    except ValueError as error:
+        raise ConfigError(f"bad sampler setting (sampler.*): {error}") from None
 
 
 def _build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:

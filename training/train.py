@@ -46,6 +46,8 @@ def train(
     writes files.
     """
     resume_path = _resolve_resume(cfg, resume)
+    if resume_path:
+        _check_same_sampler(cfg, resume_path)
     if cfg.trainer.precision not in PRECISIONS:
         raise ConfigError(f"unknown trainer.precision '{cfg.trainer.precision}'; choose one of {PRECISIONS}")
     seed_everything(cfg.seed, workers=True, verbose=False)
@@ -93,6 +95,8 @@ def train(
     if not fast_dev_run:
         trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
 
+    # The sampler's state where training ended (testing below loads the best checkpoint's).
+    sampler_state = model.level_sampler.state_summary()
     best = checkpoint.best_model_path or None
     if best is None and not fast_dev_run:
         warnings.warn("no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best")
@@ -109,7 +113,6 @@ def train(
         "train_samples_per_second": throughput.samples_per_second,
         "model": model.results.get("test", {}),
     }
-    sampler_state = model.level_sampler.state_summary()
     if sampler_state is not None:  # where an adaptive sampler ended: bin probabilities and weakness
         summary["sampler"] = sampler_state
     if not fast_dev_run:  # one batch of model metrics would not compare with references on every window
@@ -131,6 +134,18 @@ def _reference_scores(
     if data.oracle is not None:
         forecasters["oracle"] = data.oracle
     return {name: score_reference(forecaster, windows, levels) for name, forecaster in forecasters.items()}
+
+
+def _check_same_sampler(cfg: DictConfig, checkpoint_path: Path) -> None:
+    """A run resumes with the sampler kind it was trained with: an adaptive sampler's state cannot
+    come from a checkpoint of another kind (nor be dropped silently)."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)
+    trained = checkpoint.get("forecast_config", {}).get("sampler", {}).get("kind", "uniform")
+    if trained != cfg.sampler.kind:
+        raise ConfigError(
+            f"--resume: {checkpoint_path} was trained with sampler.kind={trained}, this config has "
+            f"sampler.kind={cfg.sampler.kind}; resume with sampler={trained}"
+        )
 
 
 def _is_rank_zero() -> bool:
