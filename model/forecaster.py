@@ -12,6 +12,7 @@ from modules.forecast_network import ScaledForecast
 from modules.level_sampling import LevelSampler
 from modules.losses import pinball_loss, target_denominator
 from modules.quantile_levels import EvaluationLevels
+from modules.rearrangement import rearrange_quantiles
 
 LOSS_NORMALISATIONS = ("window", "target", "none")
 Batch = dict[str, torch.Tensor]
@@ -31,6 +32,8 @@ class AnyQuantileForecaster(LightningModule):
         loss_normalisation: what each pinball error is divided by in training: ``window`` (the
             window's input scale, so every series counts alike), ``target`` (max(|y|, 1), the
             paper's variant) or ``none`` (raw units).
+        rearrange: sort each evaluation forecast along the level grid (monotone rearrangement) before
+            scoring; the scores before it are kept too (``results["<stage>_raw"]``).
         config: the resolved run config, stored in every checkpoint so that a model can be rebuilt.
     """
 
@@ -43,6 +46,7 @@ class AnyQuantileForecaster(LightningModule):
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
         lr_schedule: Callable[[int], float] | None = None,
         loss_normalisation: str = "window",
+        rearrange: bool = True,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -52,7 +56,9 @@ class AnyQuantileForecaster(LightningModule):
         self.level_sampler = level_sampler
         self.evaluation_levels = evaluation_levels
         self.register_buffer("eval_levels", evaluation_levels.levels.float(), persistent=False)  # [Q]
-        self.metrics = nn.ModuleDict({stage: QuantileForecastMetrics(evaluation_levels, horizon) for stage in ("val", "test")})
+        self.rearrange = rearrange
+        stages = ("val", "test") + (("val_raw", "test_raw") if rearrange else ())  # raw: before rearrangement
+        self.metrics = nn.ModuleDict({stage: QuantileForecastMetrics(evaluation_levels, horizon) for stage in stages})
         self.optimizer_factory = optimizer
         self.lr_schedule = lr_schedule
         self.loss_normalisation = loss_normalisation
@@ -78,8 +84,11 @@ class AnyQuantileForecaster(LightningModule):
             # Evaluation runs in fp32 even when training uses bf16 autocast: adjacent grid levels
             # differ by less than bf16 rounding noise, which would make nearly every forecast cross.
             with torch.autocast(device_type=self.device.type, enabled=False):
-                forecast = self(batch, self.eval_levels.expand(B, -1))  # levels [B, Q]
-            self.metrics[stage].update(forecast.prediction, batch["target"], batch["target_mask"])
+                prediction = self(batch, self.eval_levels.expand(B, -1)).prediction  # [B, H, Q]
+            if self.rearrange:
+                self.metrics[f"{stage}_raw"].update(prediction, batch["target"], batch["target_mask"])
+                prediction = rearrange_quantiles(prediction)
+            self.metrics[stage].update(prediction, batch["target"], batch["target_mask"])
             return None
         draw = self.level_sampler(B, self.device)
         forecast = self(batch, draw.levels)
@@ -122,15 +131,21 @@ class AnyQuantileForecaster(LightningModule):
         self._log_metrics("test")
 
     def _log_metrics(self, stage: str) -> None:
-        metric = self.metrics[stage]
-        if not metric.update_called:
+        if not self.metrics[stage].update_called:
             return
-        results = {name: float(value) for name, value in metric.compute().items()}
-        metric.reset()
-        self.results[stage] = results
-        scalars = headline(results)
+        scalars = headline(self._compute(stage))
         self.log(f"{stage}/crps", scalars.pop("crps"), prog_bar=True)
         self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()})
+        if self.rearrange:
+            raw = self._compute(f"{stage}_raw")
+            self.log_dict({f"{stage}/crps_before_rearrangement": raw["crps"],
+                           f"{stage}/crossing_rate_before_rearrangement": raw["crossing_rate"]})
+
+    def _compute(self, name: str) -> dict[str, float]:
+        metric = self.metrics[name]
+        self.results[name] = {key: float(value) for key, value in metric.compute().items()}
+        metric.reset()
+        return self.results[name]
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

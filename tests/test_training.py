@@ -313,3 +313,17 @@ def test_ddp_two_cpu_processes_end_with_identical_sampler_state(tmp_path):
     assert states[0]["bin_count"].sum() > 0
     # one run folder, written by rank 0 only
     assert len(list((tmp_path / "runs").glob("*/*/metrics.json"))) == 1
+
+
+def test_evaluation_rearranges_and_reports_the_scores_before(tiny_config):
+    one_validation = "trainer.val_every_n_steps=4"  # both runs test the same (final) checkpoint
+    summary = train(tiny_config(one_validation))
+    before, after = summary["model_before_rearrangement"], summary["model"]
+    assert before["crossing_rate"] > 0.1  # 4 steps of a tiny model: its quantiles cross
+    assert after["crossing_rate"] == 0.0
+    assert after["crps"] <= before["crps"] + 1e-9  # rearrangement never increases the grid's pinball loss
+    metrics = json.loads((Path(summary["run_dir"]) / "metrics.json").read_text())
+    assert metrics["model_before_rearrangement"]["crps"] == before["crps"]
+    plain = train(tiny_config(one_validation, "evaluation.rearrange=false"))
+    assert "model_before_rearrangement" not in plain
+    assert plain["model"]["crps"] == pytest.approx(before["crps"])  # the same forecasts, scored unsorted

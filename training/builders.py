@@ -168,6 +168,7 @@ def _build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
         optimizer=functools.partial(torch.optim.Adam, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay),
         lr_schedule=InverseSquareRootWarmup(cfg.optimizer.warmup_steps),
         loss_normalisation=cfg.model.loss_normalisation,
+        rearrange=cfg.evaluation.rearrange,
         config=config_to_dict(cfg),
     )
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from baselines.seasonal_naive import SeasonalNaive
 from dataset.windows import WindowBatches
 from evaluation.references import score_reference
+from model.metrics import headline
 from modules.quantile_levels import EvaluationLevels
 from training.builders import ForecastData, build_data, build_datamodule, build_forecaster
 from training.callbacks import Throughput, WallClockBudget
@@ -113,6 +114,8 @@ def train(
         "train_samples_per_second": throughput.samples_per_second,
         "model": model.results.get("test", {}),
     }
+    if "test_raw" in model.results:  # the same forecasts before monotone rearrangement
+        summary["model_before_rearrangement"] = headline(model.results["test_raw"])
     if sampler_state is not None:  # where an adaptive sampler ended: bin probabilities and weakness
         summary["sampler"] = sampler_state
     if not fast_dev_run:  # one batch of model metrics would not compare with references on every window
