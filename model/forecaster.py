@@ -7,11 +7,11 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from model.metrics import QuantileForecastMetrics, headline
+from model.metrics import QuantileForecastMetrics, RandomLevelCRPS, headline
 from modules.forecast_network import ScaledForecast
 from modules.level_sampling import LevelSampler
 from modules.losses import pinball_loss, target_denominator
-from modules.quantile_levels import EvaluationLevels
+from modules.quantile_levels import EvaluationLevels, window_seeded_levels
 from modules.rearrangement import rearrange_quantiles
 
 LOSS_NORMALISATIONS = ("window", "target", "none")
@@ -47,6 +47,7 @@ class AnyQuantileForecaster(LightningModule):
         lr_schedule: Callable[[int], float] | None = None,
         loss_normalisation: str = "window",
         rearrange: bool = True,
+        paper_protocol_levels: int = 0,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -59,6 +60,10 @@ class AnyQuantileForecaster(LightningModule):
         self.rearrange = rearrange
         stages = ("val", "test") + (("val_raw", "test_raw") if rearrange else ())  # raw: before rearrangement
         self.metrics = nn.ModuleDict({stage: QuantileForecastMetrics(evaluation_levels, horizon) for stage in stages})
+        if paper_protocol_levels < 0:
+            raise ValueError(f"paper_protocol_levels must be >= 0 (0 = off), got {paper_protocol_levels}")
+        self.paper_protocol_levels = paper_protocol_levels
+        self.paper_protocol = RandomLevelCRPS(horizon)
         self.optimizer_factory = optimizer
         self.lr_schedule = lr_schedule
         self.loss_normalisation = loss_normalisation
@@ -85,6 +90,9 @@ class AnyQuantileForecaster(LightningModule):
             # differ by less than bf16 rounding noise, which would make nearly every forecast cross.
             with torch.autocast(device_type=self.device.type, enabled=False):
                 prediction = self(batch, self.eval_levels.expand(B, -1)).prediction  # [B, H, Q]
+                if stage == "test" and self.paper_protocol_levels:
+                    levels = window_seeded_levels(batch["series"], batch["origin"], self.paper_protocol_levels).float()  # [B, Q']
+                    self.paper_protocol.update(self(batch, levels).prediction, batch["target"], batch["target_mask"], levels)
             if self.rearrange:
                 self.metrics[f"{stage}_raw"].update(prediction, batch["target"], batch["target_mask"])
                 prediction = rearrange_quantiles(prediction)
@@ -142,9 +150,12 @@ class AnyQuantileForecaster(LightningModule):
                            f"{stage}/crossing_rate_before_rearrangement": raw["crossing_rate"]})
 
     def _compute(self, name: str) -> dict[str, float]:
-        metric = self.metrics[name]
-        self.results[name] = {key: float(value) for key, value in metric.compute().items()}
-        metric.reset()
+        metrics = [self.metrics[name]]
+        if name == "test" and self.paper_protocol.update_called:
+            metrics.append(self.paper_protocol)
+        self.results[name] = {key: float(value) for metric in metrics for key, value in metric.compute().items()}
+        for metric in metrics:
+            metric.reset()
         return self.results[name]
 
     def configure_optimizers(self) -> Any:

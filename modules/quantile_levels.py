@@ -66,3 +66,41 @@ def interval_ends(coverage: float) -> tuple[float, float]:
     """Lower and upper level of the central interval with the given coverage."""
     tail = (1.0 - coverage) / 2.0
     return tail, 1.0 - tail
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(x: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finaliser on int64 tensors (wrapping arithmetic): a well-spread hash of each value."""
+    x = x ^ _logical_shift(x, 30)
+    x = x * _signed(0xBF58476D1CE4E5B9)
+    x = x ^ _logical_shift(x, 27)
+    x = x * _signed(0x94D049BB133111EB)
+    return x ^ _logical_shift(x, 31)
+
+
+def _signed(value: int) -> int:
+    """A 64-bit pattern as the int64 that holds it."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _logical_shift(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """x >>> bits for int64 tensors (torch's >> is arithmetic: it would copy the sign bit)."""
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def window_seeded_levels(series: torch.Tensor, origin: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` levels per window, uniform on (0, 1), fixed by (seed, series, origin) alone, ``[B, count]`` float64.
+
+    The any-quantile paper scores CRPS as 2 x the mean pinball loss over levels drawn uniformly per
+    window. Drawing them from a hash of the window's identity (not from a random stream) makes them
+    the same whatever the batch, the batch order or the number of DDP ranks.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    key = _mix64(_mix64(series.long() + _signed(0x9E3779B97F4A7C15 * (seed + 1) & _MASK64)) ^ origin.long())  # [B]
+    counters = torch.arange(count, dtype=torch.long, device=series.device)  # [count]
+    bits = _mix64(key[:, None] + counters[None, :] * _signed(0x9E3779B97F4A7C15))  # [B, count]
+    # the top 53 bits as an integer in [0, 2^53), then the midpoint of its cell: never exactly 0 or 1
+    return (_logical_shift(bits, 11).double() + 0.5) / float(1 << 53)

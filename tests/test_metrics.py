@@ -386,3 +386,50 @@ def test_calibration_of_the_true_gaussian_quantiles_is_near_zero():
 def test_calibration_levels_must_be_inside_the_unit_interval():
     with pytest.raises(ValueError, match="calibration levels"):
         EvaluationLevels(extra_levels=(1.0,))
+
+
+# --------------------------------------------------------------------------------------------
+# The any-quantile paper's protocol: levels drawn per window
+
+
+def test_window_seeded_levels_are_uniform_and_fixed_by_the_window_alone():
+    from modules.quantile_levels import window_seeded_levels
+
+    series = torch.arange(400).repeat_interleave(25)
+    origin = torch.arange(25).repeat(400) * 24
+    levels = window_seeded_levels(series, origin, 100)  # [10000, 100]
+    assert levels.shape == (10_000, 100) and ((levels > 0) & (levels < 1)).all()
+    assert levels.mean().item() == pytest.approx(0.5, abs=0.002)  # sd of the mean ~ 0.0003
+    assert levels.var().item() == pytest.approx(1 / 12, abs=0.001)
+    counts = torch.histc(levels.float(), bins=10, min=0, max=1) / levels.numel()
+    assert (counts - 0.1).abs().max() < 0.002
+    # the same window gets the same levels in any batch, in any order; another seed, other levels
+    subset = torch.tensor([7, 3, 9_999])
+    torch.testing.assert_close(window_seeded_levels(series[subset], origin[subset], 100), levels[subset])
+    assert not torch.equal(window_seeded_levels(series[:3], origin[:3], 100, seed=1), levels[:3])
+    assert not torch.equal(levels[0], levels[1])
+    with pytest.raises(ValueError, match="count"):
+        window_seeded_levels(series[:1], origin[:1], 0)
+
+
+def test_paper_protocol_crps_matches_grid_crps_and_the_closed_form_on_gaussians():
+    from model.metrics import RandomLevelCRPS
+    from modules.quantile_levels import window_seeded_levels
+
+    rng = np.random.default_rng(7)
+    B, H = 3000, 2
+    mu, sigma = rng.normal(0, 5, size=(B, 1)), rng.uniform(0.5, 3, size=(B, 1))
+    target = torch.from_numpy(rng.normal(mu, 1.3 * sigma, size=(B, H)))
+    levels = window_seeded_levels(torch.arange(B), torch.zeros(B, dtype=torch.long), 100)  # [B, 100]
+    random_forecast = torch.from_numpy(st.norm.ppf(levels.numpy(), mu, sigma))[:, None, :].expand(B, H, 100)
+    paper = RandomLevelCRPS(horizon=H)
+    paper.update(random_forecast, target, torch.ones(B, H, dtype=torch.bool), levels)
+    paper_crps = float(paper.compute()["crps_paper_protocol"])
+
+    grid = EvaluationLevels(grid_size=99)
+    grid_forecast = torch.from_numpy(st.norm.ppf(grid.levels.numpy()[None, :], mu, sigma))[:, None, :].expand(B, H, -1)
+    grid_crps = _compute(grid, grid_forecast, target)["crps"]
+    exact = ps.crps_gaussian(target.numpy(), mu, sigma).mean()
+    assert grid_crps == pytest.approx(exact, rel=0.01)  # the midpoint rule's tail error, K = 99
+    assert paper_crps == pytest.approx(exact, rel=0.01)  # Monte-Carlo error ~ 0.3 % here
+    assert paper_crps == pytest.approx(grid_crps, rel=0.015)

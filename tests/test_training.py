@@ -327,3 +327,14 @@ def test_evaluation_rearranges_and_reports_the_scores_before(tiny_config):
     plain = train(tiny_config(one_validation, "evaluation.rearrange=false"))
     assert "model_before_rearrangement" not in plain
     assert plain["model"]["crps"] == pytest.approx(before["crps"])  # the same forecasts, scored unsorted
+
+
+def test_test_stage_scores_the_paper_protocol_crps(tiny_config):
+    summary = train(tiny_config())
+    model = summary["model"]
+    # 100 levels per window against the 99-level grid on the same forecasts: close, not equal
+    assert model["crps_paper_protocol"] == pytest.approx(model["crps"], rel=0.1)
+    assert model["crps_paper_protocol"] != model["crps"]
+    assert "crps_paper_protocol" not in train(tiny_config("evaluation.paper_protocol_levels=0"))["model"]
+    with pytest.raises(ConfigError, match="paper_protocol_levels"):
+        train(tiny_config("evaluation.paper_protocol_levels=-1"))

@@ -169,6 +169,7 @@ def _build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
         lr_schedule=InverseSquareRootWarmup(cfg.optimizer.warmup_steps),
         loss_normalisation=cfg.model.loss_normalisation,
         rearrange=cfg.evaluation.rearrange,
+        paper_protocol_levels=cfg.evaluation.paper_protocol_levels,
         config=config_to_dict(cfg),
     )
 

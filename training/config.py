@@ -132,6 +132,7 @@ class OptimizerConfig:
 class EvaluationConfig:
     grid_size: int = 99  # K midpoint levels for CRPS
     intervals: list[float] = field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95])
+    paper_protocol_levels: int = 100  # test-time CRPS by the any-quantile paper's protocol (levels per window; 0 = off)
     rearrange: bool = True  # sort each forecast along the level grid before scoring (scores before it are kept)
     calibration_levels: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.95, 0.99])  # share of targets below each
     seasonal_naive_lags: list[int] = field(default_factory=lambda: [168])  # reference forecasts in metrics.json
