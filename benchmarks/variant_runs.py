@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from model.metrics import headline
 from training.config import load_config
 from training.train import train
 
@@ -78,7 +79,7 @@ def run_variants(args: argparse.Namespace, variants: Sequence[Variant]) -> list[
         for seed in args.seeds:
             cfg = load_config(CONFIG_DIR / f"{args.config}.yaml", [*args.overrides, *budget, *variant.overrides, f"seed={seed}"])
             summary = train(cfg)
-            summary["model"] = {k: v for k, v in summary["model"].items() if not k.startswith("crps_step_")}
+            summary["model"] = headline(summary["model"])
             records.append({"variant": variant.name, "seed": seed, **summary})
             print(f"\n{variant.name}, seed {seed}: CRPS {summary['model']['crps']:.2f}\n", flush=True)
             if args.json:

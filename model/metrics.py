@@ -12,6 +12,10 @@ from modules.losses import pinball
 from modules.quantile_levels import EvaluationLevels, interval_ends
 
 
+PIT_BINS = 10
+PER_BIN_PREFIXES = ("crps_step_", "pit_")  # vector-like results, kept out of the headline scalars
+
+
 class QuantileForecastMetrics(Metric):
     """CRPS, interval coverage and width, median errors and crossing rate of ``[B, H, Q]`` forecasts.
 
@@ -21,6 +25,10 @@ class QuantileForecastMetrics(Metric):
       [q_(1-c)/2, q_(1+c)/2] (ends found by level), and the interval's mean width.
     - ``mae``, ``mape`` (%; targets equal to 0 skipped), ``smape`` (%) of the median (found by level).
     - ``crossing_rate``: share of (window, step) forecasts whose quantiles are not non-decreasing in q.
+    - ``winkler_<c>``: the interval score of the central c-interval, width + (2 / alpha) x the distance
+      by which the target falls outside it (alpha = 1 - c), averaged over observed targets.
+    - ``pit_<i>``, i = 1..10: share of observed targets whose PIT value (estimated as k / K, k the
+      number of grid forecasts below the target) falls in the i-th tenth of [0, 1]; flat when calibrated.
     - ``below_<q>``: share of observed targets strictly below the q forecast, for each of the levels'
       ``extra_levels`` (a calibrated forecast gives q); ``calibration_error``: the mean over the grid
       levels of |share below - q|.
@@ -42,6 +50,8 @@ class QuantileForecastMetrics(Metric):
         self.add_state("below", torch.zeros(len(levels), dtype=torch.float64), dist_reduce_fx="sum")  # [Q]
         self.add_state("covered", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("width_sum", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("winkler_sum", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("pit_counts", torch.zeros(PIT_BINS, dtype=torch.float64), dist_reduce_fx="sum")
         for name in ("abs_error_sum", "ape_sum", "ape_count", "smape_sum", "smape_count", "crossed", "forecasts"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
@@ -63,6 +73,13 @@ class QuantileForecastMetrics(Metric):
             inside = (target >= lower) & (target <= upper)
             self.covered[i] += (inside.double() * weight).sum()
             self.width_sum[i] += ((upper - lower) * weight).sum()
+            outside = (lower - target).clamp_min(0) + (target - upper).clamp_min(0)
+            alpha = 1 - self.intervals[i]
+            self.winkler_sum[i] += ((upper - lower + 2 / alpha * outside) * weight).sum()
+
+        grid_below = (prediction[..., self.crps_mask] < target[..., None]).double().sum(dim=-1)  # [B, H]: k
+        pit_bin = (PIT_BINS * grid_below / int(self.crps_mask.sum())).long().clamp_max(PIT_BINS - 1)
+        self.pit_counts += torch.zeros_like(self.pit_counts).index_add_(0, pit_bin.flatten(), weight.flatten())
 
         median = prediction[..., self.median_index]  # [B, H]
         abs_error = (target - median).abs()
@@ -93,6 +110,9 @@ class QuantileForecastMetrics(Metric):
             name = f"{round(100 * coverage):d}"
             results[f"coverage_{name}"] = self.covered[i] / observed
             results[f"width_{name}"] = self.width_sum[i] / observed
+            results[f"winkler_{name}"] = self.winkler_sum[i] / observed
+        for i, count in enumerate(self.pit_counts):
+            results[f"pit_{i + 1}"] = count / observed
         share_below = self.below / observed  # [Q]
         grid_levels = self.levels[self.crps_mask].double()
         results["calibration_error"] = (share_below[self.crps_mask] - grid_levels).abs().mean()
@@ -104,8 +124,8 @@ class QuantileForecastMetrics(Metric):
 
 
 def headline(results: dict[str, torch.Tensor]) -> dict[str, float]:
-    """The scalar metrics, without the per-step CRPS, as plain floats (for logs and the progress bar)."""
-    return {name: float(value) for name, value in results.items() if not name.startswith("crps_step_")}
+    """The scalar metrics, without the per-step CRPS and the PIT shares, as plain floats (for logs and the progress bar)."""
+    return {name: float(value) for name, value in results.items() if not name.startswith(PER_BIN_PREFIXES)}
 
 
 class RandomLevelCRPS(Metric):

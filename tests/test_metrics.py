@@ -433,3 +433,32 @@ def test_paper_protocol_crps_matches_grid_crps_and_the_closed_form_on_gaussians(
     assert grid_crps == pytest.approx(exact, rel=0.01)  # the midpoint rule's tail error, K = 99
     assert paper_crps == pytest.approx(exact, rel=0.01)  # Monte-Carlo error ~ 0.3 % here
     assert paper_crps == pytest.approx(grid_crps, rel=0.015)
+
+
+def test_winkler_score_by_hand():
+    levels = EvaluationLevels(grid_size=4, intervals=(0.5,))
+    # levels 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875: the 50 % interval is [f(0.25), f(0.75)] = [10, 50]
+    prediction = torch.tensor([0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0])[None, None, :].expand(1, 3, 7)
+    result = _compute(levels, prediction, [[30.0, 4.0, 56.0]])
+    # width 40 each; outside by 0, 6 (below) and 6 (above), times 2 / alpha = 4
+    assert result["winkler_50"] == pytest.approx(40 + (0 + 4 * 6 + 4 * 6) / 3)
+
+
+def test_pit_shares_by_hand_and_flat_for_calibrated_gaussians():
+    levels = EvaluationLevels(grid_size=4, intervals=(0.5,))
+    prediction = torch.tensor([0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0])[None, None, :].expand(1, 4, 7)
+    # grid forecasts (levels 0.125, 0.375, 0.625, 0.875) are 0, 20, 40, 60: k below = 0, 1, 3, 4
+    result = _compute(levels, prediction, [[-5.0, 5.0, 45.0, 99.0]])
+    shares = [result[f"pit_{i}"] for i in range(1, 11)]
+    # PIT k / 4 = 0, 0.25, 0.75, 1 -> tenths 1, 3, 8 and 10 (1 is put in the last)
+    assert shares == pytest.approx([0.25, 0, 0.25, 0, 0, 0, 0, 0.25, 0, 0.25])
+    assert "pit_1" not in headline(result) and "winkler_50" in headline(result)
+
+    gaussian = EvaluationLevels(grid_size=99)
+    rng = np.random.default_rng(4)
+    target = torch.from_numpy(rng.normal(size=(5000, 4)))
+    forecast = torch.from_numpy(st.norm.ppf(gaussian.levels.numpy()))[None, None, :].expand(5000, 4, -1)
+    calibrated = _compute(gaussian, forecast, target)
+    assert max(abs(calibrated[f"pit_{i}"] - 0.1) for i in range(1, 11)) < 0.01  # sd ~ 0.002
+    narrow = _compute(gaussian, 0.5 * forecast, target)  # too narrow: U-shaped PIT
+    assert narrow["pit_1"] > 0.2 and narrow["pit_10"] > 0.2 and narrow["pit_5"] < 0.06
