@@ -1,0 +1,185 @@
+"""Score trained checkpoints on a split: metrics (overall and per series), forecasts file, conformal before/after.
+
+``evaluate(...)`` is what ``evaluate.py`` calls. Several checkpoints form an ensemble whose quantile
+forecasts are averaged level by level (as the any-quantile paper does with its 8 seeds).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from tqdm import tqdm
+
+from dataset.windows import WindowBatches
+from evaluation.conformal import LevelConformal
+from model.forecaster import AnyQuantileForecaster
+from model.metrics import QuantileForecastMetrics, RandomLevelCRPS, headline
+from modules.quantile_levels import EvaluationLevels, interval_ends, window_seeded_levels
+from modules.rearrangement import rearrange_quantiles
+from training.builders import build_data, build_evaluation_levels, load_forecaster
+from training.config import ConfigError
+
+SPLITS = ("val", "test")
+CONFORMAL_KINDS = ("none", "level", "level_per_step")
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Ensemble:
+    """Trained forecasters whose quantile forecasts are averaged level by level."""
+
+    members: list[AnyQuantileForecaster]
+
+    @torch.no_grad()
+    def __call__(self, batch: Batch, levels: torch.Tensor) -> torch.Tensor:
+        """levels [B, Q] -> forecasts [B, H, Q], in fp32 (as the models are evaluated in training)."""
+        forecasts = [member(batch, levels).prediction.float() for member in self.members]
+        return torch.stack(forecasts).mean(dim=0)
+
+
+def load_ensemble(checkpoints: Sequence[str | Path], overrides: Sequence[str] = ()) -> tuple[Ensemble, DictConfig]:
+    """The checkpoints' forecasters and the first one's config with ``key=value`` overrides applied."""
+    if not checkpoints:
+        raise ConfigError("give at least one --checkpoint")
+    members, configs = [], []
+    for path in checkpoints:
+        if not Path(path).is_file():
+            raise ConfigError(f"checkpoint not found: {path}")
+        model, cfg = load_forecaster(path)
+        members.append(model)
+        configs.append(cfg)
+    first = configs[0]
+    for path, cfg in zip(checkpoints[1:], configs[1:]):
+        if (cfg.dataset.history_length, cfg.dataset.horizon) != (first.dataset.history_length, first.dataset.horizon):
+            raise ConfigError(f"{path} forecasts windows of another shape than {checkpoints[0]}; an ensemble needs one shape")
+    try:
+        cfg = OmegaConf.merge(first, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"bad override: {error}") from None
+    return Ensemble(members), cfg
+
+
+def batches(windows: WindowBatches, batch_size: int, description: str) -> Iterator[Batch]:
+    """The split's windows in order, with a progress bar."""
+    starts = range(0, len(windows), batch_size)
+    for start in tqdm(starts, desc=description, unit="batch", leave=False):
+        yield windows[torch.arange(start, min(start + batch_size, len(windows)))]
+
+
+def forecast_split(ensemble: Ensemble, windows: WindowBatches, levels: torch.Tensor, batch_size: int, name: str):
+    """All forecasts of a split at ``levels`` [Q]: (prediction [N, H, Q], target [N, H], mask [N, H], series [N], origin [N])."""
+    parts = []
+    for batch in batches(windows, batch_size, f"forecasting {name}"):
+        prediction = ensemble(batch, levels.float().expand(len(batch["series"]), -1))
+        parts.append((prediction, batch["target"], batch["target_mask"], batch["series"], batch["origin"]))
+    return tuple(torch.cat(column) for column in zip(*parts))
+
+
+def score(levels: EvaluationLevels, horizon: int, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    metric = QuantileForecastMetrics(levels, horizon)
+    metric.update(prediction, target, mask)
+    return {name: float(value) for name, value in metric.compute().items()}
+
+
+def evaluate(
+    checkpoints: Sequence[str | Path],
+    out_dir: str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    conformal: str = "none",
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Score the (ensemble of) checkpoint(s) on ``split`` and write ``metrics.json`` and ``forecasts.parquet``.
+
+    Args:
+        data: a data file replacing the config's ``dataset.path``.
+        split: ``val`` or ``test``; default test when the config has a test split, else val.
+        conformal: ``level`` (pooled over the horizon) or ``level_per_step``: fit a split-conformal
+            correction of every level on val and report the split's scores after it too.
+    """
+    if conformal not in CONFORMAL_KINDS:
+        raise ConfigError(f"unknown conformal '{conformal}'; choose one of {CONFORMAL_KINDS}")
+    ensemble, cfg = load_ensemble(checkpoints, [*overrides, *([f"dataset.path={data}"] if data else [])])
+    if data:
+        cfg.dataset.source = "file"
+    forecast_data = build_data(cfg)
+    split = split or ("test" if "test" in forecast_data.splits else "val")
+    if split not in forecast_data.splits:
+        raise ConfigError(f"split '{split}' does not exist for this config; it has {sorted(forecast_data.splits)}")
+    if conformal != "none" and split == "val":
+        raise ConfigError("conformal calibration is fitted on val; evaluate another split (--split test)")
+    levels = build_evaluation_levels(cfg)
+    horizon = cfg.dataset.horizon
+    batch_size = cfg.dataset.eval_batch_size
+
+    windows = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits[split])
+    prediction, target, mask, series, origin = forecast_split(ensemble, windows, levels.levels, batch_size, split)
+    rearranged = rearrange_quantiles(prediction)
+    results: dict[str, Any] = {
+        "checkpoints": [str(path) for path in checkpoints],
+        "split": split,
+        "windows": len(windows),
+        "model": score(levels, horizon, rearranged if cfg.evaluation.rearrange else prediction, target, mask),
+        "model_before_rearrangement": headline(score(levels, horizon, prediction, target, mask)),
+    }
+    results["model"].update(paper_protocol_crps(ensemble, windows, cfg.evaluation.paper_protocol_levels, batch_size))
+    results["per_series"] = {
+        forecast_data.panel.series_ids[row]: headline(score(levels, horizon, rearranged[series == row], target[series == row], mask[series == row]))
+        for row in series.unique().tolist()
+    }
+    if conformal != "none":
+        val = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits["val"])
+        val_prediction, val_target, val_mask, _, _ = forecast_split(ensemble, val, levels.levels, batch_size, "val")
+        correction = LevelConformal(levels.levels, per_step=conformal == "level_per_step").fit(val_prediction, val_target, val_mask)
+        calibrated = rearrange_quantiles(correction.apply(prediction))
+        results["conformal"] = {
+            "kind": conformal,
+            "before": headline(score(levels, horizon, rearranged, target, mask)),
+            "after": headline(score(levels, horizon, calibrated, target, mask)),
+        }
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    forecast_frame(forecast_data.panel, levels, rearranged, target, mask, series, origin).to_parquet(out / "forecasts.parquet")
+    return results
+
+
+def paper_protocol_crps(ensemble: Ensemble, windows: WindowBatches, count: int, batch_size: int) -> dict[str, float]:
+    """CRPS by the any-quantile paper's protocol (``count`` levels drawn per window); {} when count = 0."""
+    if not count:
+        return {}
+    metric = RandomLevelCRPS(windows.shape.horizon)
+    for batch in batches(windows, batch_size, "paper-protocol CRPS"):
+        drawn = window_seeded_levels(batch["series"], batch["origin"], count).float()  # [B, count]
+        metric.update(ensemble(batch, drawn), batch["target"], batch["target_mask"], drawn)
+    return {name: float(value) for name, value in metric.compute().items()}
+
+
+def forecast_frame(
+    panel, levels: EvaluationLevels, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+    series: torch.Tensor, origin: torch.Tensor,
+) -> pd.DataFrame:
+    """Long format (series, origin, step, level, value, actual) at the median, interval ends and calibration levels."""
+    named = [0.5, *levels.extra_levels, *(end for c in levels.intervals for end in interval_ends(c))]
+    columns = sorted({levels.index(q) for q in named})  # by position: 0.05 and (1 - 0.9) / 2 are one level
+    wanted = levels.levels[columns].tolist()
+    N, H = target.shape
+    values = prediction[..., columns].numpy()  # [N, H, L]
+    actual = np.where(mask.numpy(), target.numpy(), np.nan)  # [N, H]
+    shape = (N, H, len(wanted))
+    return pd.DataFrame({
+        "series": np.asarray(panel.series_ids, dtype=object)[series.numpy()][:, None, None].repeat(H, 1).repeat(len(wanted), 2).ravel(),
+        "origin": np.broadcast_to(panel.timestamps[origin.numpy()].values[:, None, None], shape).ravel(),
+        "step": np.broadcast_to(np.arange(1, H + 1)[None, :, None], shape).ravel(),
+        "level": np.broadcast_to(np.asarray(wanted)[None, None, :], shape).ravel(),
+        "value": values.ravel(),
+        "actual": np.broadcast_to(actual[..., None], shape).ravel(),
+    })

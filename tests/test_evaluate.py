@@ -1,0 +1,80 @@
+"""evaluate.py: scores a checkpoint exactly as training's test did, ensembles, forecasts file, conformal, errors."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+import evaluate as evaluate_cli
+from evaluation.evaluate import evaluate
+from training.config import ConfigError
+from training.train import train
+
+from tiny_run import tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    summary = train(tiny_config(tmp_path_factory.mktemp("runs"), "trainer.max_steps=20", "trainer.val_every_n_steps=10"))
+    return summary, summary["checkpoint"]
+
+
+def test_evaluate_reproduces_the_test_scores_of_training(trained, tmp_path):
+    summary, best = trained
+    results = evaluate([best], tmp_path)
+    assert results["split"] == "test" and results["windows"] == summary["windows"]
+    for name in ("crps", "crps_paper_protocol", "coverage_90", "calibration_error", "crossing_rate"):
+        assert results["model"][name] == pytest.approx(summary["model"][name], rel=1e-6), name
+    assert results["model_before_rearrangement"]["crps"] == pytest.approx(summary["model_before_rearrangement"]["crps"], rel=1e-6)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["model"]["crps"] == results["model"]["crps"]
+    # per series: the observed-target-weighted mean of the series' CRPS is the overall CRPS
+    per_series = written["per_series"]
+    assert len(per_series) == 2
+    total = sum(s["crps"] * s["observed_targets"] for s in per_series.values()) / sum(s["observed_targets"] for s in per_series.values())
+    assert total == pytest.approx(results["model"]["crps"], rel=1e-9)
+
+
+def test_forecasts_file_holds_each_window_step_and_named_level(trained, tmp_path):
+    _, best = trained
+    results = evaluate([best], tmp_path)
+    frame = pd.read_parquet(tmp_path / "forecasts.parquet")
+    assert list(frame.columns) == ["series", "origin", "step", "level", "value", "actual"]
+    levels = sorted(frame["level"].unique())
+    # median, 0.01 / 0.99, and the ends of the 50/80/90/95 % intervals (0.05 / 0.95 counted once)
+    assert levels == pytest.approx([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99])
+    assert len(frame) == results["windows"] * 48 * len(levels)
+    one = frame[(frame.step == 1)].groupby(["series", "origin"])["value"].apply(lambda v: v.is_monotonic_increasing)
+    assert one.all()  # rearranged forecasts: non-decreasing in the level
+    median = frame[frame.level == 0.5]
+    mae = (median["value"] - median["actual"]).abs().mean()  # NaN actuals (unobserved) are skipped
+    assert mae == pytest.approx(results["model"]["mae"], rel=1e-4)
+
+
+def test_an_ensemble_of_one_model_twice_scores_as_the_model(trained, tmp_path):
+    _, best = trained
+    single = evaluate([best], tmp_path / "one")
+    double = evaluate([best, best], tmp_path / "two")
+    assert double["model"]["crps"] == pytest.approx(single["model"]["crps"], rel=1e-9)
+
+
+def test_conformal_is_fitted_on_val_and_reported_before_and_after(trained, tmp_path):
+    _, best = trained
+    results = evaluate([best], tmp_path, conformal="level")
+    conformal = results["conformal"]
+    assert conformal["before"]["coverage_90"] == results["model"]["coverage_90"]
+    # a 20-step model is far too narrow; the correction from val brings the coverage up
+    assert conformal["after"]["coverage_90"] > conformal["before"]["coverage_90"] + 0.3
+    with pytest.raises(ConfigError, match="fitted on val"):
+        evaluate([best], tmp_path, split="val", conformal="level")
+
+
+def test_cli_errors_are_clear(trained, tmp_path, capsys):
+    _, best = trained
+    assert evaluate_cli.main(["--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert evaluate_cli.main(["--checkpoint", best, "--out", str(tmp_path), "evaluation.grid_sise=9"]) == 2
+    assert "bad override" in capsys.readouterr().err
+    assert evaluate_cli.main(["--checkpoint", best, "--out", str(tmp_path / "ok")]) == 0
+    assert (tmp_path / "ok" / "forecasts.parquet").is_file()
