@@ -121,34 +121,35 @@ def evaluate(
 
     windows = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits[split])
     prediction, target, mask, series, origin = forecast_split(ensemble, windows, levels.levels, batch_size, split)
-    rearranged = rearrange_quantiles(prediction)
+    finish = rearrange_quantiles if cfg.evaluation.rearrange else (lambda forecasts: forecasts)
+    final = finish(prediction)  # what is scored and written
     results: dict[str, Any] = {
         "checkpoints": [str(path) for path in checkpoints],
         "split": split,
         "windows": len(windows),
-        "model": score(levels, horizon, rearranged if cfg.evaluation.rearrange else prediction, target, mask),
+        "model": score(levels, horizon, final, target, mask),
         "model_before_rearrangement": headline(score(levels, horizon, prediction, target, mask)),
     }
     results["model"].update(paper_protocol_crps(ensemble, windows, cfg.evaluation.paper_protocol_levels, batch_size))
     results["per_series"] = {
-        forecast_data.panel.series_ids[row]: headline(score(levels, horizon, rearranged[series == row], target[series == row], mask[series == row]))
+        forecast_data.panel.series_ids[row]: headline(score(levels, horizon, final[series == row], target[series == row], mask[series == row]))
         for row in series.unique().tolist()
     }
     if conformal != "none":
         val = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits["val"])
         val_prediction, val_target, val_mask, _, _ = forecast_split(ensemble, val, levels.levels, batch_size, "val")
         correction = LevelConformal(levels.levels, per_step=conformal == "level_per_step").fit(val_prediction, val_target, val_mask)
-        calibrated = rearrange_quantiles(correction.apply(prediction))
+        calibrated = finish(correction.apply(prediction))
         results["conformal"] = {
             "kind": conformal,
-            "before": headline(score(levels, horizon, rearranged, target, mask)),
+            "before": headline(score(levels, horizon, final, target, mask)),
             "after": headline(score(levels, horizon, calibrated, target, mask)),
         }
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
-    forecast_frame(forecast_data.panel, levels, rearranged, target, mask, series, origin).to_parquet(out / "forecasts.parquet")
+    forecast_frame(forecast_data.panel, levels, final, target, mask, series, origin).to_parquet(out / "forecasts.parquet")
     return results
 
 

@@ -78,3 +78,13 @@ def test_cli_errors_are_clear(trained, tmp_path, capsys):
     assert "bad override" in capsys.readouterr().err
     assert evaluate_cli.main(["--checkpoint", best, "--out", str(tmp_path / "ok")]) == 0
     assert (tmp_path / "ok" / "forecasts.parquet").is_file()
+
+
+def test_without_rearrangement_the_raw_forecasts_are_scored_and_written(trained, tmp_path):
+    _, best = trained
+    raw = evaluate([best], tmp_path, overrides=["evaluation.rearrange=false"])
+    assert raw["model"]["crps"] == pytest.approx(raw["model_before_rearrangement"]["crps"], rel=1e-12)
+    assert raw["model"]["crossing_rate"] > 0  # a 20-step model crosses
+    per_series = raw["per_series"].values()
+    total = sum(s["crps"] * s["observed_targets"] for s in per_series) / sum(s["observed_targets"] for s in per_series)
+    assert total == pytest.approx(raw["model"]["crps"], rel=1e-9)
