@@ -19,9 +19,10 @@ from tqdm import tqdm
 
 from dataset.windows import WindowBatches
 from evaluation.conformal import LevelConformal
+from evaluation.long_format import long_forecast_frame
 from model.forecaster import AnyQuantileForecaster
 from model.metrics import QuantileForecastMetrics, RandomLevelCRPS, headline
-from modules.quantile_levels import EvaluationLevels, interval_ends, window_seeded_levels
+from modules.quantile_levels import EvaluationLevels, interval_ends
 from modules.rearrangement import rearrange_quantiles
 from training.builders import build_data, build_evaluation_levels, load_forecaster
 from training.config import ConfigError
@@ -159,8 +160,7 @@ def paper_protocol_crps(ensemble: Ensemble, windows: WindowBatches, count: int, 
         return {}
     metric = RandomLevelCRPS(windows.shape.horizon)
     for batch in batches(windows, batch_size, "paper-protocol CRPS"):
-        drawn = window_seeded_levels(batch["series"], batch["origin"], count).float()  # [B, count]
-        metric.update(ensemble(batch, drawn), batch["target"], batch["target_mask"], drawn)
+        metric.update_batch(ensemble, batch, count)
     return {name: float(value) for name, value in metric.compute().items()}
 
 
@@ -172,15 +172,11 @@ def forecast_frame(
     named = [0.5, *levels.extra_levels, *(end for c in levels.intervals for end in interval_ends(c))]
     columns = sorted({levels.index(q) for q in named})  # by position: 0.05 and (1 - 0.9) / 2 are one level
     wanted = levels.levels[columns].tolist()
-    N, H = target.shape
-    values = prediction[..., columns].numpy()  # [N, H, L]
-    actual = np.where(mask.numpy(), target.numpy(), np.nan)  # [N, H]
-    shape = (N, H, len(wanted))
-    return pd.DataFrame({
-        "series": np.asarray(panel.series_ids, dtype=object)[series.numpy()][:, None, None].repeat(H, 1).repeat(len(wanted), 2).ravel(),
-        "origin": np.broadcast_to(panel.timestamps[origin.numpy()].values[:, None, None], shape).ravel(),
-        "step": np.broadcast_to(np.arange(1, H + 1)[None, :, None], shape).ravel(),
-        "level": np.broadcast_to(np.asarray(wanted)[None, None, :], shape).ravel(),
-        "value": values.ravel(),
-        "actual": np.broadcast_to(actual[..., None], shape).ravel(),
-    })
+    frame = long_forecast_frame(
+        per_window={"series": np.asarray(panel.series_ids, dtype=object)[series.numpy()],
+                    "origin": panel.timestamps[origin.numpy()].values},
+        per_step={"actual": np.where(mask.numpy(), target.numpy(), np.nan)},  # NaN where unobserved
+        levels=wanted,
+        values=prediction[..., columns].numpy(),  # [N, H, L]
+    )
+    return frame[["series", "origin", "step", "level", "value", "actual"]]

@@ -12,6 +12,7 @@ import torch
 from dataset.loader import load_hourly_panel
 from dataset.panel import HourlyPanel
 from dataset.windows import WindowBatches, WindowIndex, WindowShape
+from evaluation.long_format import long_forecast_frame
 from training.builders import load_forecaster
 from training.config import ConfigError
 
@@ -78,14 +79,11 @@ def predict(checkpoint: str | Path, data: str | Path, levels: Sequence[float], s
     with torch.no_grad():
         # Each level is forecast on its own (any-quantile): the 0.9 forecast does not depend on the other levels asked.
         prediction = model(batch, asked.expand(len(names), -1)).prediction.float().numpy()  # [S', H, Q]
-    S, H, Q = prediction.shape
-    shape3 = (S, H, Q)
-    hours = windows.origin[:, None] + np.arange(H)[None, :]  # [S', H]
-    return pd.DataFrame({
-        "series": np.broadcast_to(np.asarray(names, dtype=object)[:, None, None], shape3).ravel(),
-        "origin": np.broadcast_to(extended.timestamps[windows.origin].values[:, None, None], shape3).ravel(),
-        "timestamp": np.broadcast_to(extended.timestamps.values[hours][..., None], shape3).ravel(),
-        "step": np.broadcast_to(np.arange(1, H + 1)[None, :, None], shape3).ravel(),
-        "level": np.broadcast_to(np.asarray(levels)[None, None, :], shape3).ravel(),
-        "value": prediction.ravel(),
-    })
+    hours = windows.origin[:, None] + np.arange(shape.horizon)[None, :]  # [S', H]
+    frame = long_forecast_frame(
+        per_window={"series": np.asarray(names, dtype=object), "origin": extended.timestamps[windows.origin].values},
+        per_step={"timestamp": extended.timestamps.values[hours]},
+        levels=levels,
+        values=prediction,
+    )
+    return frame[["series", "origin", "timestamp", "step", "level", "value"]]

@@ -11,7 +11,7 @@ from model.metrics import QuantileForecastMetrics, RandomLevelCRPS, headline
 from modules.forecast_network import ScaledForecast
 from modules.level_sampling import LevelSampler
 from modules.losses import pinball_loss, target_denominator
-from modules.quantile_levels import EvaluationLevels, window_seeded_levels
+from modules.quantile_levels import EvaluationLevels
 from modules.rearrangement import rearrange_quantiles
 
 LOSS_NORMALISATIONS = ("window", "target", "none")
@@ -91,8 +91,7 @@ class AnyQuantileForecaster(LightningModule):
             with torch.autocast(device_type=self.device.type, enabled=False):
                 prediction = self(batch, self.eval_levels.expand(B, -1)).prediction  # [B, H, Q]
                 if stage == "test" and self.paper_protocol_levels:
-                    levels = window_seeded_levels(batch["series"], batch["origin"], self.paper_protocol_levels).float()  # [B, Q']
-                    self.paper_protocol.update(self(batch, levels).prediction, batch["target"], batch["target_mask"], levels)
+                    self.paper_protocol.update_batch(lambda b, levels: self(b, levels).prediction, batch, self.paper_protocol_levels)
             if self.rearrange:
                 self.metrics[f"{stage}_raw"].update(prediction, batch["target"], batch["target_mask"])
                 prediction = rearrange_quantiles(prediction)

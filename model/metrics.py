@@ -5,11 +5,13 @@ sums are added across ranks before ``compute``, so the result equals a single-pr
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torchmetrics import Metric
 
 from modules.losses import pinball
-from modules.quantile_levels import EvaluationLevels, interval_ends
+from modules.quantile_levels import EvaluationLevels, interval_ends, window_seeded_levels
 
 
 PIT_BINS = 10
@@ -150,6 +152,12 @@ class RandomLevelCRPS(Metric):
         crps = 2 * pinball(prediction.double(), target, levels.double()).mean(dim=-1)  # [B, H]
         self.loss_sum += (crps * weight).sum(dim=0)
         self.observed += weight.sum(dim=0)
+
+    def update_batch(self, forecast: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor],
+                     batch: dict[str, torch.Tensor], count: int) -> None:
+        """Draw ``count`` levels for each window of ``batch`` and score ``forecast(batch, levels [B, count]) -> [B, H, count]``."""
+        levels = window_seeded_levels(batch["series"], batch["origin"], count).float()  # [B, count]
+        self.update(forecast(batch, levels), batch["target"], batch["target_mask"], levels)
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {"crps_paper_protocol": self.loss_sum.sum() / self.observed.sum()}

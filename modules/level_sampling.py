@@ -248,8 +248,7 @@ class AdaptiveLevelSampler(LevelSampler):
         """
         A = self.levels_per_sample
         prediction, levels = prediction[..., :A].float(), levels[:, :A].float()  # [B, H, A], [B, A]
-        target = torch.where(mask, target.float(), torch.zeros_like(target, dtype=torch.float32))  # [B, H]
-        error = target[..., None] - prediction  # [B, H, A]
+        error = target.float()[..., None] - prediction  # [B, H, A]; unobserved steps are masked below
         below = (error < 0).float()  # 1[y < f_q]
         loss = error * (levels[:, None, :] - below)  # the pinball loss, sharing the comparison with `below`
         if denominator is not None:
