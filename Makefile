@@ -1,11 +1,12 @@
 # make demo   : fresh machine -> .venv, install, train the default synthetic config, print results
 # make test   : the test suite (what CI runs); make test-slow adds the slow tests
+# make browser: Debian's chromium for the dashboard's browser test (skipped with the reason without it)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow install clean
+.PHONY: demo test test-slow install browser clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) train_adaptive_attention.py --config config/nbeatsaq-synthetic.yaml
+
+browser:
+	@command -v chromium >/dev/null || { \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "could not install chromium: the dashboard's browser test will be skipped"; }
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,8 +1,9 @@
-"""Score trained checkpoints on a split: metrics.json (overall, per series, before/after rearrangement
-and conformal calibration) and forecasts.parquet.
+"""Score trained checkpoints on a split: metrics.json (overall, per step, per series, before/after
+rearrangement and conformal calibration), forecasts.parquet and dashboard.html.
 
     python evaluate.py --checkpoint PATH [--checkpoint PATH ...] [--data FILE] [--split val|test]
-        [--out DIR] [--conformal none|level|level_per_step] [key=value ...]
+        [--out DIR] [--conformal none|level|level_per_step|interval|interval_per_step]
+        [--fan-series A,B] [--fan-origins "2017-12-01 00:00,..."] [--no-dashboard] [key=value ...]
 
 Several checkpoints form an ensemble that averages their quantile forecasts. ``key=value`` overrides
 the stored config (e.g. ``evaluation.grid_size=199``).
@@ -22,14 +23,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="a data file in place of the config's dataset.path")
     parser.add_argument("--split", choices=("val", "test"), help="default: test if the config has one, else val")
     parser.add_argument("--out", default="evaluation-out", help="output folder (default: evaluation-out)")
-    parser.add_argument("--conformal", default="none", choices=("none", "level", "level_per_step"),
-                        help="fit a split-conformal correction of every level on val, report the scores after it")
+    parser.add_argument("--conformal", default="none",
+                        choices=("none", "level", "level_per_step", "interval", "interval_per_step"),
+                        help="fit a split-conformal correction on val (of every level, or of the central "
+                             "intervals' ends as in CQR), report the scores after it")
+    parser.add_argument("--fan-series", type=_names, default=[], metavar="A,B",
+                        help="series drawn as fan charts (default: best, median and worst by CRPS)")
+    parser.add_argument("--fan-origins", type=_names, default=[], metavar="T1,T2",
+                        help="forecast origins of the fan charts (default: each series' last window)")
+    parser.add_argument("--no-dashboard", action="store_true", help="skip dashboard.html")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     try:
         from evaluation.evaluate import evaluate  # imported late: argument errors come before torch loads
 
-        results = evaluate(args.checkpoint, args.out, args.data, args.split, args.conformal, args.overrides)
+        results = evaluate(args.checkpoint, args.out, args.data, args.split, args.conformal, args.overrides,
+                           args.fan_series, args.fan_origins, dashboard=not args.no_dashboard)
     except (ConfigError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -40,10 +49,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:22s}{model[name]:12.4f}")
     if "conformal" in results:
         after = results["conformal"]["after"]
-        print(f"  after conformal ({results['conformal']['kind']}): crps {after['crps']:.4f}, "
-              f"coverage 90 {after['coverage_90']:.4f}, coverage 95 {after['coverage_95']:.4f}")
-    print(f"\nwritten: {args.out}/metrics.json, {args.out}/forecasts.parquet")
+        shown = ", ".join(f"{name} {after[name]:.4f}" for name in ("crps", "coverage_90", "coverage_95") if name in after)
+        print(f"  after conformal ({results['conformal']['kind']}): {shown}")
+    written = ["metrics.json", "forecasts.parquet"] + ([] if args.no_dashboard else ["dashboard.html"])
+    print("\nwritten: " + ", ".join(f"{args.out}/{name}" for name in written))
     return 0
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Score trained checkpoints on a split: metrics (overall and per series), forecasts file, conformal before/after.
+"""Score trained checkpoints on a split: metrics (overall, per step, per series), forecasts file,
+conformal before/after and the dashboard.
 
 ``evaluate(...)`` is what ``evaluate.py`` calls. Several checkpoints form an ensemble whose quantile
 forecasts are averaged level by level (as the any-quantile paper does with its 8 seeds).
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,11 @@ from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
 from dataset.windows import WindowBatches
-from evaluation.conformal import LevelConformal
+from evaluation.conformal import IntervalConformal, LevelConformal
+from evaluation.dashboard import DashboardInputs, write_dashboard
+from evaluation.dashboard_data import attention_snapshot, choose_fan_windows, fan_windows, sampler_history, training_log
 from evaluation.long_format import long_forecast_frame
+from evaluation.references import reference_scores
 from model.forecaster import AnyQuantileForecaster
 from model.metrics import QuantileForecastMetrics, RandomLevelCRPS, headline
 from modules.quantile_levels import EvaluationLevels, interval_ends
@@ -28,7 +32,8 @@ from training.builders import build_data, build_evaluation_levels, load_forecast
 from training.config import ConfigError
 
 SPLITS = ("val", "test")
-CONFORMAL_KINDS = ("none", "level", "level_per_step")
+CONFORMAL_KINDS = ("none", "level", "level_per_step", "interval", "interval_per_step")
+INTERVAL_METRICS = ("coverage_", "width_", "winkler_")  # what an interval (CQR) correction changes
 Batch = dict[str, torch.Tensor]
 
 
@@ -84,9 +89,25 @@ def forecast_split(ensemble: Ensemble, windows: WindowBatches, levels: torch.Ten
 
 
 def score(levels: EvaluationLevels, horizon: int, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    return {name: float(value) for name, value in _scored(levels, horizon, prediction, target, mask).compute().items()}
+
+
+def reliability(levels: EvaluationLevels, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, list[float]]:
+    """Every evaluated level and the observed share of targets below its forecast (the reliability diagram)."""
+    metric = _scored(levels, prediction.shape[1], prediction, target, mask)
+    return {"levels": levels.levels.tolist(), "share_below": metric.share_below().tolist()}
+
+
+def per_step_scores(levels: EvaluationLevels, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> list[dict[str, float]]:
+    """The headline metrics of each horizon step on its own (step 1 first)."""
+    steps = range(prediction.shape[1])
+    return [headline(score(levels, 1, prediction[:, h : h + 1], target[:, h : h + 1], mask[:, h : h + 1])) for h in steps]
+
+
+def _scored(levels, horizon, prediction, target, mask) -> QuantileForecastMetrics:
     metric = QuantileForecastMetrics(levels, horizon)
     metric.update(prediction, target, mask)
-    return {name: float(value) for name, value in metric.compute().items()}
+    return metric
 
 
 def evaluate(
@@ -96,14 +117,21 @@ def evaluate(
     split: str | None = None,
     conformal: str = "none",
     overrides: Sequence[str] = (),
+    fan_series: Sequence[str] = (),
+    fan_origins: Sequence[str] = (),
+    dashboard: bool = True,
 ) -> dict[str, Any]:
-    """Score the (ensemble of) checkpoint(s) on ``split`` and write ``metrics.json`` and ``forecasts.parquet``.
+    """Score the (ensemble of) checkpoint(s) on ``split``; write ``metrics.json``, ``forecasts.parquet``
+    and ``dashboard.html``.
 
     Args:
         data: a data file replacing the config's ``dataset.path``.
         split: ``val`` or ``test``; default test when the config has a test split, else val.
-        conformal: ``level`` (pooled over the horizon) or ``level_per_step``: fit a split-conformal
-            correction of every level on val and report the split's scores after it too.
+        conformal: fit a split-conformal correction on val and report the split's scores after it too:
+            ``level`` / ``level_per_step`` shift every level (pooled over the horizon or per step),
+            ``interval`` / ``interval_per_step`` widen the central intervals (CQR).
+        fan_series, fan_origins: the windows drawn as fan charts (default: the best, median and worst
+            series by nCRPS, at their last origin).
     """
     if conformal not in CONFORMAL_KINDS:
         raise ConfigError(f"unknown conformal '{conformal}'; choose one of {CONFORMAL_KINDS}")
@@ -130,28 +158,94 @@ def evaluate(
         "windows": len(windows),
         "model": score(levels, horizon, final, target, mask),
         "model_before_rearrangement": headline(score(levels, horizon, prediction, target, mask)),
+        "per_step": per_step_scores(levels, final, target, mask),
+        "reliability": reliability(levels, final, target, mask),
     }
     results["model"].update(paper_protocol_crps(ensemble, windows, cfg.evaluation.paper_protocol_levels, batch_size))
     results["per_series"] = {
         forecast_data.panel.series_ids[row]: headline(score(levels, horizon, final[series == row], target[series == row], mask[series == row]))
         for row in series.unique().tolist()
     }
+    results["references"] = reference_scores(cfg, forecast_data, windows, levels)
     if conformal != "none":
         val = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits["val"])
-        val_prediction, val_target, val_mask, _, _ = forecast_split(ensemble, val, levels.levels, batch_size, "val")
-        correction = LevelConformal(levels.levels, per_step=conformal == "level_per_step").fit(val_prediction, val_target, val_mask)
-        calibrated = finish(correction.apply(prediction))
-        results["conformal"] = {
-            "kind": conformal,
-            "before": headline(score(levels, horizon, final, target, mask)),
-            "after": headline(score(levels, horizon, calibrated, target, mask)),
-        }
+        val_forecasts = forecast_split(ensemble, val, levels.levels, batch_size, "val")[:3]  # prediction, target, mask
+        results["conformal"] = {"kind": conformal, "before": headline(results["model"]),
+                                **conformal_scores(conformal, levels, val_forecasts, prediction, target, mask, finish)}
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     forecast_frame(forecast_data.panel, levels, final, target, mask, series, origin).to_parquet(out / "forecasts.parquet")
+    if dashboard:
+        write_dashboard(out / "dashboard.html", dashboard_inputs(
+            results, ensemble, checkpoints, forecast_data.panel, windows, levels, final, target, mask, fan_series, fan_origins))
     return results
+
+
+def conformal_scores(
+    kind: str, levels: EvaluationLevels, val_forecasts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, finish: Callable[[torch.Tensor], torch.Tensor],
+) -> dict[str, Any]:
+    """The scores ``after`` a conformal correction fitted on ``val_forecasts`` (raw prediction, target,
+    mask) and applied to the split's raw ``prediction``; ``finish`` is the rearrangement (or identity)."""
+    val_prediction, val_target, val_mask = val_forecasts
+    horizon = prediction.shape[1]
+    if kind.startswith("level"):  # every level moves: the whole forecast is rescored
+        calibrated = finish(conformal_calibration(kind, levels, val_prediction, val_target, val_mask, prediction))
+        return {"after": headline(score(levels, horizon, calibrated, target, mask)),
+                "reliability_after": reliability(levels, calibrated, target, mask)["share_below"]}
+    # only the interval ends move (and may cross other levels): only the interval scores change
+    calibrated = conformal_calibration(kind, levels, finish(val_prediction), val_target, val_mask, finish(prediction))
+    after = headline(score(levels, horizon, calibrated, target, mask))
+    return {"after": {name: value for name, value in after.items() if name.startswith(INTERVAL_METRICS)}}
+
+
+def conformal_calibration(
+    kind: str, levels: EvaluationLevels, val_prediction: torch.Tensor, val_target: torch.Tensor, val_mask: torch.Tensor,
+    prediction: torch.Tensor,
+) -> torch.Tensor:
+    """``prediction`` [N, H, Q] corrected by a conformal ``kind`` fitted on the val forecasts.
+
+    ``level*`` shifts every level; ``interval*`` (CQR) moves only the ends of each central interval,
+    the other levels keep their forecasts (so the result is for interval scores, not a quantile
+    curve: sorting it would mix the moved ends with other levels).
+    """
+    per_step = kind.endswith("_per_step")
+    if kind.startswith("level"):
+        return LevelConformal(levels.levels, per_step=per_step).fit(val_prediction, val_target, val_mask).apply(prediction)
+    ends = torch.tensor([[levels.index(end) for end in interval_ends(c)] for c in levels.intervals])  # [I, 2]
+    correction = IntervalConformal(levels.intervals, per_step=per_step)
+    correction.fit(val_prediction[..., ends[:, 0]], val_prediction[..., ends[:, 1]], val_target, val_mask)
+    lower, upper = correction.apply(prediction[..., ends[:, 0]], prediction[..., ends[:, 1]])  # [N, H, I] each
+    calibrated = prediction.clone()
+    calibrated[..., ends[:, 0]], calibrated[..., ends[:, 1]] = lower, upper
+    return calibrated
+
+
+def dashboard_inputs(
+    results: dict[str, Any], ensemble: Ensemble, checkpoints: Sequence[str | Path], panel, windows: WindowBatches,
+    levels: EvaluationLevels, final: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+    fan_series: Sequence[str], fan_origins: Sequence[str],
+) -> DashboardInputs:
+    """What the dashboard draws besides metrics.json: fan windows, the first member's sampler history
+    and attention, and the first checkpoint's training log."""
+    split_series, split_origin = windows.windows.series, windows.windows.origin
+    per_series_ncrps = {name: scores["ncrps"] for name, scores in results["per_series"].items()}
+    chosen = choose_fan_windows(panel, split_series, split_origin, per_series_ncrps, fan_series, fan_origins)
+    horizon = windows.shape.horizon
+    crps = [score(levels, horizon, final[i : i + 1], target[i : i + 1], mask[i : i + 1])["crps"] for i in chosen]
+    fans = fan_windows(panel, windows, chosen, levels, final, crps, history_hours=2 * horizon)
+    first = ensemble.members[0]
+    label = f"{fans[0].series}, origin {fans[0].origin:%Y-%m-%d %H:%M}"
+    return DashboardInputs(
+        results=results,
+        fans=fans,
+        sampler_history=sampler_history(first),
+        sampler_kind=type(first.level_sampler).__name__,
+        attention=attention_snapshot(first, windows, chosen[0], label),
+        training=training_log(checkpoints[0]),
+    )
 
 
 def paper_protocol_crps(ensemble: Ensemble, windows: WindowBatches, count: int, batch_size: int) -> dict[str, float]:

@@ -1,14 +1,19 @@
 """Scoring reference forecasters (seasonal naive, the synthetic oracle) on the model's own windows."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
+from baselines.seasonal_naive import SeasonalNaive
 from dataset.windows import WindowBatches
 from model.metrics import QuantileForecastMetrics
 from modules.quantile_levels import EvaluationLevels
+
+if TYPE_CHECKING:  # builders imports this module's ReferenceForecaster
+    from training.builders import ForecastData
 
 # (series [N], origin [N], horizon, levels [Q]) -> quantile forecasts [N, H, Q]
 ReferenceForecaster = Callable[[np.ndarray, np.ndarray, int, torch.Tensor], torch.Tensor]
@@ -24,3 +29,16 @@ def score_reference(
         prediction = forecaster(batch["series"].numpy(), batch["origin"].numpy(), windows.shape.horizon, levels.levels)
         metrics.update(prediction, batch["target"], batch["target_mask"])
     return {name: float(value) for name, value in metrics.compute().items()}
+
+
+def reference_scores(
+    cfg: DictConfig, data: ForecastData, windows: WindowBatches, levels: EvaluationLevels
+) -> dict[str, dict[str, float]]:
+    """Seasonal naive (and, on synthetic data, the oracle) scored on the very windows and levels the model was."""
+    forecasters: dict[str, ReferenceForecaster] = {
+        f"seasonal_naive_{lag}": SeasonalNaive(data.panel, lag, cfg.evaluation.residual_window)
+        for lag in cfg.evaluation.seasonal_naive_lags
+    }
+    if data.oracle is not None:
+        forecasters["oracle"] = data.oracle
+    return {name: score_reference(forecaster, windows, levels) for name, forecaster in forecasters.items()}

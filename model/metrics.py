@@ -54,7 +54,7 @@ class QuantileForecastMetrics(Metric):
         self.add_state("width_sum", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("winkler_sum", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("pit_counts", torch.zeros(PIT_BINS, dtype=torch.float64), dist_reduce_fx="sum")
-        for name in ("abs_error_sum", "ape_sum", "ape_count", "smape_sum", "smape_count", "crossed", "forecasts"):
+        for name in ("abs_target_sum", "abs_error_sum", "ape_sum", "ape_count", "smape_sum", "smape_count", "crossed", "forecasts"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
@@ -68,6 +68,7 @@ class QuantileForecastMetrics(Metric):
         grid_loss = pinball(prediction[..., self.crps_mask], target, self.levels[self.crps_mask].double())  # [B, H, K]
         self.crps_sum += (2 * grid_loss.mean(dim=-1) * weight).sum(dim=0)
         self.observed += weight.sum(dim=0)
+        self.abs_target_sum += (target.abs() * weight).sum()
         self.below += ((target[..., None] < prediction).double() * weight[..., None]).sum(dim=(0, 1))
 
         for i, (low, high) in enumerate(self.interval_index):
@@ -98,10 +99,15 @@ class QuantileForecastMetrics(Metric):
         self.crossed += decreasing.double().sum()
         self.forecasts += decreasing.numel()
 
+    def share_below(self) -> torch.Tensor:
+        """[Q]: the share of observed targets strictly below each level's forecast."""
+        return self.below / self.observed.sum()
+
     def compute(self) -> dict[str, torch.Tensor]:
         observed = self.observed.sum()
         results = {
             "crps": self.crps_sum.sum() / observed,
+            "ncrps": self.crps_sum.sum() / self.abs_target_sum,
             "mae": self.abs_error_sum / observed,
             "mape": 100 * self.ape_sum / self.ape_count,
             "smape": 100 * self.smape_sum / self.smape_count,
@@ -115,7 +121,7 @@ class QuantileForecastMetrics(Metric):
             results[f"winkler_{name}"] = self.winkler_sum[i] / observed
         for i, count in enumerate(self.pit_counts):
             results[f"pit_{i + 1}"] = count / observed
-        share_below = self.below / observed  # [Q]
+        share_below = self.share_below()  # [Q]
         grid_levels = self.levels[self.crps_mask].double()
         results["calibration_error"] = (share_below[self.crps_mask] - grid_levels).abs().mean()
         for q, index in self.reported_levels.items():

@@ -207,7 +207,7 @@ def test_crossing_rate_by_hand():
 # --------------------------------------------------------------------------------------------
 # Masks, per-step CRPS, batching
 
-TARGET_METRICS = ("crps", "mae", "mape", "smape", "coverage_50", "coverage_80", "coverage_90", "coverage_95",
+TARGET_METRICS = ("crps", "ncrps", "mae", "mape", "smape", "coverage_50", "coverage_80", "coverage_90", "coverage_95",
                   "width_50", "width_80", "width_90", "width_95", "observed_targets")
 
 
@@ -367,6 +367,22 @@ def test_share_below_and_calibration_error_by_hand():
     assert result["below_0.1"] == pytest.approx(0.25)  # only -1 is below 0
     # grid levels: share below 10, 30, 50, 70 = 1/4, 3/4, 3/4, 3/4 against 0.125, 0.375, 0.625, 0.875
     assert result["calibration_error"] == pytest.approx((0.125 + 0.375 + 0.125 + 0.125) / 4)
+    # every level: targets -1, 15, 25, 100 below 0, 10, 20, ..., 70
+    metric = QuantileForecastMetrics(levels, horizon=5)
+    metric.update(prediction, target, mask)
+    assert metric.share_below().tolist() == pytest.approx([0.25, 0.25, 0.5, 0.75, 0.75, 0.75, 0.75, 0.75])
+
+
+def test_normalised_crps_by_hand():
+    # the four-level grid example at two steps: y = 10 (CRPS 0.75) and y = -20 against the same
+    # forecast (7, 9, 11, 13) at (0.125, 0.375, 0.625, 0.875), all above y: pinball (1 - q)(f - y);
+    # nCRPS = summed CRPS / summed |y| = (0.75 + crps_2) / (10 + 20).
+    levels = EvaluationLevels(grid_size=4, intervals=(0.5,))
+    prediction = torch.tensor([7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0], dtype=torch.float64).expand(1, 2, 7)
+    result = _compute(levels, prediction, [[10.0, -20.0]])
+    crps_2 = 2 * (0.875 * 27 + 0.625 * 29 + 0.375 * 31 + 0.125 * 33) / 4
+    assert result["crps"] == pytest.approx((0.75 + crps_2) / 2, rel=1e-12)
+    assert result["ncrps"] == pytest.approx((0.75 + crps_2) / 30, rel=1e-12)
 
 
 def test_calibration_of_the_true_gaussian_quantiles_is_near_zero():

@@ -14,12 +14,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from baselines.seasonal_naive import SeasonalNaive
-from dataset.windows import WindowBatches
-from evaluation.references import score_reference
+from evaluation.references import reference_scores
 from model.metrics import headline
-from modules.quantile_levels import EvaluationLevels
-from training.builders import ForecastData, build_data, build_datamodule, build_forecaster
+from training.builders import build_data, build_datamodule, build_forecaster
 from training.callbacks import Throughput, WallClockBudget
 from training.config import ConfigError
 
@@ -119,24 +116,11 @@ def train(
     if sampler_state is not None:  # where an adaptive sampler ended: bin probabilities and weakness
         summary["sampler"] = sampler_state
     if not fast_dev_run:  # one batch of model metrics would not compare with references on every window
-        summary["references"] = _reference_scores(cfg, data, datamodule.datasets[split], model.evaluation_levels)
+        summary["references"] = reference_scores(cfg, data, datamodule.datasets[split], model.evaluation_levels)
         if trainer.is_global_zero:
             (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     summary["run_dir"] = str(run_dir)
     return summary
-
-
-def _reference_scores(
-    cfg: DictConfig, data: ForecastData, windows: WindowBatches, levels: EvaluationLevels
-) -> dict[str, dict[str, float]]:
-    """Seasonal naive (and, on synthetic data, the oracle) scored on the very windows and levels the model was."""
-    forecasters = {
-        f"seasonal_naive_{lag}": SeasonalNaive(data.panel, lag, cfg.evaluation.residual_window)
-        for lag in cfg.evaluation.seasonal_naive_lags
-    }
-    if data.oracle is not None:
-        forecasters["oracle"] = data.oracle
-    return {name: score_reference(forecaster, windows, levels) for name, forecaster in forecasters.items()}
 
 
 def _check_same_sampler(cfg: DictConfig, checkpoint_path: Path) -> None:
