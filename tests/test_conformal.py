@@ -84,3 +84,33 @@ def test_order_statistic_by_hand_and_unobserved_targets_are_ignored():
         LevelConformal(torch.tensor([0.5])).apply(prediction)
     with pytest.raises(ValueError, match="coverage"):
         IntervalConformal((1.0,))
+
+
+@pytest.mark.parametrize("kind", ["interval", "interval_per_step", "level", "level_per_step"])
+def test_evaluations_conformal_reaches_nominal_coverage_and_cqr_moves_only_interval_ends(kind):
+    """evaluation.evaluate.conformal_calibration on the evaluation's own levels, scored by its metrics."""
+    from evaluation.evaluate import conformal_calibration, score
+    from modules.quantile_levels import EvaluationLevels
+
+    levels = EvaluationLevels(grid_size=19, intervals=(0.5, 0.9))
+    generator = torch.Generator().manual_seed(4)
+
+    def forecasts(n):  # the biased, too-narrow forecaster of draw(), at every evaluation level
+        mu = torch.randn(n, 1, generator=generator, dtype=torch.float64) * 3
+        target = mu + STEP_SCALE * torch.distributions.StudentT(5.0).sample((n, 3)).double()
+        z = torch.special.ndtri(levels.levels)
+        return (mu + 0.3)[..., None] + 0.5 * z * torch.ones(n, 3, 1, dtype=torch.float64), target
+
+    (cal_pred, cal_y), (test_pred, test_y) = forecasts(4000), forecasts(20000)
+    mask = torch.ones_like(test_y, dtype=torch.bool)
+    calibrated = conformal_calibration(kind, levels, cal_pred, cal_y, torch.ones_like(cal_y, dtype=torch.bool), test_pred)
+    before, after = score(levels, 3, test_pred, test_y, mask), score(levels, 3, calibrated, test_y, mask)
+    assert before["coverage_90"] < 0.6 and before["coverage_50"] < 0.3
+    assert after["coverage_90"] == pytest.approx(0.9, abs=0.012) and after["coverage_50"] == pytest.approx(0.5, abs=0.012)
+    ends = [levels.index(end) for end in (0.05, 0.25, 0.75, 0.95)]
+    others = [i for i in range(len(levels)) if i not in ends]
+    moved = (calibrated != test_pred).any(dim=(0, 1))  # [Q]
+    if kind.startswith("interval"):
+        assert moved[ends].all() and not moved[others].any()
+    else:
+        assert moved.all()
