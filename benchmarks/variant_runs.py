@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,9 +88,12 @@ def run_variants(args: argparse.Namespace, variants: Sequence[Variant]) -> list[
     return records
 
 
-def markdown_table(records: list[dict[str, Any]], variants: Sequence[Variant], columns: Sequence[Column]) -> str:
-    """One row per variant: each column's mean over seeds, ± the sample std when there are several."""
-    header = "| variant | change | runs | " + " | ".join(c.header for c in columns) + " |"
+def markdown_table(
+    records: list[dict[str, Any]], variants: Sequence[Variant], columns: Sequence[Column], labels: tuple[str, str] = ("variant", "change")
+) -> str:
+    """One row per variant: each column's mean over seeds, ± the sample std when there are several
+    ("–" where a column is not defined for a variant)."""
+    header = f"| {labels[0]} | {labels[1]} | runs | " + " | ".join(c.header for c in columns) + " |"
     rule = "|---|---|---:|" + "---:|" * len(columns)
     rows = [header, rule]
     for variant in variants:
@@ -99,6 +103,9 @@ def markdown_table(records: list[dict[str, Any]], variants: Sequence[Variant], c
         cells = []
         for column in columns:
             values = [float(column.value(r)) for r in runs]
+            if all(math.isnan(v) for v in values):  # not defined for this variant
+                cells.append("–")
+                continue
             cell = f"{statistics.mean(values):,.{column.digits}f}"
             if len(values) > 1:
                 cell += f" ± {statistics.stdev(values):,.{column.digits}f}"

@@ -1,0 +1,198 @@
+"""The contenders of the benchmark and the one place where each is trained, forecast and scored.
+
+Every contender forecasts the same windows (the benchmark's test split) at the same evaluation
+levels; :func:`score_forecasts` turns its raw forecasts into the metrics, with the same code for all
+(the evaluation's monotone rearrangement first, as for our models; the crossing rate is of the raw
+forecasts, before it). Three kinds:
+
+- :class:`ReferenceContender`: no training (seasonal naive, the synthetic oracle);
+- :class:`OurContender`: a config of this project trained through ``training.train.train`` within the
+  budget, its best-on-val checkpoint forecasting the windows;
+- :class:`NeuralForecastContender`: a Nixtla neuralforecast model (``baselines.neuralforecast_models``)
+  trained on the same training hours within the same budget.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from baselines.neuralforecast_models import NeuralForecastBaseline
+from baselines.seasonal_naive import SeasonalNaive
+from dataset.windows import WindowBatches
+from evaluation.evaluate import Ensemble, forecast_split, paper_protocol_crps, score
+from evaluation.references import ReferenceForecaster
+from model.metrics import headline
+from modules.quantile_levels import EvaluationLevels
+from modules.rearrangement import rearrange_quantiles
+from training.builders import ForecastData, load_forecaster
+from training.config import load_config
+from training.train import train
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+@dataclass
+class Bench:
+    """What every contender is scored on: one data set, its test windows and the evaluation levels."""
+
+    cfg: DictConfig  # the base config: data, splits, levels, precision
+    data: ForecastData
+    windows: WindowBatches
+    levels: EvaluationLevels
+    overrides: tuple[str, ...]  # applied to every config of ours (data, sizes)
+    budget: str | None  # DD:HH:MM:SS per trained contender
+    max_steps: int | None  # optional cap on training steps for every trained contender
+
+    @property
+    def train_end(self) -> int:
+        """Grid index of the first validation hour: everything before it is training data."""
+        return self.data.panel.hour_index(self.cfg.dataset.val_start)
+
+
+@dataclass
+class Forecasts:
+    prediction: torch.Tensor  # [N, H, Q] at the bench's levels, raw
+    eval_seconds: float
+    training: dict[str, float] = field(default_factory=dict)  # seconds, steps, samples_per_second
+    extra_metrics: dict[str, float] = field(default_factory=dict)  # e.g. the paper-protocol CRPS
+
+
+@dataclass(frozen=True)
+class ReferenceContender:
+    name: str
+    description: str
+    make: Callable[[Bench], ReferenceForecaster]
+    trains: ClassVar[bool] = False  # deterministic: one run whatever the seed
+
+    def run(self, bench: Bench, seed: int) -> Forecasts:
+        forecaster = self.make(bench)
+        start = time.perf_counter()
+        prediction = forecaster(bench.windows.windows.series, bench.windows.windows.origin, bench.windows.shape.horizon, bench.levels.levels)
+        return Forecasts(prediction=prediction.float(), eval_seconds=time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class OurContender:
+    name: str
+    description: str
+    config: str  # a config name in config/
+    overrides: tuple[str, ...] = ()
+    trains: ClassVar[bool] = True
+
+    def run(self, bench: Bench, seed: int) -> Forecasts:
+        budget = [f"trainer.max_time={bench.budget}"] if bench.budget else []
+        budget += [f"trainer.max_steps={bench.max_steps}"] if bench.max_steps else []
+        cfg = load_config(CONFIG_DIR / f"{self.config}.yaml", [*bench.overrides, *budget, *self.overrides, f"seed={seed}"])
+        if OmegaConf.to_container(cfg.dataset) != OmegaConf.to_container(bench.cfg.dataset):
+            raise ValueError(f"{self.name}: config {self.config} reads other data or windows than the benchmark's base config")
+        summary = train(cfg)
+        model, _ = load_forecaster(summary["checkpoint"]) if Path(summary["checkpoint"]).is_file() else (None, None)
+        if model is None:
+            raise RuntimeError(f"{self.name}: training left no checkpoint ({summary['checkpoint']}); give it more budget")
+        ensemble = Ensemble([model])
+        batch_size = cfg.dataset.eval_batch_size
+        start = time.perf_counter()
+        prediction = forecast_split(ensemble, bench.windows, bench.levels.levels, batch_size, self.name)[0]
+        eval_seconds = time.perf_counter() - start
+        paper = paper_protocol_crps(ensemble, bench.windows, bench.cfg.evaluation.paper_protocol_levels, batch_size)
+        training = {"seconds": summary["train_seconds"], "steps": summary["train_steps"],
+                    "samples_per_second": summary["train_samples_per_second"]}
+        return Forecasts(prediction=prediction, eval_seconds=eval_seconds, training=training, extra_metrics=paper)
+
+
+@dataclass(frozen=True)
+class NeuralForecastContender:
+    name: str
+    description: str
+    model: str  # NBEATS or NHITS
+    loss: str  # mq or iq
+    trains: ClassVar[bool] = True
+
+    def run(self, bench: Bench, seed: int) -> Forecasts:
+        baseline = NeuralForecastBaseline(
+            self.model, self.loss, bench.cfg.dataset.history_length, bench.cfg.dataset.horizon,
+            levels=tuple(bench.levels.levels.tolist()), seed=seed, max_time=bench.budget,
+            max_steps=bench.max_steps or 1_000_000, precision=bench.cfg.trainer.precision,
+        ).fit(bench.data.panel, bench.train_end)
+        start = time.perf_counter()
+        prediction = baseline(bench.windows.windows.series, bench.windows.windows.origin, bench.windows.shape.horizon, bench.levels.levels)
+        training = {"seconds": baseline.training.seconds, "steps": baseline.training.steps,
+                    "samples_per_second": baseline.training.samples_per_second}
+        return Forecasts(prediction=prediction, eval_seconds=time.perf_counter() - start, training=training)
+
+
+Contender = ReferenceContender | OurContender | NeuralForecastContender
+
+
+def seasonal_naive(lag: int) -> ReferenceContender:
+    return ReferenceContender(
+        f"seasonal_naive_{lag}", f"last {'day' if lag == 24 else 'week'}'s value + quantiles of past {lag} h errors",
+        lambda bench: SeasonalNaive(bench.data.panel, lag, bench.cfg.evaluation.residual_window),
+    )
+
+
+ORACLE = ReferenceContender("oracle", "the true conditional distribution (synthetic data only)", lambda bench: bench.data.oracle)
+
+
+def contenders(base_config: str, attention_config: str, synthetic: bool) -> list[Contender]:
+    """Every contender, in table order."""
+    ours = [
+        OurContender("nbeatsaq_cat", "our N-BEATS-AQ, level concatenated to the input", base_config, ("model.conditioning=cat",)),
+        OurContender("nbeatsaq_film", "our N-BEATS-AQ, level by FiLM", base_config, ("model.conditioning=film",)),
+        *(OurContender(f"adaptive_attention_{kind}", f"our adaptive-attention model, {kind} level sampler", attention_config,
+                       (f"sampler={kind}",)) for kind in ("uniform", "beta", "adaptive")),
+    ]
+    nixtla = [
+        NeuralForecastContender("neuralforecast_nbeats_mq", "neuralforecast NBEATS, MQLoss at the evaluation levels", "NBEATS", "mq"),
+        NeuralForecastContender("neuralforecast_nbeats_iq", "neuralforecast NBEATS, IQLoss, asked level by level", "NBEATS", "iq"),
+        NeuralForecastContender("neuralforecast_nhits_mq", "neuralforecast NHITS, MQLoss at the evaluation levels", "NHITS", "mq"),
+    ]
+    references = [seasonal_naive(24), seasonal_naive(168)] + ([ORACLE] if synthetic else [])
+    return [*references, *nixtla, *ours]
+
+
+def score_forecasts(bench: Bench, forecasts: Forecasts) -> dict[str, float]:
+    """The metrics of a contender's forecasts on the bench's windows: every contender through this code."""
+    batch = bench.windows[torch.arange(len(bench.windows))]
+    target, mask = batch["target"], batch["target_mask"]
+    raw = forecasts.prediction
+    if raw.shape != (*target.shape, len(bench.levels)):
+        raise ValueError(f"forecasts of shape {tuple(raw.shape)}, expected {(*target.shape, len(bench.levels))}")
+    final = rearrange_quantiles(raw) if bench.cfg.evaluation.rearrange else raw
+    horizon = bench.windows.shape.horizon
+    metrics = headline(score(bench.levels, horizon, final, target, mask))
+    metrics["crossing_rate"] = headline(score(bench.levels, horizon, raw, target, mask))["crossing_rate"]
+    metrics.update(forecasts.extra_metrics)
+    return metrics
+
+
+def run_contender(contender: Contender, bench: Bench, seed: int) -> dict[str, Any]:
+    """Train (if it trains), forecast and score one contender: one record of the results file."""
+    forecasts = contender.run(bench, seed)
+    if not torch.isfinite(forecasts.prediction).all():
+        raise RuntimeError(f"{contender.name} forecast non-finite values")
+    return {
+        "variant": contender.name,  # the key benchmarks.variant_runs tabulates by
+        "seed": seed,
+        "model": score_forecasts(bench, forecasts),
+        "train_seconds": forecasts.training.get("seconds"),
+        "train_steps": forecasts.training.get("steps"),
+        "train_samples_per_second": forecasts.training.get("samples_per_second"),
+        "eval_seconds": forecasts.eval_seconds,
+        "windows": len(bench.windows),
+        "window_fingerprint": window_fingerprint(bench.windows),
+    }
+
+
+def window_fingerprint(windows: WindowBatches) -> str:
+    """A short hash of the (series, origin) pairs: equal fingerprints = the very same windows."""
+    import hashlib
+
+    pairs = np.stack([windows.windows.series, windows.windows.origin]).astype(np.int64)
+    return hashlib.sha1(pairs.tobytes()).hexdigest()[:12]

@@ -1,0 +1,136 @@
+"""Every contender on the same windows, the same metrics code and the same training budget.
+
+    python -m benchmarks.run --data synthetic|mhl|FILE --budget-minutes M [--seeds 0 1 2]
+        [--only NAME ...] [--max-steps N] [--json PATH] [key=value ...]
+
+Contenders (benchmarks/contenders.py): seasonal naive (24 h, 168 h), the oracle (synthetic data),
+neuralforecast NBEATS (MQLoss, IQLoss) and NHITS (MQLoss), our N-BEATS-AQ (CAT, FiLM) and our
+adaptive-attention model with each level sampler. Each trained contender gets ``M`` minutes of
+training (and at most ``--max-steps`` steps); all forecast the test split's windows at the
+evaluation levels and are scored by one function. Prints a markdown table (mean ± std over seeds)
+and writes every run's record to ``--json`` (default results/benchmark-<data>.json), appended
+after each run so an interrupted benchmark keeps what it has.
+
+``--data mhl`` reads ../shared/data/mhl/mhl_2016_2017.csv.gz (or FILE) with the CPU MHL configs,
+validation 2017-07..09 (checkpoint choice) and test 2017-10..12 (the table). ``key=value``
+overrides apply to every config of ours and to the data (e.g. paper-size models on a GPU:
+``model.width=1024 trainer.accelerator=gpu``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from benchmarks.contenders import CONFIG_DIR, Bench, contenders, run_contender
+from benchmarks.variant_runs import Column, markdown_table, metric
+from dataset.windows import WindowBatches
+from training.builders import build_data, build_evaluation_levels
+from training.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+MHL_FILE = REPO.parent / "shared" / "data" / "mhl" / "mhl_2016_2017.csv.gz"
+CONFIGS = {  # data -> (base config, attention config)
+    "synthetic": ("nbeatsaq-synthetic", "nbeatsaq-adaptive-attention-synthetic"),
+    "mhl": ("nbeatsaq-mhl-cpu", "nbeatsaq-adaptive-attention-mhl-cpu"),
+}
+MHL_TEST_START = "2017-10-01"  # val (Jul-Sep) picks the checkpoint, test (Oct-Dec) is the table
+
+
+NAN = float("nan")
+
+
+def columns(with_oracle: bool, oracle_crps: float | None) -> list[Column]:
+    table = [
+        Column("CRPS", metric("crps"), 2),
+        Column("CRPS (paper)", lambda r: r["model"].get("crps_paper_protocol", NAN), 2),
+    ]
+    if with_oracle and oracle_crps:
+        table.append(Column("CRPS ÷ oracle", lambda r: r["model"]["crps"] / oracle_crps, 3))
+    table += [
+        Column("cov 90", metric("coverage_90")),
+        Column("cov 95", metric("coverage_95")),
+        Column("cal. error", metric("calibration_error")),
+        Column("MAPE %", metric("mape"), 2),
+        Column("crossing", metric("crossing_rate")),
+        Column("train s", lambda r: NAN if r["train_seconds"] is None else r["train_seconds"], 0),
+        Column("samples/s", lambda r: NAN if r["train_samples_per_second"] is None else r["train_samples_per_second"], 0),
+        Column("eval s", lambda r: r["eval_seconds"], 1),
+    ]
+    return table
+
+
+def build_bench(data: str, budget_minutes: float, max_steps: int | None, overrides: Sequence[str]) -> tuple[Bench, str, str]:
+    """The base config's data and test windows, and the two config names of ours for ``data``."""
+    if data in CONFIGS:
+        base, attention = CONFIGS[data]
+        data_overrides = [f"dataset.path={MHL_FILE}"] if data == "mhl" else []
+    else:  # a file in the MHL format
+        if not Path(data).is_file():
+            raise ConfigError(f"--data: '{data}' is neither synthetic, mhl nor an existing file")
+        base, attention = CONFIGS["mhl"]
+        data_overrides = [f"dataset.path={data}"]
+    if base.endswith("mhl-cpu"):
+        data_overrides.append(f"dataset.test_start={MHL_TEST_START}")
+    all_overrides = (*data_overrides, *overrides)
+    cfg = load_config(CONFIG_DIR / f"{base}.yaml", list(all_overrides))
+    forecast_data = build_data(cfg)
+    if "test" not in forecast_data.splits:
+        raise ConfigError("the benchmark scores a test split: set dataset.test_start")
+    windows = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits["test"])
+    budget = None
+    if budget_minutes:
+        seconds = int(round(budget_minutes * 60))
+        budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    bench = Bench(cfg, forecast_data, windows, build_evaluation_levels(cfg), tuple(all_overrides), budget, max_steps)
+    return bench, base, attention
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="synthetic", help="synthetic, mhl or an MHL-format file")
+    parser.add_argument("--budget-minutes", type=float, default=5.0, help="training wall-clock per trained contender")
+    parser.add_argument("--max-steps", type=int, help="also cap every trained contender at this many steps")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="a subset of the contenders")
+    parser.add_argument("--json", type=Path, help="the results file (default results/benchmark-<data>.json)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_args(argv)
+    try:
+        bench, base, attention = build_bench(args.data, args.budget_minutes, args.max_steps, args.overrides)
+        table = contenders(base, attention, synthetic=bench.data.oracle is not None)
+        names = [c.name for c in table]
+        unknown = sorted(set(args.only or ()) - set(names))
+        if unknown:
+            raise ConfigError(f"--only: unknown contender(s) {unknown}; choose from {names}")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    selected = [c for c in table if not args.only or c.name in args.only]
+    out = args.json or REPO / "results" / f"benchmark-{Path(args.data).stem if args.data not in CONFIGS else args.data}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = run_all(selected, bench, args.seeds, out)
+    oracle = [r["model"]["crps"] for r in records if r["variant"] == "oracle"]
+    print(f"\n{args.data}: {len(bench.windows):,} test windows, {args.budget_minutes:g} min of training per trained "
+          f"contender{f' (at most {args.max_steps} steps)' if args.max_steps else ''}, seeds {args.seeds}\n")
+    print(markdown_table(records, selected, columns(bool(oracle), sum(oracle) / len(oracle) if oracle else None), ("contender", "what")))
+    print(f"\nrecords: {out}")
+    return 0
+
+
+def run_all(selected, bench: Bench, seeds: Sequence[int], out: Path) -> list[dict[str, Any]]:
+    """Every contender with every seed (contenders that do not train run once); each record saved at once."""
+    records: list[dict[str, Any]] = []
+    for contender in selected:
+        for seed in seeds if contender.trains else seeds[:1]:
+            print(f"\n=== {contender.name}, seed {seed} ===", flush=True)
+            records.append(run_contender(contender, bench, seed))
+            print(f"{contender.name}: CRPS {records[-1]['model']['crps']:.3f}", flush=True)
+            out.write_text(json.dumps(records, indent=2))
+    return records
+
+
+if __name__ == "__main__":
+    sys.exit(main())
