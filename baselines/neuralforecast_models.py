@@ -69,6 +69,7 @@ class NeuralForecastBaseline:
             raise ValueError(f"unknown loss '{self.loss}'; choose one of {LOSSES}")
         self._fitted = None
         self._panel: HourlyPanel | None = None
+        self.neuralforecast = None
 
     @property
     def name(self) -> str:
@@ -85,6 +86,7 @@ class NeuralForecastBaseline:
         with _quiet():
             nf.fit(df=frame, val_size=0)
         self.training.seconds = time.perf_counter() - start
+        self.neuralforecast = nf  # the fitted NeuralForecast, for its own API
         self._fitted = nf.models[0]  # fit trains copies of the models it was given
         # its log of (step, loss), one entry per training step: the trainer is not kept after fit
         self.training.steps = len(self._fitted.train_trajectories)

@@ -1,5 +1,5 @@
 """What each part of the adaptive-attention model adds: one run per part switched off (or, for the
-parts that are off by default, switched on), and two cheaper variants, each with the same budget;
+parts that are off by default, switched on), a wider and a cheaper variant, each with the same budget;
 prints a markdown table (mean ± std over seeds).
 
     python -m benchmarks.attention_components --config nbeatsaq-adaptive-attention-mhl-cpu \\
@@ -15,17 +15,22 @@ from benchmarks.variant_runs import STANDARD_COLUMNS, Variant, main
 
 VARIANTS = (
     Variant("full", "the config as shipped"),
-    Variant("d_model_32", "cheaper: attention width 32 instead of 64", ("model.attention.d_model=32",)),
-    Variant("no_convolution", "no multi-scale convolution", ("model.attention.conv_kernels=[]",)),
+    Variant("d_model_64", "wider: attention width 64 instead of 32", ("model.attention.d_model=64",)),
     Variant("with_convolution", "multi-scale convolution, kernels 3 and 7", ("model.attention.conv_kernels=[3,7]",)),
     Variant("one_attention_block", "cheaper: 1 HATA block instead of 2", ("model.attention.num_blocks=1",)),
     Variant("no_cross_step", "no cross-step refinement", ("model.attention.cross_step=false",)),
     Variant("no_attention_blocks", "no HATA block: read-out from the token embeddings", ("model.attention.num_blocks=0",)),
     Variant("no_local_heads", "all heads global (no dual scale)", ("model.attention.local_ratio=0.0",)),
+    Variant("no_global_heads", "all heads local (no dual scale)", ("model.attention.local_ratio=1.0",)),
+    Variant("gate_per_head", "one gate per head instead of one per block", ("model.attention.gate=head",)),
+    Variant("gate_per_step", "one gate per token position", ("model.attention.gate=step",)),
+    Variant("gate_per_token", "gate computed from each token", ("model.attention.gate=token",)),
     Variant("fixed_gate", "alpha fixed at 0.5, no calendar", ("model.attention.gate=fixed", "model.attention.calendar_gates=false")),
     Variant("no_calendar_gates", "gate without calendar input", ("model.attention.calendar_gates=false",)),
     Variant("no_locality_bias", "beta = 0", ("model.attention.bias=off",)),
+    Variant("scheduled_locality_bias", "beta scheduled 2 -> 0 instead of learned", ("model.attention.bias=scheduled",)),
     Variant("with_temporal_weights", "linear temporal weights on", ("model.attention.temporal_weights=linear",)),
+    Variant("with_sinusoidal_temporal_weights", "sinusoidal temporal weights on", ("model.attention.temporal_weights=sinusoidal",)),
     Variant("with_fft_features", "8 FFT amplitudes and phases on", ("model.attention.fft_features=8",)),
 )
 

@@ -58,3 +58,26 @@ def test_the_script_default_budget_applies_unless_one_is_given(monkeypatch, give
     add_arguments(parser, VARIANTS, "nbeatsaq-synthetic", default_budget="00:00:04:00")
     run_variants(parser.parse_args([*given, "--only", "a"]), VARIANTS)
     assert budgets == [(max_time, max_steps)]  # 4000: the synthetic config's own max_steps
+
+
+def test_undefined_columns_show_a_dash_and_the_labels_can_be_renamed():
+    records = [record("a", 0, 1.0)]
+    table = markdown_table(records, VARIANTS, (Column("CRPS", metric("crps"), 2), Column("paper", lambda r: float("nan"))),
+                           labels=("contender", "what"))
+    assert table.splitlines()[0] == "| contender | what | runs | CRPS | paper |"
+    assert table.splitlines()[2] == "| a | first | 1 | 1.00 | – |"
+
+
+def test_ablation_variants_are_valid_configs_and_changes_are_against_full():
+    from benchmarks import ablation
+    from training.config import load_config
+
+    names = [v.name for v in ablation.VARIANTS]
+    assert names[0] == "full" and len(names) == len(set(names))
+    shipped = load_config(variant_runs.CONFIG_DIR / "nbeatsaq-adaptive-attention-mhl-cpu.yaml", ["dataset.path=x.csv"])
+    for variant in ablation.VARIANTS[1:]:  # every override is a known key (strict schema) and changes the model
+        cfg = load_config(variant_runs.CONFIG_DIR / "nbeatsaq-adaptive-attention-mhl-cpu.yaml", ["dataset.path=x.csv", *variant.overrides])
+        assert cfg != shipped, variant.name
+    delta, percent = ablation.change_columns(full_crps=200.0)
+    assert delta.value(record("b", 0, 190.0)) == pytest.approx(-10.0)
+    assert percent.value(record("b", 0, 230.0)) == pytest.approx(15.0)
