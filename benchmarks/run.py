@@ -1,7 +1,7 @@
 """Every contender on the same windows, the same metrics code and the same training budget.
 
     python -m benchmarks.run --data synthetic|mhl|FILE --budget-minutes M [--seeds 0 1 2]
-        [--only NAME ...] [--max-steps N] [--json PATH] [key=value ...]
+        [--only NAME ...] [--max-steps N] [--paper-size] [--json PATH] [key=value ...]
 
 Contenders (benchmarks/contenders.py): seasonal naive (24 h, 168 h), the oracle (synthetic data),
 neuralforecast NBEATS (MQLoss, IQLoss) and NHITS (MQLoss), our N-BEATS-AQ (CAT, FiLM) and our
@@ -13,8 +13,8 @@ after each run so an interrupted benchmark keeps what it has.
 
 ``--data mhl`` reads ../shared/data/mhl/mhl_2016_2017.csv.gz (or FILE) with the CPU MHL configs,
 validation 2017-07..09 (checkpoint choice) and test 2017-10..12 (the table). ``key=value``
-overrides apply to every config of ours and to the data (e.g. paper-size models on a GPU:
-``model.width=1024 trainer.accelerator=gpu``).
+overrides apply to every config of ours and to the data. ``--paper-size`` trains our models at the
+paper's sizes (``nbeatsaq-mhlv`` configs, 30 blocks x 1024 wide; meant for a GPU).
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ CONFIGS = {  # data -> (base config, attention config)
     "synthetic": ("nbeatsaq-synthetic", "nbeatsaq-adaptive-attention-synthetic"),
     "mhl": ("nbeatsaq-mhl-cpu", "nbeatsaq-adaptive-attention-mhl-cpu"),
 }
+PAPER_SIZE_CONFIGS = ("nbeatsaq-mhlv", "nbeatsaq-adaptive-attention-mhlv")  # the paper's sizes, for a GPU
 MHL_TEST_START = "2017-10-01"  # val (Jul-Sep) picks the checkpoint, test (Oct-Dec) is the table
 
 
@@ -62,8 +63,12 @@ def columns(with_oracle: bool, oracle_crps: float | None) -> list[Column]:
     return table
 
 
-def build_bench(data: str, budget_minutes: float, max_steps: int | None, overrides: Sequence[str]) -> tuple[Bench, str, str]:
+def build_bench(
+    data: str, budget_minutes: float, max_steps: int | None, overrides: Sequence[str], paper_size: bool = False
+) -> tuple[Bench, str, str]:
     """The base config's data and test windows, and the two config names of ours for ``data``."""
+    if paper_size and data == "synthetic":
+        raise ConfigError("--paper-size is for MHL data (the paper's configs read an MHL file)")
     if data in CONFIGS:
         base, attention = CONFIGS[data]
         data_overrides = [f"dataset.path={MHL_FILE}"] if data == "mhl" else []
@@ -72,7 +77,9 @@ def build_bench(data: str, budget_minutes: float, max_steps: int | None, overrid
             raise ConfigError(f"--data: '{data}' is neither synthetic, mhl nor an existing file")
         base, attention = CONFIGS["mhl"]
         data_overrides = [f"dataset.path={data}"]
-    if base.endswith("mhl-cpu"):
+    if paper_size:
+        base, attention = PAPER_SIZE_CONFIGS
+    if data != "synthetic":
         data_overrides.append(f"dataset.test_start={MHL_TEST_START}")
     all_overrides = (*data_overrides, *overrides)
     cfg = load_config(CONFIG_DIR / f"{base}.yaml", list(all_overrides))
@@ -93,13 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="synthetic", help="synthetic, mhl or an MHL-format file")
     parser.add_argument("--budget-minutes", type=float, default=5.0, help="training wall-clock per trained contender")
     parser.add_argument("--max-steps", type=int, help="also cap every trained contender at this many steps")
+    parser.add_argument("--paper-size", action="store_true", help="our models at the paper's sizes (configs *-mhlv; for a GPU)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="a subset of the contenders")
     parser.add_argument("--json", type=Path, help="the results file (default results/benchmark-<data>.json)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     try:
-        bench, base, attention = build_bench(args.data, args.budget_minutes, args.max_steps, args.overrides)
+        bench, base, attention = build_bench(args.data, args.budget_minutes, args.max_steps, args.overrides, args.paper_size)
         table = contenders(base, attention, synthetic=bench.data.oracle is not None)
         names = [c.name for c in table]
         unknown = sorted(set(args.only or ()) - set(names))
