@@ -130,8 +130,8 @@ def attention_snapshot(
 ) -> AttentionSnapshot | None:
     """Attention of an adaptive-attention ``model`` at the median: maps of window ``map_window`` (named
     ``label``), gates averaged over ``gate_windows`` windows spread evenly over the split. None for
-    models without attention."""
-    if not hasattr(model, "attention_maps"):
+    models without attention (or without attention blocks)."""
+    if not hasattr(model, "attention_maps") or not len(model.network.blocks):
         return None
     spread = np.unique(np.linspace(0, len(windows) - 1, min(gate_windows, len(windows))).round().astype(int))
     indices = torch.from_numpy(np.concatenate([[map_window], spread]))

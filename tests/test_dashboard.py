@@ -15,7 +15,7 @@ from dataset.windows import WindowBatches
 from evaluation.dashboard import central_coverage
 from evaluation.dashboard_data import attention_snapshot, choose_fan_windows, training_log
 from evaluation.evaluate import evaluate, load_ensemble
-from training.builders import build_data
+from training.builders import build_data, build_forecaster
 from training.config import ConfigError
 from training.train import train
 
@@ -115,6 +115,13 @@ def test_sampler_history_and_attention_come_from_the_checkpoint(adaptive_run):
     assert snapshot.gate_windows == 8
     log = training_log(checkpoint)
     assert "train/loss" in log.curves and len(log.curves["val/crps"][0]) == 2  # validated at steps 20 and 40
+
+
+def test_no_attention_panels_without_attention_blocks(tmp_path):
+    cfg = tiny_config(tmp_path, *ADAPTIVE, "model.attention.num_blocks=0")
+    data = build_data(cfg)
+    windows = WindowBatches(data.panel, data.shape, data.splits["test"])
+    assert attention_snapshot(build_forecaster(cfg), windows, map_window=0, label="w") is None
 
 
 def test_fan_windows_default_to_best_median_worst_and_check_what_is_asked(adaptive_run):
