@@ -2,6 +2,7 @@
 
     python -m benchmarks.run --data synthetic|mhl|FILE --budget-minutes M [--seeds 0 1 2]
         [--only NAME ...] [--max-steps N] [--paper-size] [--json PATH] [key=value ...]
+    python -m benchmarks.run --data mhl --report results/benchmark-mhl.json   # the table of a results file
 
 Contenders (benchmarks/contenders.py): seasonal naive (24 h, 168 h), the oracle (synthetic data),
 neuralforecast NBEATS (MQLoss, IQLoss) and NHITS (MQLoss), our N-BEATS-AQ (CAT, FiLM) and our
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="a subset of the contenders")
     parser.add_argument("--json", type=Path, help="the results file (default results/benchmark-<data>.json)")
+    parser.add_argument("--report", type=Path, metavar="JSON", help="only print the table of a results file, run nothing")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     try:
@@ -117,15 +119,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     selected = [c for c in table if not args.only or c.name in args.only]
+    if args.report:
+        print(report(json.loads(args.report.read_text()), selected))
+        return 0
     out = args.json or REPO / "results" / f"benchmark-{Path(args.data).stem if args.data not in CONFIGS else args.data}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     records = run_all(selected, bench, args.seeds, out)
-    oracle = [r["model"]["crps"] for r in records if r["variant"] == "oracle"]
     print(f"\n{args.data}: {len(bench.windows):,} test windows, {args.budget_minutes:g} min of training per trained "
           f"contender{f' (at most {args.max_steps} steps)' if args.max_steps else ''}, seeds {args.seeds}\n")
-    print(markdown_table(records, selected, columns(bool(oracle), sum(oracle) / len(oracle) if oracle else None), ("contender", "what")))
+    print(report(records, selected))
     print(f"\nrecords: {out}")
     return 0
+
+
+def report(records: list[dict[str, Any]], selected) -> str:
+    """The markdown table of ``records`` (CRPS ÷ oracle when the oracle ran)."""
+    oracle = [r["model"]["crps"] for r in records if r["variant"] == "oracle"]
+    return markdown_table(records, selected, columns(bool(oracle), sum(oracle) / len(oracle) if oracle else None), ("contender", "what"))
 
 
 def run_all(selected, bench: Bench, seeds: Sequence[int], out: Path) -> list[dict[str, Any]]:
