@@ -102,7 +102,7 @@ class NeuralForecastBaseline:
             raise ValueError(f"{self.name} forecasts {self.horizon} hours, asked for {horizon}")
         panel = self._panel
         levels = [float(q) for q in torch.as_tensor(levels).tolist()]
-        if self.loss == "mq" and not np.allclose(levels, self.levels):
+        if self.loss == "mq" and (len(levels) != len(self.levels) or not np.allclose(levels, self.levels)):
             raise ValueError(f"{self.name} was trained at {len(self.levels)} fixed levels and forecasts only those")
         parts = []
         for start in range(0, len(origin), self.inference_batch_size):
@@ -187,7 +187,8 @@ def window_dataset(panel: HourlyPanel, series: np.ndarray, origin: np.ndarray, h
         MASK: available.ravel().astype(np.float64),
     })
     dataset, ids, _, _ = TimeSeriesDataset.from_df(frame, id_col=ID, time_col=TIME, target_col=TARGET)
-    assert list(ids) == sorted(ids), "neuralforecast reordered the windows"
+    if list(ids) != sorted(ids):  # the forecasts are read back in id order
+        raise RuntimeError("neuralforecast did not keep the windows in id order")
     return dataset
 
 

@@ -92,10 +92,9 @@ class OurContender:
         if OmegaConf.to_container(cfg.dataset) != OmegaConf.to_container(bench.cfg.dataset):
             raise ValueError(f"{self.name}: config {self.config} reads other data or windows than the benchmark's base config")
         summary = train(cfg)
-        model, _ = load_forecaster(summary["checkpoint"]) if Path(summary["checkpoint"]).is_file() else (None, None)
-        if model is None:
+        if not Path(summary["checkpoint"]).is_file():
             raise RuntimeError(f"{self.name}: training left no checkpoint ({summary['checkpoint']}); give it more budget")
-        ensemble = Ensemble([model])
+        ensemble = Ensemble([load_forecaster(summary["checkpoint"])[0]])
         batch_size = cfg.dataset.eval_batch_size
         start = time.perf_counter()
         prediction = forecast_split(ensemble, bench.windows, bench.levels.levels, batch_size, self.name)[0]
@@ -132,7 +131,7 @@ Contender = ReferenceContender | OurContender | NeuralForecastContender
 
 def seasonal_naive(lag: int) -> ReferenceContender:
     return ReferenceContender(
-        f"seasonal_naive_{lag}", f"last {'day' if lag == 24 else 'week'}'s value + quantiles of past {lag} h errors",
+        f"seasonal_naive_{lag}", f"the value {lag} h earlier + quantiles of past {lag}-h errors",
         lambda bench: SeasonalNaive(bench.data.panel, lag, bench.cfg.evaluation.residual_window),
     )
 

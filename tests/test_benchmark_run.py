@@ -96,5 +96,7 @@ def test_mqloss_forecasts_only_its_trained_levels(tiny_data):
     test = data.splits["test"]
     with pytest.raises(ValueError, match="forecasts only those"):
         baseline(test.series[:1], test.origin[:1], cfg.dataset.horizon, torch.tensor([0.2, 0.5, 0.8]))
+    with pytest.raises(ValueError, match="forecasts only those"):
+        baseline(test.series[:1], test.origin[:1], cfg.dataset.horizon, torch.tensor([0.5]))
     with pytest.raises(ValueError, match="unknown loss"):
         NeuralForecastBaseline("NBEATS", "crps", 168, 48, levels=(0.5,))
