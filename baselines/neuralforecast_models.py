@@ -19,6 +19,7 @@ Levels:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -192,20 +193,17 @@ def window_dataset(panel: HourlyPanel, series: np.ndarray, origin: np.ndarray, h
     return dataset
 
 
-class _quiet:
+@contextlib.contextmanager
+def _quiet():
     """Silence neuralforecast's and Lightning's per-call banners and warnings (they repeat per level)."""
-
-    def __enter__(self):
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
+    loggers = [logging.getLogger(name) for name in ("lightning", "lightning.pytorch", "pytorch_lightning")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        self._levels = {name: logging.getLogger(name).level for name in ("lightning", "lightning.pytorch", "pytorch_lightning")}
-        for name in self._levels:
-            logging.getLogger(name).setLevel(logging.ERROR)
-        return self
-
-    def __exit__(self, *exc):
-        for name, level in self._levels.items():
-            logging.getLogger(name).setLevel(level)
-        self._warnings.__exit__(*exc)
-        return False
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)

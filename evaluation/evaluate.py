@@ -89,13 +89,20 @@ def forecast_split(ensemble: Ensemble, windows: WindowBatches, levels: torch.Ten
 
 
 def score(levels: EvaluationLevels, horizon: int, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    return {name: float(value) for name, value in _scored(levels, horizon, prediction, target, mask).compute().items()}
+    return _floats(_scored(levels, horizon, prediction, target, mask))
 
 
-def reliability(levels: EvaluationLevels, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, list[float]]:
-    """Every evaluated level and the observed share of targets below its forecast (the reliability diagram)."""
+def score_with_reliability(
+    levels: EvaluationLevels, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Every metric, and every evaluated level with the observed share of targets below its forecast
+    (the reliability diagram), from one pass over the forecasts."""
     metric = _scored(levels, prediction.shape[1], prediction, target, mask)
-    return {"levels": levels.levels.tolist(), "share_below": metric.share_below().tolist()}
+    return _floats(metric), {"levels": levels.levels.tolist(), "share_below": metric.share_below().tolist()}
+
+
+def _floats(metric: QuantileForecastMetrics) -> dict[str, float]:
+    return {name: float(value) for name, value in metric.compute().items()}
 
 
 def per_step_scores(levels: EvaluationLevels, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> list[dict[str, float]]:
@@ -152,14 +159,15 @@ def evaluate(
     prediction, target, mask, series, origin = forecast_split(ensemble, windows, levels.levels, batch_size, split)
     finish = rearrange_quantiles if cfg.evaluation.rearrange else (lambda forecasts: forecasts)
     final = finish(prediction)  # what is scored and written
+    model_scores, model_reliability = score_with_reliability(levels, final, target, mask)
     results: dict[str, Any] = {
         "checkpoints": [str(path) for path in checkpoints],
         "split": split,
         "windows": len(windows),
-        "model": score(levels, horizon, final, target, mask),
+        "model": model_scores,
         "model_before_rearrangement": headline(score(levels, horizon, prediction, target, mask)),
         "per_step": per_step_scores(levels, final, target, mask),
-        "reliability": reliability(levels, final, target, mask),
+        "reliability": model_reliability,
     }
     results["model"].update(paper_protocol_crps(ensemble, windows, cfg.evaluation.paper_protocol_levels, batch_size))
     results["per_series"] = {
@@ -193,8 +201,8 @@ def conformal_scores(
     horizon = prediction.shape[1]
     if kind.startswith("level"):  # every level moves: the whole forecast is rescored
         calibrated = finish(conformal_calibration(kind, levels, val_prediction, val_target, val_mask, prediction))
-        return {"after": headline(score(levels, horizon, calibrated, target, mask)),
-                "reliability_after": reliability(levels, calibrated, target, mask)["share_below"]}
+        after, after_reliability = score_with_reliability(levels, calibrated, target, mask)
+        return {"after": headline(after), "reliability_after": after_reliability["share_below"]}
     # only the interval ends move (and may cross other levels): only the interval scores change
     calibrated = conformal_calibration(kind, levels, finish(val_prediction), val_target, val_mask, finish(prediction))
     after = headline(score(levels, horizon, calibrated, target, mask))
