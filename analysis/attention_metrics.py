@@ -7,6 +7,8 @@
   - ``horizontal``: each row's largest single weight outside the band, averaged (attending to specific points);
   - ``vertical``: mass on the top ``top_share`` of keys by the attention they receive (positions everyone attends to);
   - ``stripe``: mass at the single lag i - j outside the band that collects most (periodic, striped maps).
+- ``dominant_lag``: that lag i - j (positive: attending to the past).
+- ``recency``: mass on the last ``last`` keys (the most recent points of a history window).
 
 For a map of one window with rows i (attending) and columns j (attended), as drawn in the heat maps.
 """
@@ -32,19 +34,39 @@ def row_gini(attention: np.ndarray) -> np.ndarray:
     return (p * (2 * rank - n - 1)).sum(axis=-1) / (n * p.sum(axis=-1))
 
 
+def _lag_mass(a: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mass per lag i - j outside the band [Lq + Lk - 1] (index lag + Lk - 1), and the lag matrix [Lq, Lk]."""
+    rows, keys = a.shape
+    lag = np.arange(rows)[:, None] - np.arange(keys)[None, :]
+    local = np.abs(lag) <= band
+    return np.bincount((lag + keys - 1)[~local], weights=a[~local], minlength=rows + keys - 1), lag
+
+
+def dominant_lag(attention: np.ndarray, band: int = 1) -> int:
+    """The lag i - j outside the band that collects most mass in one map [Lq, Lk]."""
+    a = np.asarray(attention, dtype=np.float64)
+    mass, _ = _lag_mass(a, band)
+    return int(np.argmax(mass)) - (a.shape[1] - 1)
+
+
+def recency(attention: np.ndarray, last: int = 10) -> float:
+    """Share of the mass of one map [Lq, Lk] (or a stack of them) on the last ``last`` keys."""
+    a = np.asarray(attention, dtype=np.float64)
+    return float(a[..., -last:].sum() / a.sum())
+
+
 def pattern_strengths(attention: np.ndarray, band: int = 1, top_share: float = 0.05) -> dict[str, float]:
     """The four pattern shares of one map [Lq, Lk] (see the module docstring)."""
     a = np.asarray(attention, dtype=np.float64)
     if a.ndim != 2:
         raise ValueError(f"expected one map [L_query, L_key], got shape {a.shape}")
-    rows, keys = a.shape
-    lag = np.arange(rows)[:, None] - np.arange(keys)[None, :]  # [Lq, Lk], i - j
+    keys = a.shape[1]
+    lag_mass, lag = _lag_mass(a, band)  # lag [Lq, Lk], i - j
     local = np.abs(lag) <= band
     total = a.sum()
     outside = np.where(local, 0.0, a)
     received = a.sum(axis=0)  # [Lk]
     top = max(1, math.ceil(top_share * keys))
-    lag_mass = np.bincount((lag + keys - 1)[~local], weights=a[~local], minlength=rows + keys - 1)
     return {
         "diagonal": float(a[local].sum() / total),
         "horizontal": float(outside.max(axis=1).sum() / total),

@@ -1,6 +1,6 @@
 """Train the reference transformer on each generator's series and describe the attention it learns.
 
-    python -m analysis.attention_study [--generators garch random_walk ...] [--quick] [--out results]
+    python -m analysis.attention_study [--generators garch random_walk ...] [--quick] [--out results] [--retrain]
 
 For each generator (dataset/generators.py): one seeded series, windows of 100 past and 20 future
 points, the first 80 % of windows for training and the rest held out; the reference transformer
@@ -9,8 +9,11 @@ layer and head and its numbers (analysis/attention_metrics.py). Writes ``OUT/<ge
 ``training_curves.png``, ``attention_summary.png`` (mean map per layer and head),
 ``entropy_analysis.png`` (entropy and Gini per head), ``attention_L<l>_H<h>_S<s>.png`` (single
 held-out windows), ``attention_metrics.json`` (per layer and head), ``summary.json`` (settings,
-losses); and ``OUT/comparison.md`` + ``OUT/comparison.png`` across generators. ``--quick`` (short
-series, few steps) runs all nine generators in a few minutes on 2 CPU cores.
+losses, the answers to the study's questions that the generator's hidden state allows: see
+analysis/questions.py), ``reference_model.pt`` (reused by a later run with the same settings unless
+``--retrain``); and ``OUT/comparison.md`` (means per generator and a section per question) +
+``OUT/comparison.png`` across generators. ``--quick`` (short series, few steps) runs all nine
+generators in a few minutes on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -25,11 +28,15 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from analysis.attention_metrics import pattern_strengths, row_entropy, row_gini
+from analysis.attention_metrics import dominant_lag, pattern_strengths, recency, row_entropy, row_gini
+from analysis.questions import (
+    error_by_time_since_change, event_lift, group_contrast, last_change, post_change_lift,
+)
 from analysis.reference_transformer import ReferenceTransformer
-from dataset.generators import GENERATORS, generate
+from dataset.generators import FAMILIES, GENERATORS, STATIONARY, GeneratedSeries, generate
 
 INPUT, OUTPUT = 100, 20
+SHARES = ("entropy", "gini", "diagonal", "horizontal", "vertical", "stripe", "recency")  # per-head numbers averaged in the summary
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class StudySettings:
     batch_size: int = 64
     learning_rate: float = 1e-3
     stride: int = 5  # between window starts
-    held_out_windows: int = 256  # attention is read on (at most) this many held-out windows
+    held_out_windows: int = 512  # attention is read on (at most) this many held-out windows
     samples: int = 3  # single-window maps drawn per layer and head
     seed: int = 0
 
@@ -51,12 +58,25 @@ def windows_of(values: np.ndarray, stride: int) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32).unfold(0, INPUT + OUTPUT, stride)  # [N, 120]
 
 
-def train_reference(values: np.ndarray, settings: StudySettings) -> tuple[ReferenceTransformer, dict, torch.Tensor]:
-    """The trained model, its loss curves and the held-out windows."""
-    torch.manual_seed(settings.seed)
+@dataclass
+class HeldOut:
+    windows: torch.Tensor  # [W, INPUT + OUTPUT]
+    starts: np.ndarray  # [W] index of each window's first point in the series
+
+
+def held_out_windows(values: np.ndarray, settings: StudySettings) -> tuple[torch.Tensor, HeldOut]:
+    """The first 80 % of windows for training; (at most ``held_out_windows`` of) the rest held out."""
     windows = windows_of(values, settings.stride)
     split = int(0.8 * len(windows))
-    train, held_out = windows[:split], windows[split:]
+    count = min(settings.held_out_windows, len(windows) - split)
+    return windows[:split], HeldOut(windows[split : split + count], (split + np.arange(count)) * settings.stride)
+
+
+def train_reference(values: np.ndarray, settings: StudySettings) -> tuple[ReferenceTransformer, dict, HeldOut]:
+    """The trained model, its loss curves and the held-out windows."""
+    torch.manual_seed(settings.seed)
+    train, held = held_out_windows(values, settings)
+    held_out = held.windows
     model = ReferenceTransformer(INPUT, OUTPUT)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -71,19 +91,19 @@ def train_reference(values: np.ndarray, settings: StudySettings) -> tuple[Refere
         if step % every == 0 or step == settings.steps:
             model.eval()
             with torch.no_grad():
-                held = held_out[: settings.held_out_windows]
                 curves["step"].append(step)
                 curves["train_mse"].append(loss.item())
-                curves["held_out_mse"].append(torch.nn.functional.mse_loss(model(held[:, :INPUT]), held[:, INPUT:]).item())
+                curves["held_out_mse"].append(torch.nn.functional.mse_loss(model(held_out[:, :INPUT]), held_out[:, INPUT:]).item())
             model.train()
-    return model.eval(), curves, held_out[: settings.held_out_windows]
+    return model.eval(), curves, held
 
 
 @torch.no_grad()
-def attention_of(model: ReferenceTransformer, held_out: torch.Tensor) -> np.ndarray:
-    """[layers, windows, heads, T, T] attention on the held-out windows."""
-    _, weights = model(held_out[:, :INPUT], return_attention=True)
-    return torch.stack(weights).numpy()
+def attention_of(model: ReferenceTransformer, held_out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Attention [layers, windows, heads, T, T] on the held-out windows and each window's forecast MSE [windows]."""
+    forecast, weights = model(held_out[:, :INPUT], return_attention=True)
+    squared_error = (forecast - held_out[:, INPUT:]).pow(2).mean(dim=-1)
+    return torch.stack(weights).numpy(), squared_error.numpy()
 
 
 def describe(attention: np.ndarray) -> list[dict]:
@@ -93,19 +113,92 @@ def describe(attention: np.ndarray) -> list[dict]:
     for layer in range(layers):
         for head in range(heads):
             maps = attention[layer, :, head]  # [W, T, T]
+            mean_map = maps.mean(axis=0)
             rows.append({"layer": layer + 1, "head": head + 1,
                          "entropy": float(row_entropy(maps).mean()), "gini": float(row_gini(maps).mean()),
-                         **pattern_strengths(maps.mean(axis=0))})
+                         **pattern_strengths(mean_map), "recency": recency(mean_map),
+                         "dominant_lag": dominant_lag(mean_map)})
     return rows
 
 
-def study(name: str, settings: StudySettings, out: Path) -> dict:
+# Spikes: the top 1 % of |shock| (AR(1)-t) or |return| (GARCH) over the whole series, jumps, outliers.
+SPIKE_QUANTILE = 0.99
+
+
+def spikes_of(series: GeneratedSeries) -> np.ndarray | None:
+    """[L] bool: the points whose attention the spike question measures; None for generators without spikes."""
+    if "shock" in series.state:
+        size = np.abs(series.state["shock"])
+    elif series.name == "garch":
+        size = np.abs(series.values)
+    else:
+        marked = series.state.get("jump", series.state.get("outlier"))
+        return None if marked is None else marked.astype(bool)
+    return size > np.quantile(size, SPIKE_QUANTILE)
+
+
+def changes_of(series: GeneratedSeries) -> np.ndarray | None:
+    """[L] bool: where a new regime, slope or level starts (regime switches, slope breaks, jumps); None if none."""
+    if "regime" in series.state:
+        return np.concatenate([[False], np.diff(series.state["regime"]) != 0])
+    marked = series.state.get("break", series.state.get("jump"))
+    return None if marked is None else marked.astype(bool)
+
+
+def ask_questions(series: GeneratedSeries, held: HeldOut, attention: np.ndarray, squared_error: np.ndarray) -> dict:
+    """The study's questions that this generator's hidden state can answer (analysis/questions.py),
+    per layer, each a list over heads. ``attention`` [layers, W, heads, T, T], ``squared_error`` [W]."""
+    inputs = held.starts[:, None] + np.arange(INPUT)  # [W, T] series index of every input point
+    outputs = held.starts[:, None] + INPUT + np.arange(OUTPUT)  # [W, H]
+    answers: dict = {}
+    spikes = spikes_of(series)
+    if spikes is not None:
+        answers["spike_lift"] = [event_lift(layer, spikes[inputs]).tolist() for layer in attention]
+        answers["spike_windows"] = int(spikes[inputs].any(axis=1).sum())
+    if "volatility" in series.state:
+        volatility = series.state["volatility"][inputs].mean(axis=1)  # [W]
+        for name, metric in (("entropy", row_entropy), ("gini", row_gini)):
+            per_window = metric(attention).mean(axis=-1)  # [layers, W, heads]
+            contrast = [group_contrast(layer, volatility) for layer in per_window]
+            answers[f"{name}_calm"] = [c["low"].tolist() for c in contrast]
+            answers[f"{name}_turbulent"] = [c["high"].tolist() for c in contrast]
+    changes = changes_of(series)
+    if changes is not None:
+        change_at = last_change(changes[inputs])  # [W]
+        answers["post_change_lift"] = [
+            {key: value.tolist() for key, value in post_change_lift(layer, change_at).items()} for layer in attention
+        ]
+        # A change inside the forecast horizon cannot be foreseen: those windows are left out of the error.
+        foreseeable = ~changes[outputs].any(axis=1)
+        if foreseeable.any():
+            answers["error_after_change"] = error_by_time_since_change(squared_error[foreseeable], change_at[foreseeable], INPUT)
+    return answers
+
+
+MODEL_FILE = "reference_model.pt"
+
+
+def trained_reference(series: GeneratedSeries, settings: StudySettings, folder: Path, retrain: bool) -> tuple[ReferenceTransformer, dict, HeldOut]:
+    """Train, or load the model an earlier run with the same settings saved in ``folder``."""
+    saved = folder / MODEL_FILE
+    if saved.is_file() and not retrain:
+        state = torch.load(saved, weights_only=True)
+        if state["settings"] == asdict(settings):
+            model = ReferenceTransformer(INPUT, OUTPUT)
+            model.load_state_dict(state["model"])
+            return model.eval(), state["curves"], held_out_windows(series.values, settings)[1]
+    model, curves, held = train_reference(series.values, settings)
+    torch.save({"settings": asdict(settings), "model": model.state_dict(), "curves": curves}, saved)
+    return model, curves, held
+
+
+def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) -> dict:
     """Everything for one generator; returns its summary."""
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     series = generate(name, settings.length, settings.seed)
-    model, curves, held_out = train_reference(series.values, settings)
-    attention = attention_of(model, held_out)
+    model, curves, held = trained_reference(series, settings, folder, retrain)
+    attention, squared_error = attention_of(model, held.windows)
     metrics = describe(attention)
     _training_figure(curves, name).savefig(folder / "training_curves.png", dpi=90)
     _summary_figure(attention.mean(axis=1), name).savefig(folder / "attention_summary.png", dpi=90)
@@ -116,22 +209,29 @@ def study(name: str, settings: StudySettings, out: Path) -> dict:
                 figure = _map_figure(attention[layer, sample, head], f"{name}: layer {layer + 1}, head {head + 1}, window {sample + 1}")
                 figure.savefig(folder / f"attention_L{layer + 1}_H{head + 1}_S{sample + 1}.png", dpi=80)
     (folder / "attention_metrics.json").write_text(json.dumps(metrics, indent=2))
-    summary = {"generator": name, "settings": asdict(settings), "held_out_windows": int(len(held_out)),
+    summary = {"generator": name, "family": FAMILIES[name], "settings": asdict(settings), "held_out_windows": len(held.windows),
                "final_train_mse": curves["train_mse"][-1], "final_held_out_mse": curves["held_out_mse"][-1],
-               "held_out_variance": float(held_out[:, INPUT:].var()),
-               "mean": {key: float(np.mean([m[key] for m in metrics])) for key in ("entropy", "gini", "diagonal", "horizontal", "vertical", "stripe")}}
+               "held_out_variance": float(held.windows[:, INPUT:].var()),
+               "mean": {key: float(np.mean([m[key] for m in metrics])) for key in SHARES},
+               "dominant_lags": [[m["dominant_lag"] for m in metrics if m["layer"] == layer + 1] for layer in range(len(attention))],
+               "questions": ask_questions(series, held, attention, squared_error)}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
+def relative_mse(summary: dict) -> float:
+    """Held-out MSE ÷ the variance of the held-out targets (1 = no better than their mean)."""
+    return summary["final_held_out_mse"] / max(summary["held_out_variance"], 1e-12)
+
+
 def comparison(summaries: list[dict], out: Path) -> str:
-    """A markdown table of the per-generator means (over layers and heads), and a figure of them."""
-    keys = ("entropy", "gini", "diagonal", "horizontal", "vertical", "stripe")
-    lines = ["| generator | held-out MSE ÷ variance | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+    """A markdown table of the per-generator means (over layers and heads) and the answers to the
+    study's questions, and a figure of the means."""
+    keys = SHARES
+    lines = ["| generator | family | held-out MSE ÷ variance | " + " | ".join(keys) + " |", "|---|---|---:|" + "---:|" * len(keys)]
     for s in summaries:
-        relative = s["final_held_out_mse"] / max(s["held_out_variance"], 1e-12)
-        lines.append(f"| {s['generator']} | {relative:.3f} | " + " | ".join(f"{s['mean'][k]:.3f}" for k in keys) + " |")
-    table = "\n".join(lines)
+        lines.append(f"| {s['generator']} | {s['family']} | {relative_mse(s):.3f} | " + " | ".join(f"{s['mean'][k]:.3f}" for k in keys) + " |")
+    table = "\n".join(lines) + "\n\n" + questions_report(summaries)
     (out / "comparison.md").write_text(table + "\n")
     figure = Figure(figsize=(11, 4), layout="constrained")
     axes = figure.subplots()
@@ -144,6 +244,70 @@ def comparison(summaries: list[dict], out: Path) -> str:
     axes.legend(fontsize=7, ncol=3)
     figure.savefig(out / "comparison.png", dpi=90)
     return table
+
+
+def _heads(values: list[float]) -> str:
+    """'mean (min–max)' over heads, NaN-aware."""
+    v = np.asarray(values, dtype=np.float64)
+    if np.isnan(v).all():
+        return "–"
+    return f"{np.nanmean(v):.2f} ({np.nanmin(v):.2f}–{np.nanmax(v):.2f})"
+
+
+def questions_report(summaries: list[dict]) -> str:
+    """Markdown sections answering the study's questions from the summaries' ``questions`` (layer by
+    layer, mean and range over heads)."""
+    sections = []
+    spiky = [s for s in summaries if "spike_lift" in s["questions"]]
+    if spiky:
+        lines = ["### Do heads over-react to spikes?", "",
+                 "Attention received by spikes ÷ attention received at the same positions without one (1 = like any point).", "",
+                 "| generator | windows with a spike | layer 1 | layer 2 |", "|---|---:|---|---|"]
+        lines += [f"| {s['generator']} | {s['questions']['spike_windows']} | " + " | ".join(_heads(l) for l in s["questions"]["spike_lift"]) + " |" for s in spiky]
+        sections.append("\n".join(lines))
+    for s in summaries:
+        q = s["questions"]
+        if "entropy_calm" in q:
+            lines = [f"### Is attention more concentrated in turbulent periods? ({s['generator']})", "",
+                     "Calmest vs most turbulent quarter of held-out windows by mean volatility; entropy 1 = uniform.", "",
+                     "| layer | entropy calm | entropy turbulent | Gini calm | Gini turbulent | heads lower-entropy when turbulent |",
+                     "|---:|---|---|---|---|---:|"]
+            for layer in range(len(q["entropy_calm"])):
+                calm, turbulent = np.array(q["entropy_calm"][layer]), np.array(q["entropy_turbulent"][layer])
+                lines.append(f"| {layer + 1} | {_heads(calm)} | {_heads(turbulent)} | {_heads(q['gini_calm'][layer])} | "
+                             f"{_heads(q['gini_turbulent'][layer])} | {int((turbulent < calm).sum())} of {len(calm)} |")
+            sections.append("\n".join(lines))
+    changing = [s for s in summaries if "post_change_lift" in s["questions"]]
+    if changing:
+        bins = [key for key in changing[0]["questions"]["post_change_lift"][0] if not key.endswith("windows")]
+        lines = ["### Does the model follow and recover after a change?", "",
+                 "Attention on the points since the last change ÷ the same span in windows without a change, and held-out MSE ÷ "
+                 "that of windows without a change (windows with a change in their forecast horizon left out), by points since the change.", "",
+                 "| generator | what | " + " | ".join(bins) + " |", "|---|---|" + "---|" * len(bins)]
+        for s in changing:
+            q = s["questions"]
+            for layer, lift in enumerate(q["post_change_lift"]):
+                lines.append(f"| {s['generator']} | attention lift, layer {layer + 1} | " + " | ".join(_heads(lift[b]) for b in bins) + " | |")
+            lines.append(f"| {s['generator']} | windows | " + " | ".join(str(int(q["post_change_lift"][0][f"{b} windows"])) for b in bins) + " | |")
+            if "error_after_change" in q:
+                lines.append(f"| {s['generator']} | MSE ratio | " + " | ".join(f"{q['error_after_change'][b]:.2f}" for b in [*bins, "none"]) + " |")
+        sections.append("\n".join(lines))
+    lines = ["### Stationary vs non-stationary", "", "Means over the generators of each group (over layers and heads).", "",
+             "| group | generators | held-out MSE ÷ variance | entropy | diagonal | recency (last 10) |", "|---|---|---:|---:|---:|---:|"]
+    for label, group in (("stationary", [s for s in summaries if s["generator"] in STATIONARY]),
+                         ("non-stationary", [s for s in summaries if s["generator"] not in STATIONARY])):
+        if group:
+            lines.append(f"| {label} | {', '.join(s['generator'] for s in group)} | {np.mean([relative_mse(s) for s in group]):.3f} | "
+                         + " | ".join(f"{np.mean([s['mean'][k] for s in group]):.3f}" for k in ("entropy", "diagonal", "recency")) + " |")
+    sections.append("\n".join(lines))
+    lines = ["### Do periodic series give striped maps?", "",
+             "Stripe = mass at the fullest lag outside the diagonal band; the lag i − j of that stripe per head (layer 1 | layer 2).", "",
+             "| generator | family | stripe | dominant lag per head |", "|---|---|---:|---|"]
+    for s in summaries:
+        lags = " \\| ".join(str(layer) for layer in s["dominant_lags"])
+        lines.append(f"| {s['generator']} | {s['family']} | {s['mean']['stripe']:.3f} | {lags} |")
+    sections.append("\n".join(lines))
+    return "\n\n".join(sections)
 
 
 def _training_figure(curves: dict, name: str) -> Figure:
@@ -198,13 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generators", nargs="+", default=sorted(GENERATORS), metavar="NAME", help=f"from {sorted(GENERATORS)}")
     parser.add_argument("--quick", action="store_true", help="short series and few steps (minutes for all generators)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
+    parser.add_argument("--retrain", action="store_true", help=f"train even where OUT/<generator>/{MODEL_FILE} holds a model of the same settings")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.generators) - set(GENERATORS))
     if unknown:
         print(f"error: unknown generator(s) {unknown}; choose from {sorted(GENERATORS)}", file=sys.stderr)
         return 2
     settings = QUICK if args.quick else StudySettings()
-    summaries = [study(name, settings, args.out) for name in tqdm(args.generators, desc="generators", unit="generator")]
+    summaries = [study(name, settings, args.out, args.retrain) for name in tqdm(args.generators, desc="generators", unit="generator")]
     print(comparison(summaries, args.out))
     print(f"\nwritten: {args.out}/<generator>/ and {args.out}/comparison.md, comparison.png")
     return 0

@@ -157,6 +157,15 @@ GENERATORS: dict[str, Callable[..., GeneratedSeries]] = {
     "pink_noise": pink_noise,
 }
 
+# The family of each generator, and whether its process is stationary (mean-reverting, or periodic
+# around a fixed level) rather than wandering or trending.
+FAMILIES: dict[str, str] = {
+    "ar1_student_t": "stochastic", "garch": "stochastic", "jump_diffusion": "stochastic",
+    "regime_switching": "structural", "trend_breaks": "structural", "random_walk": "structural",
+    "sinusoid_outliers": "periodic", "multi_seasonal": "periodic", "pink_noise": "long memory",
+}
+STATIONARY = frozenset({"ar1_student_t", "garch", "regime_switching", "multi_seasonal", "pink_noise"})
+
 
 def generate(name: str, length: int, seed: int = 0, **params) -> GeneratedSeries:
     """The series ``name`` of ``length`` values from ``seed`` (same seed, same series), with ``params`` changed."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.attention_metrics import pattern_strengths, row_entropy, row_gini
+from analysis.attention_metrics import dominant_lag, pattern_strengths, recency, row_entropy, row_gini
 
 L = 10
 
@@ -63,3 +63,11 @@ def test_each_detector_ranks_its_own_pattern_first():
     assert best == {"diagonal": "diagonal", "vertical": "column", "stripe": "striped"}
     with pytest.raises(ValueError, match="one map"):
         pattern_strengths(np.stack([uniform(), uniform()]))
+
+
+def test_dominant_lag_and_recency_by_hand():
+    assert dominant_lag(striped(3)) == 3  # rows attend 3 points back
+    assert dominant_lag(striped(3).T) == -3  # the transpose attends 3 ahead
+    np.testing.assert_allclose(recency(uniform(), last=2), 0.2)
+    np.testing.assert_allclose(recency(column(L - 1), last=1), 1.0)
+    np.testing.assert_allclose(recency(column(0), last=3), 0.0)
