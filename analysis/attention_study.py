@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from analysis.adaptive_study import study_adaptive
 from analysis.attention_metrics import dominant_lag, pattern_strengths, recency, row_entropy, row_gini
 from analysis.questions import (
     error_by_time_since_change, event_lift, group_contrast, last_change, post_change_lift,
@@ -49,9 +50,10 @@ class StudySettings:
     held_out_windows: int = 512  # attention is read on (at most) this many held-out windows
     samples: int = 3  # single-window maps drawn per layer and head
     seed: int = 0
+    adaptive_steps: int = 600  # training steps of our adaptive-attention model on the same series (0: not run)
 
 
-QUICK = StudySettings(length=4_000, steps=150, held_out_windows=64, samples=2)
+QUICK = StudySettings(length=4_000, steps=150, held_out_windows=64, samples=2, adaptive_steps=0)
 
 
 def windows_of(values: np.ndarray, stride: int) -> torch.Tensor:
@@ -176,6 +178,11 @@ def ask_questions(series: GeneratedSeries, held: HeldOut, attention: np.ndarray,
 
 
 MODEL_FILE = "reference_model.pt"
+NOT_TRAINING = ("samples", "adaptive_steps")  # settings that do not change the reference model
+
+
+def training_settings(settings: dict) -> dict:
+    return {key: value for key, value in settings.items() if key not in NOT_TRAINING}
 
 
 def trained_reference(series: GeneratedSeries, settings: StudySettings, folder: Path, retrain: bool) -> tuple[ReferenceTransformer, dict, HeldOut]:
@@ -183,7 +190,7 @@ def trained_reference(series: GeneratedSeries, settings: StudySettings, folder: 
     saved = folder / MODEL_FILE
     if saved.is_file() and not retrain:
         state = torch.load(saved, weights_only=True)
-        if state["settings"] == asdict(settings):
+        if training_settings(state["settings"]) == training_settings(asdict(settings)):
             model = ReferenceTransformer(INPUT, OUTPUT)
             model.load_state_dict(state["model"])
             return model.eval(), state["curves"], held_out_windows(series.values, settings)[1]
@@ -215,6 +222,8 @@ def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) 
                "mean": {key: float(np.mean([m[key] for m in metrics])) for key in SHARES},
                "dominant_lags": [[m["dominant_lag"] for m in metrics if m["layer"] == layer + 1] for layer in range(len(attention))],
                "questions": ask_questions(series, held, attention, squared_error)}
+    if settings.adaptive_steps:
+        summary["adaptive"] = study_adaptive(series, settings.adaptive_steps, folder)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -300,6 +309,21 @@ def questions_report(summaries: list[dict]) -> str:
             lines.append(f"| {label} | {', '.join(s['generator'] for s in group)} | {np.mean([relative_mse(s) for s in group]):.3f} | "
                          + " | ".join(f"{np.mean([s['mean'][k] for s in group]):.3f}" for k in ("entropy", "diagonal", "recency")) + " |")
     sections.append("\n".join(lines))
+    adaptive = [s for s in summaries if "adaptive" in s]
+    if adaptive:
+        lines = ["### Our adaptive-attention model on the same series", "",
+                 "Gate α = the local heads' share (global heads get 1 − α), mean over tokens and test windows; β = learnt "
+                 "locality bias per head; entropy per head (1 = uniform). Block 1 \\| block 2.", "",
+                 "| generator | steps | test CRPS ÷ seasonal naive 168 h | gate α | β per head | entropy per head |", "|---|---:|---:|---|---|---|"]
+        for s in adaptive:
+            a = s["adaptive"]
+            naive = a["seasonal_naive_crps"].get("seasonal_naive_168")
+            ratio = f"{a['test_crps'] / naive:.3f}" if a["test_crps"] and naive else "–"
+            gates = " \\| ".join(f"{np.mean(block):.2f}" for block in a["gate_per_head"])
+            betas = " \\| ".join(", ".join(f"{b:.2f}" for b in block) for block in a["beta"])
+            entropy = " \\| ".join(", ".join(f"{e:.2f}" for e in block) for block in a["entropy"])
+            lines.append(f"| {s['generator']} | {a['steps']} | {ratio} | {gates} | {betas} | {entropy} |")
+        sections.append("\n".join(lines))
     lines = ["### Do periodic series give striped maps?", "",
              "Stripe = mass at the fullest lag outside the diagonal band; the lag i − j of that stripe per head (layer 1 | layer 2).", "",
              "| generator | family | stripe | dominant lag per head |", "|---|---|---:|---|"]
@@ -362,13 +386,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generators", nargs="+", default=sorted(GENERATORS), metavar="NAME", help=f"from {sorted(GENERATORS)}")
     parser.add_argument("--quick", action="store_true", help="short series and few steps (minutes for all generators)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
+    parser.add_argument("--adaptive-steps", type=int, metavar="N",
+                        help=f"train our adaptive-attention model N steps per generator too (default {StudySettings.adaptive_steps}; "
+                             "0 skips it; --quick skips it unless given)")
     parser.add_argument("--retrain", action="store_true", help=f"train even where OUT/<generator>/{MODEL_FILE} holds a model of the same settings")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.generators) - set(GENERATORS))
     if unknown:
         print(f"error: unknown generator(s) {unknown}; choose from {sorted(GENERATORS)}", file=sys.stderr)
         return 2
+    if args.adaptive_steps is not None and args.adaptive_steps < 0:
+        print(f"error: --adaptive-steps must be 0 or more, got {args.adaptive_steps}", file=sys.stderr)
+        return 2
     settings = QUICK if args.quick else StudySettings()
+    if args.adaptive_steps is not None:
+        settings = replace(settings, adaptive_steps=args.adaptive_steps)
     summaries = [study(name, settings, args.out, args.retrain) for name in tqdm(args.generators, desc="generators", unit="generator")]
     print(comparison(summaries, args.out))
     print(f"\nwritten: {args.out}/<generator>/ and {args.out}/comparison.md, comparison.png")
