@@ -14,6 +14,8 @@ last 10 % test) for a given number of steps. On up to 256 test windows, read at 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +58,23 @@ def adaptive_config(data_file: Path, length: int, steps: int, output_dir: Path):
     ])
 
 
-def study_adaptive(series: GeneratedSeries, steps: int, folder: Path) -> dict:
+SUMMARY_FILE = "adaptive.json"
+
+
+def fingerprint(series: GeneratedSeries) -> str:
+    return hashlib.sha1(np.ascontiguousarray(series.values).tobytes()).hexdigest()[:16]
+
+
+def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: bool = False) -> dict:
     """Train our adaptive-attention model on ``series`` for ``steps`` and describe its gates, betas and
-    attention; writes ``adaptive_maps.png``, ``adaptive_gates.png`` and ``adaptive_training.log`` in ``folder``."""
+    attention; writes ``adaptive.json``, ``adaptive_maps.png``, ``adaptive_gates.png`` and
+    ``adaptive_training.log`` in ``folder``. An ``adaptive.json`` of the same series and steps there is
+    returned as it is unless ``retrain``."""
+    saved = folder / SUMMARY_FILE
+    if saved.is_file() and not retrain:
+        result = json.loads(saved.read_text())
+        if result["requested_steps"] == steps and result["series"] == fingerprint(series):
+            return result
     data_file = folder / "series.parquet"
     hourly_frame(series).to_parquet(data_file)
     cfg = adaptive_config(data_file, len(series.values), steps, folder / "adaptive_runs")
@@ -71,7 +87,9 @@ def study_adaptive(series: GeneratedSeries, steps: int, folder: Path) -> dict:
     snapshot = attention_snapshot(model, windows, map_window=len(windows) - 1, label="last test window", gate_windows=READ_WINDOWS)
     (folder / "adaptive_maps.png").write_bytes(figures.attention_maps(snapshot.maps, snapshot.history_tokens))
     (folder / "adaptive_gates.png").write_bytes(figures.gate_profiles(snapshot.gates, snapshot.history_tokens))
-    return {
+    result = {
+        "requested_steps": steps,
+        "series": fingerprint(series),
         "steps": summary["global_step"],
         "test_crps": summary["model"].get("crps"),
         "seasonal_naive_crps": {name: scores.get("crps") for name, scores in summary.get("references", {}).items()},
@@ -80,6 +98,8 @@ def study_adaptive(series: GeneratedSeries, steps: int, folder: Path) -> dict:
         "beta": snapshot.betas,
         "entropy": entropy_per_head(model, windows),
     }
+    saved.write_text(json.dumps(result, indent=2))
+    return result
 
 
 @torch.no_grad()

@@ -223,7 +223,7 @@ def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) 
                "dominant_lags": [[m["dominant_lag"] for m in metrics if m["layer"] == layer + 1] for layer in range(len(attention))],
                "questions": ask_questions(series, held, attention, squared_error)}
     if settings.adaptive_steps:
-        summary["adaptive"] = study_adaptive(series, settings.adaptive_steps, folder)
+        summary["adaptive"] = study_adaptive(series, settings.adaptive_steps, folder, retrain)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adaptive-steps", type=int, metavar="N",
                         help=f"train our adaptive-attention model N steps per generator too (default {StudySettings.adaptive_steps}; "
                              "0 skips it; --quick skips it unless given)")
-    parser.add_argument("--retrain", action="store_true", help=f"train even where OUT/<generator>/{MODEL_FILE} holds a model of the same settings")
+    parser.add_argument("--retrain", action="store_true", help=f"train even where OUT/<generator>/ holds a model of the same settings ({MODEL_FILE}, adaptive.json)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.generators) - set(GENERATORS))
     if unknown:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from analysis import adaptive_study
 from analysis.adaptive_study import hourly_frame, split_dates, study_adaptive
 from dataset.generators import generate
 
@@ -18,7 +20,7 @@ def test_hourly_frame_and_split_dates():
     assert split_dates(240) == ("2015-01-09", "2015-01-10")
 
 
-def test_study_adaptive_reads_gates_betas_and_entropy(tmp_path):
+def test_study_adaptive_reads_gates_betas_and_entropy(tmp_path, monkeypatch):
     summary = study_adaptive(generate("garch", 3_000, seed=0), steps=3, folder=tmp_path)
     assert summary["steps"] == 3 and np.isfinite(summary["test_crps"])
     assert "seasonal_naive_168" in summary["seasonal_naive_crps"]
@@ -29,5 +31,10 @@ def test_study_adaptive_reads_gates_betas_and_entropy(tmp_path):
         assert heads == len(summary["gate_per_head"][block]) == len(summary["entropy"][block]) == 4
         assert all(0 <= g <= 1 for g in summary["gate_per_head"][block] + summary["gate_history_vs_future"][block])
         assert all(0 < e <= 1 for e in summary["entropy"][block])
-    for name in ("adaptive_maps.png", "adaptive_gates.png", "adaptive_training.log", "series.parquet"):
+    for name in ("adaptive.json", "adaptive_maps.png", "adaptive_gates.png", "adaptive_training.log", "series.parquet"):
         assert (tmp_path / name).stat().st_size > 0, name
+    # The same series and steps again: the saved summary, no training; another series: trained anew.
+    monkeypatch.setattr(adaptive_study, "train", lambda *args: pytest.fail("trained again"))
+    assert study_adaptive(generate("garch", 3_000, seed=0), steps=3, folder=tmp_path) == summary
+    with pytest.raises(pytest.fail.Exception, match="trained again"):
+        study_adaptive(generate("garch", 3_000, seed=1), steps=3, folder=tmp_path)
