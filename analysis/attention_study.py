@@ -291,8 +291,9 @@ def questions_report(summaries: list[dict]) -> str:
         bins = [key for key in changing[0]["questions"]["post_change_lift"][0] if not key.endswith("windows")]
         lines = ["### Does the model follow and recover after a change?", "",
                  "Attention on the points since the last change ÷ the same span in windows without a change, and held-out MSE ÷ "
-                 "that of windows without a change (windows with a change in their forecast horizon left out), by points since the change.", "",
-                 "| generator | what | " + " | ".join(bins) + " |", "|---|---|" + "---|" * len(bins)]
+                 "the mean of all windows (windows with a change in their forecast horizon left out), by points since the change "
+                 "(none: no change in the input).", "",
+                 "| generator | what | " + " | ".join(bins) + " | none |", "|---|---|" + "---|" * (len(bins) + 1)]
         for s in changing:
             q = s["questions"]
             for layer, lift in enumerate(q["post_change_lift"]):
