@@ -29,6 +29,7 @@ from evaluation import figures
 from evaluation.dashboard_data import attention_snapshot
 from training.builders import build_data, load_forecaster
 from training.config import load_config
+from training.quiet import quiet_lightning
 from training.train import train
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "nbeatsaq-adaptive-attention-synthetic.yaml"
@@ -68,7 +69,7 @@ def fingerprint(series: GeneratedSeries) -> str:
 def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: bool = False) -> dict:
     """Train our adaptive-attention model on ``series`` for ``steps`` and describe its gates, betas and
     attention; writes ``adaptive.json``, ``adaptive_maps.png``, ``adaptive_gates.png`` and
-    ``adaptive_training.log`` in ``folder``. An ``adaptive.json`` of the same series and steps there is
+    ``adaptive_training.log`` (the resolved config and run folder) in ``folder``. An ``adaptive.json`` of the same series and steps there is
     returned as it is unless ``retrain``."""
     saved = folder / SUMMARY_FILE
     if saved.is_file() and not retrain:
@@ -79,7 +80,7 @@ def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: b
     hourly_frame(series).to_parquet(data_file)
     cfg = adaptive_config(data_file, len(series.values), steps, folder / "adaptive_runs")
     log = folder / "adaptive_training.log"
-    with log.open("w") as stream, contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+    with log.open("w") as stream, contextlib.redirect_stdout(stream), quiet_lightning():
         summary = train(cfg)
     model, cfg = load_forecaster(summary["checkpoint"])
     data = build_data(cfg)

@@ -19,10 +19,7 @@ Levels:
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +29,7 @@ import torch
 
 from dataset.panel import HourlyPanel
 from dataset.windows import fill_from_past
+from training.quiet import quiet_lightning
 
 MODELS = ("NBEATS", "NHITS")
 LOSSES = ("mq", "iq")
@@ -84,7 +82,7 @@ class NeuralForecastBaseline:
         frame = training_frame(panel, train_end)
         nf = NeuralForecast(models=[self._build()], freq="h")
         start = time.perf_counter()
-        with _quiet():
+        with quiet_lightning():
             nf.fit(df=frame, val_size=0)
         self.training.seconds = time.perf_counter() - start
         self.neuralforecast = nf  # the fitted NeuralForecast, for its own API
@@ -115,7 +113,7 @@ class NeuralForecastBaseline:
         """[n, H, Q] for the n windows of ``dataset`` (ids in window order)."""
         model = self._fitted
         model.set_test_size(self.horizon)
-        with _quiet():
+        with quiet_lightning():
             if self.loss == "mq":
                 values = model.predict(dataset=dataset)  # [n * H, Q], the trained levels in order
             else:
@@ -191,19 +189,3 @@ def window_dataset(panel: HourlyPanel, series: np.ndarray, origin: np.ndarray, h
     if list(ids) != sorted(ids):  # the forecasts are read back in id order
         raise RuntimeError("neuralforecast did not keep the windows in id order")
     return dataset
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence neuralforecast's and Lightning's per-call banners and warnings (they repeat per level)."""
-    loggers = [logging.getLogger(name) for name in ("lightning", "lightning.pytorch", "pytorch_lightning")]
-    levels = [logger.level for logger in loggers]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels):
-                logger.setLevel(level)

@@ -1,92 +1,218 @@
-"""Training throughput and evaluation time of shipped configs on this machine; prints markdown tables.
+"""Training and evaluation speed on this machine, side by side in one run; prints markdown tables.
 
-    python -m benchmarks.speed [--configs nbeatsaq-synthetic nbeatsaq-mhlv] [--precisions 32-true bf16-mixed]
-                               [--steps 15] [--eval-windows 256] [--threads N]
+    python -m benchmarks.speed [--models cat film out attention] [--precisions 32-true bf16-mixed]
+                               [--steps 15] [--eval-windows 256] [--compile] [--threads N]
 
-Training runs through the same builders, data module and Lightning trainer as ``train`` (on the
-synthetic data, so no file is needed; window shape and model come from each config) and times the
-steady steps. Evaluation times one forward pass over a batch of windows at the median alone and
-at the full evaluation grid, without gradients and in fp32, as validation and test run.
+Every model runs on the embedded synthetic data (168 h in, 48 h out, batch 1024), so no file is
+needed. Per model and precision:
+
+- **loader alone**: batches from the training DataLoader with nothing done to them;
+- **Lightning path**: the builders, data module, Lightning trainer and callbacks of ``train``, timed
+  from one step's end to the next (loading, step, logging; no validation) — and the step alone;
+- **plain loop**: the same network in a hand-written torch loop on batches gathered beforehand
+  (forward, pinball loss at the sampled levels, backward, Adam): the difference to the Lightning
+  path is what Lightning and the data path cost;
+- **GFLOP/s** of the plain loop (floating-point operations of one forward + backward, counted by
+  torch's FlopCounterMode, times samples/s) next to the machine's matmul peak measured here;
+- **evaluation**: one fp32 forward pass without gradients over ``--eval-windows`` windows at 1, 11
+  and 100 levels (best of 3).
+
+``--compile`` adds rows with ``trainer.compile=true`` (torch.compile of the network's forward).
 """
 from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from lightning import Trainer, seed_everything
+from torch.utils.flop_counter import FlopCounterMode
 
-from training.builders import build_data, build_datamodule, build_evaluation_levels, build_forecaster
+from modules.losses import pinball_loss
+from training.builders import build_data, build_datamodule, build_forecaster
 from training.callbacks import Throughput
 from training.config import load_config
+from training.quiet import quiet_lightning
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 UNTIMED_STEPS = 3
+SYNTHETIC = ["dataset=synthetic", "trainer=cpu", "trainer.enable_progress_bar=false"]
+# label -> (config, overrides): the paper's CAT base at the size its CPU figure was measured at, our
+# CPU configs, and the base with the level entering at the read-out (OUT).
+MODELS: dict[str, tuple[str, list[str]]] = {
+    "cat": ("nbeatsaq-mhl-cpu", ["model.conditioning=cat", "model.num_blocks=10"]),
+    "film": ("nbeatsaq-mhl-cpu", []),
+    "out": ("nbeatsaq-mhl-cpu", ["model.conditioning=out", "model.quantile_embedding=normal", "model.quantile_embedding_dim=2"]),
+    "attention": ("nbeatsaq-adaptive-attention-mhl-cpu", []),
+}
+DESCRIPTIONS = {
+    "cat": "base CAT 10 × 3 × 512",
+    "film": "base FiLM 8 × 3 × 512 (mhl-cpu)",
+    "out": "base OUT 8 × 3 × 512",
+    "attention": "adaptive attention (mhl-cpu)",
+}
+EVAL_LEVELS = (1, 11, 100)
 
 
-def _setup(config: str, precision: str):
-    cfg = load_config(CONFIG_DIR / f"{config}.yaml", ["dataset=synthetic", "trainer=cpu", f"trainer.precision={precision}"])
+def model_config(model: str, precision: str, compile: bool = False):
+    config, overrides = MODELS[model]
+    return load_config(CONFIG_DIR / f"{config}.yaml",
+                       [*SYNTHETIC, *overrides, f"trainer.precision={precision}", f"trainer.compile={str(compile).lower()}"])
+
+
+def _setup(model: str, precision: str, compile: bool = False):
+    cfg = model_config(model, precision, compile)
     seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg, build_data(cfg))
-    return cfg, datamodule, build_forecaster(cfg)
+    forecaster = build_forecaster(cfg)
+    if compile:
+        forecaster.network.compile()
+    return cfg, datamodule, forecaster
 
 
-def training_rate(config: str, precision: str, steps: int) -> tuple[float, float]:
-    """(parameters in millions, training samples per second)."""
-    cfg, datamodule, model = _setup(config, precision)
-    throughput = Throughput(cfg.dataset.batch_size, skip_steps=min(UNTIMED_STEPS, steps - 1))
-    trainer = Trainer(
-        accelerator="cpu", devices=1, precision=precision, max_steps=steps, limit_val_batches=0,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        use_distributed_sampler=False, callbacks=[throughput],
-    )
-    trainer.fit(model, datamodule=datamodule)
-    return sum(p.numel() for p in model.parameters()) / 1e6, throughput.samples_per_second
+def loader_rate(model: str, batches: int) -> float:
+    """Samples per second of the training DataLoader alone."""
+    cfg, datamodule, _ = _setup(model, "32-true")
+    datamodule.setup("fit")
+    loader = iter(datamodule.train_dataloader())
+    next(loader)  # the first batch builds the iterator
+    start = time.perf_counter()
+    samples = sum(len(next(loader)["history"]) for _ in range(batches))
+    return samples / (time.perf_counter() - start)
 
 
-def evaluation_seconds(config: str, num_windows: int) -> dict[str, float]:
-    """Seconds for one fp32 forward pass over ``num_windows`` windows at 1 level and at the grid."""
-    cfg, datamodule, model = _setup(config, "32-true")
-    model.eval()
+def lightning_rate(model: str, precision: str, steps: int, compile: bool) -> tuple[float, float, float]:
+    """(parameters in millions, whole-path samples/s, step-alone samples/s) through the Lightning trainer."""
+    cfg, datamodule, forecaster = _setup(model, precision, compile)
+    throughput = Throughput(cfg.dataset.batch_size, skip_steps=min(UNTIMED_STEPS, steps - 2))
+    with quiet_lightning():
+        trainer = Trainer(
+            accelerator="cpu", devices=1, precision=precision, max_steps=steps, limit_val_batches=0,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            use_distributed_sampler=False, callbacks=[throughput],
+        )
+    with quiet_lightning():
+        trainer.fit(forecaster, datamodule=datamodule)
+    params = sum(p.numel() for p in forecaster.parameters()) / 1e6
+    return params, throughput.samples_per_second, throughput.compute_samples_per_second
+
+
+def _training_batches(cfg, datamodule, count: int) -> list[dict]:
+    train = datamodule.datasets["train"]
+    generator = torch.Generator().manual_seed(0)
+    return [train[torch.randint(len(train), (cfg.dataset.batch_size,), generator=generator)] for _ in range(count)]
+
+
+def _plain_step(forecaster, batch: dict, optimiser, levels_per_sample: int, bf16: bool) -> None:
+    B = len(batch["history"])
+    levels = torch.rand(B, levels_per_sample)  # [B, Q]
+    with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+        prediction = forecaster(batch, levels).prediction  # [B, H, Q]
+    loss = pinball_loss(prediction.float(), batch["target"], levels, mask=batch["target_mask"])
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+
+
+def plain_rate(model: str, precision: str, steps: int, compile: bool) -> float:
+    """Samples per second of a hand-written torch loop of the same network on batches gathered beforehand."""
+    cfg, datamodule, forecaster = _setup(model, precision, compile)
+    datamodule.setup("fit")
+    batches = _training_batches(cfg, datamodule, steps)
+    optimiser = torch.optim.Adam(forecaster.parameters(), lr=1e-4)
+    forecaster.train()
+    bf16 = precision == "bf16-mixed"
+    for batch in batches[:UNTIMED_STEPS]:
+        _plain_step(forecaster, batch, optimiser, cfg.sampler.levels_per_sample, bf16)
+    start = time.perf_counter()
+    for batch in batches[UNTIMED_STEPS:]:
+        _plain_step(forecaster, batch, optimiser, cfg.sampler.levels_per_sample, bf16)
+    return (steps - UNTIMED_STEPS) * cfg.dataset.batch_size / (time.perf_counter() - start)
+
+
+def flops_per_sample(model: str, batch_size: int = 64) -> float:
+    """Floating-point operations of one training sample (forward + backward), counted in fp32."""
+    cfg, datamodule, forecaster = _setup(model, "32-true")
+    datamodule.setup("fit")
+    batch = datamodule.datasets["train"][torch.arange(batch_size)]
+    levels = torch.rand(batch_size, cfg.sampler.levels_per_sample)
+    with FlopCounterMode(display=False) as counter:
+        prediction = forecaster(batch, levels).prediction
+        pinball_loss(prediction, batch["target"], levels, mask=batch["target_mask"]).backward()
+    return counter.get_total_flops() / batch_size
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a square matmul of ``size`` in ``dtype`` (best of ``repeats``)."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def evaluation_seconds(model: str, num_windows: int) -> dict[int, float]:
+    """Seconds (best of 3) of one fp32 forward pass without gradients over ``num_windows`` validation
+    windows, at each of :data:`EVAL_LEVELS` levels spread evenly over (0, 1)."""
+    _, datamodule, forecaster = _setup(model, "32-true")
+    datamodule.setup("fit")
+    forecaster.eval()
     windows = datamodule.datasets["val"]
     batch = windows[torch.arange(min(num_windows, len(windows)))]
-    grid = build_evaluation_levels(cfg).levels.float()
-    seconds = {"windows": len(batch["history"]), "grid_levels": len(grid)}
-    for name, levels in (("1", torch.tensor([0.5])), ("grid", grid)):
-        level_batch = levels.expand(len(batch["history"]), -1)
-        with torch.no_grad():
-            model(batch, level_batch)  # warm-up
-            start = time.perf_counter()
-            model(batch, level_batch)
-            seconds[name] = time.perf_counter() - start
+    seconds = {}
+    with torch.no_grad():
+        for count in EVAL_LEVELS:
+            levels = ((torch.arange(count) + 0.5) / count).expand(len(batch["history"]), -1)  # [B, Q]
+            forecaster(batch, levels)  # warm-up
+            seconds[count] = min(_timed(lambda: forecaster(batch, levels)) for _ in range(3))
     return seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=["nbeatsaq-synthetic", "nbeatsaq-mhlv"])
-    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"], choices=["32-true", "bf16-mixed"])
     parser.add_argument("--steps", type=int, default=15, help=f"training steps per measurement (first {UNTIMED_STEPS} untimed)")
+    parser.add_argument("--loader-batches", type=int, default=30)
     parser.add_argument("--eval-windows", type=int, default=256)
+    parser.add_argument("--compile", action="store_true", help="also measure with trainer.compile=true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.steps <= UNTIMED_STEPS + 1:
+        parser.error(f"--steps must be more than {UNTIMED_STEPS + 1}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    peaks = {"32-true": matmul_peak(torch.float32), "bf16-mixed": matmul_peak(torch.bfloat16)}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 2048² matmul peak: "
+          f"fp32 {peaks['32-true']:.0f} GFLOP/s, bf16 {peaks['bf16-mixed']:.0f} GFLOP/s\n")
 
-    print("Training (through the Lightning trainer, each config's batch size)\n")
-    print("| config | precision | params (M) | samples/s |\n|---|---|---:|---:|", flush=True)
-    for config in args.configs:
+    print("Training (batch 1024; samples/s)\n")
+    print("| model | precision | compile | params (M) | loader alone | Lightning path | Lightning step alone | plain loop | "
+          "plain GFLOP/s | % of matmul peak |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    for model in args.models:
+        loader = loader_rate(model, args.loader_batches)
+        flops = flops_per_sample(model)
         for precision in args.precisions:
-            params, rate = training_rate(config, precision, args.steps)
-            print(f"| {config} | {precision} | {params:.1f} | {rate:,.0f} |", flush=True)
+            for compile in (False, True) if args.compile else (False,):
+                params, path, step = lightning_rate(model, precision, args.steps, compile)
+                plain = plain_rate(model, precision, args.steps, compile)
+                gflops = flops * plain / 1e9
+                print(f"| {DESCRIPTIONS[model]} | {precision} | {'yes' if compile else 'no'} | {params:.1f} | {loader:,.0f} | "
+                      f"{path:,.0f} | {step:,.0f} | {plain:,.0f} | {gflops:.0f} | {100 * gflops / peaks[precision]:.0f} % |", flush=True)
 
-    print("\nEvaluation (fp32, no gradients)\n")
-    print("| config | windows | 1 level (s) | grid (s) | grid levels | grid / 1 level |\n|---|---:|---:|---:|---:|---:|")
-    for config in args.configs:
-        s = evaluation_seconds(config, args.eval_windows)
-        print(f"| {config} | {s['windows']} | {s['1']:.3f} | {s['grid']:.3f} | {s['grid_levels']} | {s['grid'] / s['1']:.0f}x |", flush=True)
+    print(f"\nEvaluation (fp32, no gradients, {args.eval_windows} windows; seconds, best of 3)\n")
+    print("| model | " + " | ".join(f"{n} level{'s' if n > 1 else ''}" for n in EVAL_LEVELS) + f" | {EVAL_LEVELS[-1]} ÷ 1 |")
+    print("|---|" + "---:|" * (len(EVAL_LEVELS) + 1), flush=True)
+    for model in args.models:
+        s = evaluation_seconds(model, args.eval_windows)
+        print(f"| {DESCRIPTIONS[model]} | " + " | ".join(f"{s[n]:.3f}" for n in EVAL_LEVELS) + f" | {s[EVAL_LEVELS[-1]] / s[1]:.1f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -92,19 +92,34 @@ class NBeatsBlock(nn.Module):
         side: torch.Tensor | None = None,
         film: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        hidden = residual if side is None else torch.cat([residual, side], dim=-1)
-        for depth, layer in enumerate(self.layers):
-            hidden = torch.relu(layer(hidden))
-            if depth == 0 and film is not None:
-                gamma, beta = film
-                hidden = hidden * (1 + gamma) + beta
-            hidden = self.dropout(hidden)
+        hidden = torch.relu(self._first_layer(residual, side))
+        if film is not None:
+            gamma, beta = film
+            hidden = hidden * (1 + gamma) + beta
+        hidden = self.dropout(hidden)
+        for layer in self.layers[1:]:
+            hidden = self.dropout(torch.relu(layer(hidden)))
         # The forecast head runs in fp32 even under bf16 autocast: forecasts for nearby levels
         # differ by less than bf16's resolution (2^-8 relative), and rounding them would make
         # the quantiles cross. It is a small matmul (D x H), so this costs little.
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             forecast = self.forecast(hidden.float())
         return (self.backcast(hidden) if self.backcast is not None else None), forecast
+
+
+    def _first_layer(self, residual: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
+        """The first linear layer of [residual, side], without repeating work shared by the levels.
+
+        When one input is per window ([B, 1, .]) and the other per level ([B, Q, .]), each is
+        multiplied by its own columns of the weight and the sum broadcasts: the per-window part is
+        computed once, not Q times (W [x, s] = W_x x + W_s s)."""
+        first = self.layers[0]
+        if side is None:
+            return first(residual)
+        if residual.shape[:-1] == side.shape[:-1]:
+            return first(torch.cat([residual, side], dim=-1))
+        T = residual.shape[-1]
+        return nn.functional.linear(residual, first.weight[:, :T], first.bias) + nn.functional.linear(side, first.weight[:, T:])
 
 
 class AnyQuantileNBeats(nn.Module):
@@ -154,21 +169,25 @@ class AnyQuantileNBeats(nn.Module):
         if self.conditioning == "out":
             return self._forward_out(history, level_features, context)
 
-        residual = history[:, None, :].expand(B, Q, -1)  # [B, Q, T]
-        side = [] if context is None else [context[:, None, :].expand(B, Q, -1)]  # [B, Q, E]
+        # The history enters once per window ([B, 1, T]); it broadcasts over the levels where they
+        # first meet it (the FiLM of block 0, or block 0's first layer under CAT), so the work before
+        # that point is not repeated per level.
+        residual = history[:, None, :]  # [B, 1, T]
+        side = [] if context is None else [context[:, None, :]]  # [B, 1, E]
         if self.conditioning == "cat":
-            side.append(level_features)
-        side_input = torch.cat(side, dim=-1) if side else None  # [B, Q, E (+ F)]
+            side = [part.expand(B, Q, -1) for part in side] + [level_features]  # [B, Q, E], [B, Q, F]
+        side_input = torch.cat(side, dim=-1) if side else None  # [B, 1 or Q, E (+ F)]
         films = [film(level_features).chunk(2, dim=-1) for film in self.film] if self.conditioning == "film" else None  # 2 x [B, Q, D] each
         _, forecast = run_blocks(self.blocks, residual, side_input, films)  # [B, Q, H]
-        return forecast.transpose(1, 2)  # [B, H, Q]
+        return forecast.expand(B, Q, -1).transpose(1, 2)  # [B, H, Q]
 
     def _forward_out(self, history: torch.Tensor, level_features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         B, Q = level_features.shape[:2]
         residual, forecast = run_blocks(self.blocks, history, context)  # [B, T], [B, H]: once per window, not per level
         film = self.level_film(level_features).chunk(2, dim=-1)  # 2 x [B, Q, D]
-        side = None if context is None else context[:, None, :].expand(B, Q, -1)  # [B, Q, E]
-        _, correction = self.level_block(residual[:, None, :].expand(B, Q, -1), side, film)  # [B, Q, H]
+        side = None if context is None else context[:, None, :]  # [B, 1, E]
+        # The level block's first layer reads only the residual and context: once per window; the levels enter at its FiLM.
+        _, correction = self.level_block(residual[:, None, :], side, film)  # [B, Q, H]
         return (forecast[:, None, :] + correction).transpose(1, 2)  # [B, H, Q]
 
 

@@ -9,7 +9,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from dataset.windows import WindowBatches
 from evaluation.dashboard import central_coverage

@@ -10,7 +10,7 @@ import torch
 from model.schedules import InverseSquareRootWarmup
 from modules.forecast_network import AnyQuantileNetwork, context_size
 from modules.level_sampling import BetaLevelSampler, LevelDraw, UniformLevelSampler, build_level_sampler
-from modules.nbeats import CONDITIONING_MODES, AnyQuantileNBeats, NBeatsStack, QuantileEmbedding, run_blocks
+from modules.nbeats import CONDITIONING_MODES, AnyQuantileNBeats, NBeatsBlock, NBeatsStack, QuantileEmbedding, run_blocks
 from modules.scaling import MaxAbsScaler, RobustScaler, WindowScale, build_scaler
 
 T, H, C = 24, 6, 5  # history, horizon, calendar features
@@ -427,3 +427,32 @@ def test_nbeats_stack_is_the_level_free_part_of_the_out_backbone():
     b2, f2 = out.blocks[2](history - b0 - b1, context)
     torch.testing.assert_close(expected, f0 + f1 + f2)
     torch.testing.assert_close(residual, history - b0 - b1 - b2)
+
+
+def test_block_broadcasts_a_per_window_residual_over_per_level_side_inputs():
+    torch.manual_seed(0)
+    block = NBeatsBlock(backcast_size=12, forecast_size=4, side_size=3, width=8, num_layers=2)
+    residual, side = torch.randn(2, 1, 12), torch.randn(2, 5, 3)  # one residual per window, side per level
+    backcast, forecast = block(residual, side)
+    expected_backcast, expected_forecast = block(residual.expand(2, 5, 12), side)  # the same, computed per level
+    torch.testing.assert_close(forecast, expected_forecast)
+    torch.testing.assert_close(backcast, expected_backcast)
+
+
+def test_out_conditioning_repeats_no_per_window_work_per_level():
+    """Matmul FLOPs are affine in the number of levels Q; the slope is exactly the level block's
+    per-level work: its layers after the first, its forecast head and the FiLM generator."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    B, T, H, D, L = 2, 12, 4, 8, 3
+    network = AnyQuantileNBeats(T, H, num_blocks=2, num_layers=L, width=D, conditioning="out")
+    history = torch.randn(B, T)
+
+    def flops(Q: int) -> int:
+        with FlopCounterMode(display=False) as counter:
+            network(history, torch.rand(B, Q))
+        return counter.get_total_flops()
+
+    per_level = 2 * B * ((L - 1) * D * D + D * H + 1 * 2 * D)  # multiply-adds x 2; identity embedding F = 1
+    assert flops(3) - flops(1) == 2 * per_level
+    assert flops(7) - flops(3) == 4 * per_level

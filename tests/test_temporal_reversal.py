@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from analysis import temporal_reversal
-from analysis.temporal_reversal import ReversalSettings, ReversalTransformer, TemporalSelfAttention, accuracy, run
+from analysis.temporal_reversal import ReversalSettings, TemporalSelfAttention, accuracy, run
 
 
 def test_standard_attention_is_the_scaled_dot_product():

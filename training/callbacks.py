@@ -9,32 +9,59 @@ from lightning.pytorch.callbacks import Timer
 
 
 class Throughput(Callback):
-    """Wall-clock time and samples per second of training steps (validation excluded).
+    """Samples per second of training, two ways:
+
+    - ``samples_per_second``: the whole training path — from the end of one step to the end of the
+      next, so loading the batch, the step, logging and checkpointing count; validation does not;
+    - ``compute_samples_per_second``: the step alone (forward, backward, optimiser), batch in hand.
 
     The first ``skip_steps`` steps are not timed: they include one-off costs (allocator warm-up,
-    first-call dispatch) that would understate the steady rate of a short benchmark.
+    first-call dispatch) that would understate the steady rate of a short benchmark. The first step
+    has no previous end, so the whole-path rate starts at the second.
     """
 
     def __init__(self, batch_size: int, skip_steps: int = 0) -> None:
         self.batch_size = batch_size
         self.skip_steps = skip_steps
-        self.seconds = 0.0
         self.steps = 0  # every step run, timed or not
-        self._timed_steps = 0
-        self._started: float | None = None
+        self.seconds = 0.0  # whole path of the timed steps
+        self.compute_seconds = 0.0
+        self._path_steps = self._compute_steps = 0
+        self._step_started: float | None = None
+        self._last_end: float | None = None
+        self._validation_started: float | None = None
+        self._validation_seconds = 0.0  # since the last step's end
 
     def on_train_batch_start(self, trainer: Trainer, *args: Any) -> None:
-        self._started = time.perf_counter()
+        self._step_started = time.perf_counter()
 
     def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        now = time.perf_counter()
         self.steps += 1
-        if self._started is not None and self.steps > self.skip_steps:
-            self.seconds += time.perf_counter() - self._started
-            self._timed_steps += 1
+        if self.steps > self.skip_steps:
+            if self._step_started is not None:
+                self.compute_seconds += now - self._step_started
+                self._compute_steps += 1
+            if self._last_end is not None:
+                self.seconds += now - self._last_end - self._validation_seconds
+                self._path_steps += 1
+        self._last_end, self._validation_seconds = now, 0.0
+
+    def on_validation_start(self, trainer: Trainer, *args: Any) -> None:
+        self._validation_started = time.perf_counter()
+
+    def on_validation_end(self, trainer: Trainer, *args: Any) -> None:
+        if self._validation_started is not None:
+            self._validation_seconds += time.perf_counter() - self._validation_started
+            self._validation_started = None
 
     @property
     def samples_per_second(self) -> float:
-        return self._timed_steps * self.batch_size / self.seconds if self.seconds else 0.0
+        return self._path_steps * self.batch_size / self.seconds if self.seconds else 0.0
+
+    @property
+    def compute_samples_per_second(self) -> float:
+        return self._compute_steps * self.batch_size / self.compute_seconds if self.compute_seconds else 0.0
 
 
 class WallClockBudget(Timer):

@@ -152,6 +152,7 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True
     num_threads: Optional[int] = None  # torch intra-op threads; None keeps torch's default
+    compile: bool = False  # torch.compile the network's forward for training (benchmarks/speed.py --compile measures it)
 
 
 @dataclass

@@ -52,6 +52,8 @@ def train(
     # Data and model are built before the run folder exists: a bad file or setting leaves nothing behind.
     data = build_data(cfg)
     model = build_forecaster(cfg)
+    if cfg.trainer.compile:
+        model.network.compile()  # in place: the state dict keeps its keys, so checkpoints load without it
     run_dir = resume_path.parent.parent if resume_path else _new_run_dir(cfg)
     if _is_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
