@@ -3,9 +3,12 @@
     python -m analysis.attention_study [--generators garch random_walk ...] [--quick] [--out results] [--retrain]
 
 For each generator (dataset/generators.py): one seeded series, windows of 100 past and 20 future
-points, the first 80 % of windows for training and the rest held out; the reference transformer
-(analysis/reference_transformer.py) trained on MSE; then on held-out windows the attention of every
-layer and head and its numbers (analysis/attention_metrics.py). Writes ``OUT/<generator>/``:
+points — training windows at every point of the first 70 %, validation windows in the next 10 %,
+held-out windows in the last 20 %; the reference transformer (analysis/reference_transformer.py)
+trained on MSE, keeping the state of its best validation MSE; then on held-out windows the attention
+of every layer and head and its numbers (analysis/attention_metrics.py). With ``adaptive_steps``
+(``--adaptive-steps``), our adaptive-attention model is trained on the same series too
+(analysis/adaptive_study.py). Writes ``OUT/<generator>/``:
 ``training_curves.png``, ``attention_summary.png`` (mean map per layer and head),
 ``entropy_analysis.png`` (entropy and Gini per head), ``attention_L<l>_H<h>_S<s>.png`` (single
 held-out windows), ``attention_metrics.json`` (per layer and head), ``summary.json`` (settings,
@@ -18,6 +21,7 @@ generators in a few minutes on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -43,17 +47,19 @@ SHARES = ("entropy", "gini", "diagonal", "horizontal", "vertical", "stripe", "re
 @dataclass(frozen=True)
 class StudySettings:
     length: int = 20_000
-    steps: int = 2_000
+    steps: int = 1_500
     batch_size: int = 64
     learning_rate: float = 1e-3
-    stride: int = 5  # between window starts
+    bf16: bool = True  # train under bf16 autocast (1.4x the steps on an AVX-512 bf16 CPU); attention is read in fp32
+    stride: int = 5  # between the starts of validation and held-out windows (training windows start at every point)
     held_out_windows: int = 512  # attention is read on (at most) this many held-out windows
     samples: int = 3  # single-window maps drawn per layer and head
     seed: int = 0
-    adaptive_steps: int = 600  # training steps of our adaptive-attention model on the same series (0: not run)
+    adaptive_steps: int = 300  # training steps of our adaptive-attention model on the same series (0: not run)
 
 
 QUICK = StudySettings(length=4_000, steps=150, held_out_windows=64, samples=2, adaptive_steps=0)
+TRAIN_SHARE, VALIDATION_SHARE = 0.7, 0.1  # of the series, in time order; the last 20 % is held out
 
 
 def windows_of(values: np.ndarray, stride: int) -> torch.Tensor:
@@ -66,38 +72,60 @@ class HeldOut:
     starts: np.ndarray  # [W] index of each window's first point in the series
 
 
-def held_out_windows(values: np.ndarray, settings: StudySettings) -> tuple[torch.Tensor, HeldOut]:
-    """The first 80 % of windows for training; (at most ``held_out_windows`` of) the rest held out."""
-    windows = windows_of(values, settings.stride)
-    split = int(0.8 * len(windows))
-    count = min(settings.held_out_windows, len(windows) - split)
-    return windows[:split], HeldOut(windows[split : split + count], (split + np.arange(count)) * settings.stride)
+@dataclass
+class StudyWindows:
+    train: torch.Tensor  # [N, INPUT + OUTPUT], a window at every point of the first 70 %
+    validation: torch.Tensor  # [V, INPUT + OUTPUT] from the next 10 %: chooses which training state is kept
+    held_out: HeldOut  # from the last 20 %: where attention is read
+
+
+def split_windows(values: np.ndarray, settings: StudySettings) -> StudyWindows:
+    """Windows of three consecutive stretches of the series, none crossing into the next."""
+    train_end, validation_end = int(TRAIN_SHARE * len(values)), int((TRAIN_SHARE + VALIDATION_SHARE) * len(values))
+    held = windows_of(values[validation_end:], settings.stride)[: settings.held_out_windows]
+    return StudyWindows(
+        train=windows_of(values[:train_end], 1),
+        validation=windows_of(values[train_end:validation_end], settings.stride)[: settings.held_out_windows],
+        held_out=HeldOut(held, validation_end + np.arange(len(held)) * settings.stride),
+    )
 
 
 def train_reference(values: np.ndarray, settings: StudySettings) -> tuple[ReferenceTransformer, dict, HeldOut]:
-    """The trained model, its loss curves and the held-out windows."""
+    """The model at its best validation MSE, its loss curves (with ``best_step``) and the held-out windows."""
     torch.manual_seed(settings.seed)
-    train, held = held_out_windows(values, settings)
-    held_out = held.windows
+    windows = split_windows(values, settings)
     model = ReferenceTransformer(INPUT, OUTPUT)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     generator = torch.Generator().manual_seed(settings.seed)
-    curves: dict[str, list] = {"step": [], "train_mse": [], "held_out_mse": []}
-    every = max(settings.steps // 20, 1)
+    curves: dict[str, list] = {"step": [], "train_mse": [], "validation_mse": [], "held_out_mse": []}
+    best = (float("inf"), 0, copy.deepcopy(model.state_dict()))  # (validation MSE, step, state)
+    every = max(settings.steps // 30, 1)
     for step in range(1, settings.steps + 1):
-        batch = train[torch.randint(len(train), (settings.batch_size,), generator=generator)]
-        loss = torch.nn.functional.mse_loss(model(batch[:, :INPUT]), batch[:, INPUT:])
+        batch = windows.train[torch.randint(len(windows.train), (settings.batch_size,), generator=generator)]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.bf16):
+            forecast = model(batch[:, :INPUT])
+        loss = torch.nn.functional.mse_loss(forecast.float(), batch[:, INPUT:])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         if step % every == 0 or step == settings.steps:
-            model.eval()
-            with torch.no_grad():
-                curves["step"].append(step)
-                curves["train_mse"].append(loss.item())
-                curves["held_out_mse"].append(torch.nn.functional.mse_loss(model(held_out[:, :INPUT]), held_out[:, INPUT:]).item())
-            model.train()
-    return model.eval(), curves, held
+            curves["step"].append(step)
+            curves["train_mse"].append(loss.item())
+            for name, part in (("validation_mse", windows.validation), ("held_out_mse", windows.held_out.windows)):
+                curves[name].append(_mse(model, part))
+            if curves["validation_mse"][-1] < best[0]:
+                best = (curves["validation_mse"][-1], step, copy.deepcopy(model.state_dict()))
+    model.load_state_dict(best[2])
+    curves["best_step"] = best[1]
+    return model.eval(), curves, windows.held_out
+
+
+@torch.no_grad()
+def _mse(model: ReferenceTransformer, windows: torch.Tensor) -> float:
+    model.eval()
+    mse = torch.nn.functional.mse_loss(model(windows[:, :INPUT]), windows[:, INPUT:]).item()
+    model.train()
+    return mse
 
 
 @torch.no_grad()
@@ -193,7 +221,7 @@ def trained_reference(series: GeneratedSeries, settings: StudySettings, folder: 
         if training_settings(state["settings"]) == training_settings(asdict(settings)):
             model = ReferenceTransformer(INPUT, OUTPUT)
             model.load_state_dict(state["model"])
-            return model.eval(), state["curves"], held_out_windows(series.values, settings)[1]
+            return model.eval(), state["curves"], split_windows(series.values, settings).held_out
     model, curves, held = train_reference(series.values, settings)
     torch.save({"settings": asdict(settings), "model": model.state_dict(), "curves": curves}, saved)
     return model, curves, held
@@ -217,7 +245,7 @@ def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) 
                 figure.savefig(folder / f"attention_L{layer + 1}_H{head + 1}_S{sample + 1}.png", dpi=80)
     (folder / "attention_metrics.json").write_text(json.dumps(metrics, indent=2))
     summary = {"generator": name, "family": FAMILIES[name], "settings": asdict(settings), "held_out_windows": len(held.windows),
-               "final_train_mse": curves["train_mse"][-1], "final_held_out_mse": curves["held_out_mse"][-1],
+               "kept_step": curves["best_step"], "held_out_mse": float(squared_error.mean()),  # of the kept (best validation) state
                "held_out_variance": float(held.windows[:, INPUT:].var()),
                "mean": {key: float(np.mean([m[key] for m in metrics])) for key in SHARES},
                "dominant_lags": [[m["dominant_lag"] for m in metrics if m["layer"] == layer + 1] for layer in range(len(attention))],
@@ -230,7 +258,7 @@ def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) 
 
 def relative_mse(summary: dict) -> float:
     """Held-out MSE ÷ the variance of the held-out targets (1 = no better than their mean)."""
-    return summary["final_held_out_mse"] / max(summary["held_out_variance"], 1e-12)
+    return summary["held_out_mse"] / max(summary["held_out_variance"], 1e-12)
 
 
 def comparison(summaries: list[dict], out: Path) -> str:
@@ -339,7 +367,9 @@ def _training_figure(curves: dict, name: str) -> Figure:
     figure = Figure(figsize=(6, 3.5), layout="constrained")
     axes = figure.subplots()
     axes.plot(curves["step"], curves["train_mse"], label="train (batch)")
+    axes.plot(curves["step"], curves["validation_mse"], label="validation")
     axes.plot(curves["step"], curves["held_out_mse"], label="held out")
+    axes.axvline(curves["best_step"], color="grey", ls=":", lw=1, label="kept (best validation)")
     axes.set(xlabel="step", ylabel="MSE", title=f"{name}: training", yscale="log")
     axes.legend()
     return figure

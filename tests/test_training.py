@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,13 @@ def test_cli_applies_overrides_and_reports_errors(tmp_path, capsys):
 
 def test_bf16_training_runs_a_fast_dev_run(tiny_config):
     summary = train(tiny_config("trainer.precision=bf16-mixed"), fast_dev_run=True)
+    assert math.isfinite(summary["model"]["crps"])
+
+
+@pytest.mark.slow  # torch.compile builds C++ kernels with the system compiler: a minute or more on 2 cores
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_runs_a_fast_dev_run(tiny_config):
+    summary = train(tiny_config("trainer.compile=true"), fast_dev_run=True)
     assert math.isfinite(summary["model"]["crps"])
 
 
