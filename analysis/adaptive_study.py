@@ -9,6 +9,8 @@ last 10 % test) for a given number of steps. On up to 256 test windows, read at 
 - per block, the local-head gate alpha (mean over windows; per head and token) and the locality
   bias beta per head;
 - per block and head, the mean normalised entropy of the attention rows (1 = uniform);
+- for a series with hidden volatility (GARCH), entropy and gate in the calmest vs the most turbulent
+  quarter of those windows;
 - the maps of one window and the gate profiles, drawn with the dashboard's figures.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,7 @@ import pandas as pd
 import torch
 
 from analysis.attention_metrics import row_entropy
+from analysis.questions import group_contrast
 from dataset.generators import GeneratedSeries
 from dataset.windows import WindowBatches
 from evaluation import figures
@@ -88,6 +92,7 @@ def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: b
     snapshot = attention_snapshot(model, windows, map_window=len(windows) - 1, label="last test window", gate_windows=READ_WINDOWS)
     (folder / "adaptive_maps.png").write_bytes(figures.attention_maps(snapshot.maps, snapshot.history_tokens))
     (folder / "adaptive_gates.png").write_bytes(figures.gate_profiles(snapshot.gates, snapshot.history_tokens))
+    reading = read_attention(model, windows)
     result = {
         "requested_steps": steps,
         "series": fingerprint(series),
@@ -97,16 +102,41 @@ def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: b
         "gate_per_head": [gates.mean(axis=1).tolist() for gates in snapshot.gates],  # per block [N]: alpha over tokens
         "gate_history_vs_future": [[float(g[:, : snapshot.history_tokens].mean()), float(g[:, snapshot.history_tokens :].mean())] for g in snapshot.gates],
         "beta": snapshot.betas,
-        "entropy": entropy_per_head(model, windows),
+        "entropy": reading.entropy.mean(axis=0).tolist(),  # per block, per head
     }
+    contrast = turbulence_contrast(series, reading, data.shape.history_length)
+    if contrast is not None:
+        result["turbulence"] = contrast
     saved.write_text(json.dumps(result, indent=2))
     return result
 
 
+@dataclass
+class AttentionReading:
+    entropy: np.ndarray  # [W, blocks, heads]: mean normalised row entropy of each window's attention
+    gate: np.ndarray  # [W, blocks]: mean local-head gate alpha of each window
+    origins: np.ndarray  # [W] the hour (= series index) each window's forecast starts at
+
+
 @torch.no_grad()
-def entropy_per_head(model, windows: WindowBatches) -> list[list[float]]:
-    """Per block, per head: the mean normalised row entropy of the attention at the median over up to
-    ``READ_WINDOWS`` test windows spread over the split."""
+def read_attention(model, windows: WindowBatches) -> AttentionReading:
+    """Attention entropy and gates at the median on up to ``READ_WINDOWS`` test windows spread over the split."""
     indices = torch.from_numpy(np.unique(np.linspace(0, len(windows) - 1, min(READ_WINDOWS, len(windows))).round().astype(int)))
-    analysis = model.attention_maps(windows[indices], torch.full((len(indices), 1), 0.5))
-    return [row_entropy(weights.float().numpy()).mean(axis=(0, 2)).tolist() for weights in analysis["attention"]]  # [B, N, L, L] -> [N]
+    batch = windows[indices]
+    analysis = model.attention_maps(batch, torch.full((len(indices), 1), 0.5))
+    entropy = np.stack([row_entropy(weights.float().numpy()).mean(axis=-1) for weights in analysis["attention"]], axis=1)  # [B, N, L] -> [W, blocks, N]
+    gate = np.stack([g.float().expand(weights.shape[0], weights.shape[1], weights.shape[2], 1).mean(dim=(1, 2, 3)).numpy()
+                     for weights, g in zip(analysis["attention"], analysis["gates"])], axis=1)  # [W, blocks]
+    return AttentionReading(entropy, gate, batch["origin"].numpy())
+
+
+def turbulence_contrast(series: GeneratedSeries, reading: AttentionReading, history_length: int) -> dict | None:
+    """Entropy per block and head, and gate per block, in the calmest vs the most turbulent quarter of the
+    read windows by the mean hidden volatility of their history; None for series without volatility."""
+    if "volatility" not in series.state:
+        return None
+    history = reading.origins[:, None] - history_length + np.arange(history_length)  # [W, T] series index
+    volatility = series.state["volatility"][history].mean(axis=1)
+    entropy, gate = group_contrast(reading.entropy, volatility), group_contrast(reading.gate, volatility)
+    return {"entropy_calm": entropy["low"].tolist(), "entropy_turbulent": entropy["high"].tolist(),
+            "gate_calm": gate["low"].tolist(), "gate_turbulent": gate["high"].tolist(), "windows": len(volatility)}

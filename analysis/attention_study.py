@@ -352,6 +352,13 @@ def questions_report(summaries: list[dict]) -> str:
             betas = " \\| ".join(", ".join(f"{b:.2f}" for b in block) for block in a["beta"])
             entropy = " \\| ".join(", ".join(f"{e:.2f}" for e in block) for block in a["entropy"])
             lines.append(f"| {s['generator']} | {a['steps']} | {ratio} | {gates} | {betas} | {entropy} |")
+        for s in adaptive:
+            if "turbulence" in s["adaptive"]:
+                t = s["adaptive"]["turbulence"]
+                lines += ["", f"Our model on {s['generator']}, calmest vs most turbulent quarter of {t['windows']} test windows:", "",
+                          "| block | entropy calm | entropy turbulent | gate α calm | gate α turbulent |", "|---:|---|---|---:|---:|"]
+                lines += [f"| {b + 1} | {_heads(t['entropy_calm'][b])} | {_heads(t['entropy_turbulent'][b])} | "
+                          f"{t['gate_calm'][b]:.3f} | {t['gate_turbulent'][b]:.3f} |" for b in range(len(t["gate_calm"]))]
         sections.append("\n".join(lines))
     lines = ["### Do periodic series give striped maps?", "",
              "Stripe = mass at the fullest lag outside the diagonal band; the lag i − j of that stripe per head (layer 1 | layer 2).", "",

@@ -31,6 +31,9 @@ def test_study_adaptive_reads_gates_betas_and_entropy(tmp_path, monkeypatch):
         assert heads == len(summary["gate_per_head"][block]) == len(summary["entropy"][block]) == 4
         assert all(0 <= g <= 1 for g in summary["gate_per_head"][block] + summary["gate_history_vs_future"][block])
         assert all(0 < e <= 1 for e in summary["entropy"][block])
+    turbulence = summary["turbulence"]  # GARCH has a hidden volatility: calm vs turbulent windows
+    assert len(turbulence["entropy_calm"]) == blocks and len(turbulence["entropy_turbulent"][0]) == 4
+    assert all(0 <= g <= 1 for g in turbulence["gate_calm"] + turbulence["gate_turbulent"]) and turbulence["windows"] >= 4
     for name in ("adaptive.json", "adaptive_maps.png", "adaptive_gates.png", "adaptive_training.log", "series.parquet"):
         assert (tmp_path / name).stat().st_size > 0, name
     # The same series and steps again: the saved summary, no training; another series: trained anew.
