@@ -7,8 +7,12 @@
   - ``horizontal``: each row's largest single weight outside the band, averaged (attending to specific points);
   - ``vertical``: mass on the top ``top_share`` of keys by the attention they receive (positions everyone attends to);
   - ``stripe``: mass at the single lag i - j outside the band that collects most (periodic, striped maps).
-- ``dominant_lag``: that lag i - j (positive: attending to the past).
 - ``recency``: mass on the last ``last`` keys (the most recent points of a history window).
+- ``stripe_periodicity``: smooth, periodic stripes (a weight that rises and falls with the lag i - j,
+  as attention to the same phase of a cycle gives) put little mass on any single lag, so they are
+  measured on the lag profile instead — the mean weight at each lag, detrended — as the period of
+  its strongest Fourier component (periods ``min_period`` .. half the lags) and that component's
+  share of the profile's variance (0: no periodic structure, 1: a pure cosine in the lag).
 
 For a map of one window with rows i (attending) and columns j (attended), as drawn in the heat maps.
 """
@@ -42,17 +46,30 @@ def _lag_mass(a: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray]:
     return np.bincount((lag + keys - 1)[~local], weights=a[~local], minlength=rows + keys - 1), lag
 
 
-def dominant_lag(attention: np.ndarray, band: int = 1) -> int:
-    """The lag i - j outside the band that collects most mass in one map [Lq, Lk]."""
-    a = np.asarray(attention, dtype=np.float64)
-    mass, _ = _lag_mass(a, band)
-    return int(np.argmax(mass)) - (a.shape[1] - 1)
-
-
 def recency(attention: np.ndarray, last: int = 10) -> float:
     """Share of the mass of one map [Lq, Lk] (or a stack of them) on the last ``last`` keys."""
     a = np.asarray(attention, dtype=np.float64)
     return float(a[..., -last:].sum() / a.sum())
+
+
+def stripe_periodicity(attention: np.ndarray, band: int = 1, min_period: int = 4) -> tuple[float, float]:
+    """(period in lags, share of the lag profile's variance at that period) of one map [L, L]."""
+    a = np.asarray(attention, dtype=np.float64)
+    rows, keys = a.shape
+    lag = (np.arange(rows)[:, None] - np.arange(keys)[None, :]).ravel() + keys - 1  # [Lq * Lk] lag index
+    profile = np.bincount(lag, weights=a.ravel()) / np.bincount(lag)  # [Lq + Lk - 1] mean weight per lag
+    lags = np.arange(len(profile)) - (keys - 1)
+    inside = np.abs(lags) <= band
+    profile[inside] = profile[~inside].mean()  # the diagonal band is local attention, not a stripe
+    profile = profile - np.polyval(np.polyfit(lags, profile, 1), lags)  # no level, no linear trend
+    power = np.abs(np.fft.rfft(profile)) ** 2
+    periods = len(profile) / np.maximum(np.arange(len(power)), 1)
+    allowed = (np.arange(len(power)) > 0) & (periods >= min_period) & (periods <= len(profile) / 2)
+    total = power[1:].sum()
+    if not allowed.any() or np.abs(profile).max() <= 1e-9 * a.mean():  # flat up to rounding: no stripes
+        return float("nan"), 0.0
+    best = np.flatnonzero(allowed)[np.argmax(power[allowed])]
+    return float(periods[best]), float(power[best] / total)
 
 
 def pattern_strengths(attention: np.ndarray, band: int = 1, top_share: float = 0.05) -> dict[str, float]:

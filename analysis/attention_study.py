@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from analysis.adaptive_study import study_adaptive
-from analysis.attention_metrics import dominant_lag, pattern_strengths, recency, row_entropy, row_gini
+from analysis.attention_metrics import pattern_strengths, recency, row_entropy, row_gini, stripe_periodicity
 from analysis.questions import (
     error_by_time_since_change, event_lift, group_contrast, last_change, post_change_lift,
 )
@@ -41,7 +41,7 @@ from analysis.reference_transformer import ReferenceTransformer
 from dataset.generators import FAMILIES, GENERATORS, STATIONARY, GeneratedSeries, generate
 
 INPUT, OUTPUT = 100, 20
-SHARES = ("entropy", "gini", "diagonal", "horizontal", "vertical", "stripe", "recency")  # per-head numbers averaged in the summary
+SHARES = ("entropy", "gini", "diagonal", "horizontal", "vertical", "stripe", "stripe_share", "recency")  # per-head numbers averaged in the summary
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def describe(attention: np.ndarray) -> list[dict]:
             rows.append({"layer": layer + 1, "head": head + 1,
                          "entropy": float(row_entropy(maps).mean()), "gini": float(row_gini(maps).mean()),
                          **pattern_strengths(mean_map), "recency": recency(mean_map),
-                         "dominant_lag": dominant_lag(mean_map)})
+                         **dict(zip(("stripe_period", "stripe_share"), stripe_periodicity(mean_map)))})
     return rows
 
 
@@ -248,7 +248,7 @@ def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) 
                "kept_step": curves["best_step"], "held_out_mse": float(squared_error.mean()),  # of the kept (best validation) state
                "held_out_variance": float(held.windows[:, INPUT:].var()),
                "mean": {key: float(np.mean([m[key] for m in metrics])) for key in SHARES},
-               "dominant_lags": [[m["dominant_lag"] for m in metrics if m["layer"] == layer + 1] for layer in range(len(attention))],
+               "most_periodic_head": max(metrics, key=lambda m: m["stripe_share"]),
                "questions": ask_questions(series, held, attention, squared_error)}
     if settings.adaptive_steps:
         summary["adaptive"] = study_adaptive(series, settings.adaptive_steps, folder, retrain)
@@ -361,11 +361,13 @@ def questions_report(summaries: list[dict]) -> str:
                           f"{t['gate_calm'][b]:.3f} | {t['gate_turbulent'][b]:.3f} |" for b in range(len(t["gate_calm"]))]
         sections.append("\n".join(lines))
     lines = ["### Do periodic series give striped maps?", "",
-             "Stripe = mass at the fullest lag outside the diagonal band; the lag i − j of that stripe per head (layer 1 | layer 2).", "",
-             "| generator | family | stripe | dominant lag per head |", "|---|---|---:|---|"]
+             "Stripe share = share of the detrended lag profile's variance (mean weight at each lag i − j of the mean map) in its "
+             "strongest periodic component (1 = a pure cosine in the lag); mean over heads, and the most periodic head.", "",
+             "| generator | family | stripe share | most periodic head | its period (lags) | its share |", "|---|---|---:|---|---:|---:|"]
     for s in summaries:
-        lags = " \\| ".join(str(layer) for layer in s["dominant_lags"])
-        lines.append(f"| {s['generator']} | {s['family']} | {s['mean']['stripe']:.3f} | {lags} |")
+        head = s["most_periodic_head"]
+        lines.append(f"| {s['generator']} | {s['family']} | {s['mean']['stripe_share']:.2f} | L{head['layer']} H{head['head']} | "
+                     f"{head['stripe_period']:.1f} | {head['stripe_share']:.2f} |")
     sections.append("\n".join(lines))
     return "\n\n".join(sections)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.attention_metrics import dominant_lag, pattern_strengths, recency, row_entropy, row_gini
+from analysis.attention_metrics import pattern_strengths, recency, row_entropy, row_gini, stripe_periodicity
 
 L = 10
 
@@ -65,9 +65,21 @@ def test_each_detector_ranks_its_own_pattern_first():
         pattern_strengths(np.stack([uniform(), uniform()]))
 
 
-def test_dominant_lag_and_recency_by_hand():
-    assert dominant_lag(striped(3)) == 3  # rows attend 3 points back
-    assert dominant_lag(striped(3).T) == -3  # the transpose attends 3 ahead
+def test_recency_by_hand():
     np.testing.assert_allclose(recency(uniform(), last=2), 0.2)
     np.testing.assert_allclose(recency(column(L - 1), last=1), 1.0)
     np.testing.assert_allclose(recency(column(0), last=3), 0.0)
+
+
+def test_stripe_periodicity_finds_the_period_of_smooth_stripes():
+    n = 96
+    lag = np.arange(n)[:, None] - np.arange(n)[None, :]
+    striped_map = 1 + 0.8 * np.cos(2 * np.pi * lag / 12)  # attention to the same phase of a 12-step cycle
+    striped_map /= striped_map.sum(axis=1, keepdims=True)
+    period, share = stripe_periodicity(striped_map)
+    assert period == pytest.approx(12, rel=0.05) and share > 0.8
+    _, uniform_share = stripe_periodicity(np.full((n, n), 1 / n))
+    assert uniform_share == 0.0
+    recent = np.tile(np.linspace(0.5, 1.5, n), (n, 1))  # more weight on later keys, no cycle
+    recent /= recent.sum(axis=1, keepdims=True)
+    assert stripe_periodicity(recent)[1] < 0.5
