@@ -1,6 +1,7 @@
 """Train the reference transformer on each generator's series and describe the attention it learns.
 
-    python -m analysis.attention_study [--generators garch random_walk ...] [--quick] [--out results] [--retrain]
+    python -m analysis.attention_study [--generators garch random_walk ...] [--quick] [--out results]
+                                       [--adaptive-steps N] [--retrain]
 
 For each generator (dataset/generators.py): one seeded series, windows of 100 past and 20 future
 points — training windows at every point of the first 70 %, validation windows in the next 10 %,
