@@ -292,85 +292,113 @@ def _heads(values: list[float]) -> str:
     return f"{np.nanmean(v):.2f} ({np.nanmin(v):.2f}–{np.nanmax(v):.2f})"
 
 
+def markdown_section(title: str, note: str, columns: list[str], align: str, rows: list[str]) -> str:
+    """'### title', the note, and a table: ``align`` one character per column ('l' left, 'r' right)."""
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
+    return "\n".join([f"### {title}", "", note, "", "| " + " | ".join(columns) + " |", rule, *rows])
+
+
 def questions_report(summaries: list[dict]) -> str:
-    """Markdown sections answering the study's questions from the summaries' ``questions`` (layer by
-    layer, mean and range over heads)."""
-    sections = []
+    """Markdown sections answering the study's questions from the summaries (layer by layer, mean and
+    range over heads); a question no generator could be asked has no section."""
+    sections = [_spike_section(summaries), *(_turbulence_section(s) for s in summaries), _change_section(summaries),
+                _stationarity_section(summaries), _adaptive_section(summaries), _stripe_section(summaries)]
+    return "\n\n".join(section for section in sections if section)
+
+
+def _spike_section(summaries: list[dict]) -> str | None:
     spiky = [s for s in summaries if "spike_lift" in s["questions"]]
-    if spiky:
-        lines = ["### Do heads over-react to spikes?", "",
-                 "Attention received by spikes ÷ attention received at the same positions without one (1 = like any point).", "",
-                 "| generator | windows with a spike | layer 1 | layer 2 |", "|---|---:|---|---|"]
-        lines += [f"| {s['generator']} | {s['questions']['spike_windows']} | " + " | ".join(_heads(l) for l in s["questions"]["spike_lift"]) + " |" for s in spiky]
-        sections.append("\n".join(lines))
-    for s in summaries:
-        q = s["questions"]
-        if "entropy_calm" in q:
-            lines = [f"### Is attention more concentrated in turbulent periods? ({s['generator']})", "",
-                     "Calmest vs most turbulent quarter of held-out windows by mean volatility; entropy 1 = uniform.", "",
-                     "| layer | entropy calm | entropy turbulent | Gini calm | Gini turbulent | heads lower-entropy when turbulent |",
-                     "|---:|---|---|---|---|---:|"]
-            for layer in range(len(q["entropy_calm"])):
-                calm, turbulent = np.array(q["entropy_calm"][layer]), np.array(q["entropy_turbulent"][layer])
-                lines.append(f"| {layer + 1} | {_heads(calm)} | {_heads(turbulent)} | {_heads(q['gini_calm'][layer])} | "
-                             f"{_heads(q['gini_turbulent'][layer])} | {int((turbulent < calm).sum())} of {len(calm)} |")
-            sections.append("\n".join(lines))
+    if not spiky:
+        return None
+    rows = [f"| {s['generator']} | {s['questions']['spike_windows']} | " + " | ".join(_heads(l) for l in s["questions"]["spike_lift"]) + " |"
+            for s in spiky]
+    return markdown_section("Do heads over-react to spikes?",
+                            "Attention received by spikes ÷ attention received at the same positions without one (1 = like any point).",
+                            ["generator", "windows with a spike", "layer 1", "layer 2"], "lrll", rows)
+
+
+def _turbulence_section(summary: dict) -> str | None:
+    q = summary["questions"]
+    if "entropy_calm" not in q:
+        return None
+    rows = []
+    for layer in range(len(q["entropy_calm"])):
+        calm, turbulent = np.array(q["entropy_calm"][layer]), np.array(q["entropy_turbulent"][layer])
+        rows.append(f"| {layer + 1} | {_heads(calm)} | {_heads(turbulent)} | {_heads(q['gini_calm'][layer])} | "
+                    f"{_heads(q['gini_turbulent'][layer])} | {int((turbulent < calm).sum())} of {len(calm)} |")
+    return markdown_section(f"Is attention more concentrated in turbulent periods? ({summary['generator']})",
+                            "Calmest vs most turbulent quarter of held-out windows by mean volatility; entropy 1 = uniform.",
+                            ["layer", "entropy calm", "entropy turbulent", "Gini calm", "Gini turbulent", "heads lower-entropy when turbulent"],
+                            "rllllr", rows)
+
+
+def _change_section(summaries: list[dict]) -> str | None:
     changing = [s for s in summaries if "post_change_lift" in s["questions"]]
-    if changing:
-        bins = [key for key in changing[0]["questions"]["post_change_lift"][0] if not key.endswith("windows")]
-        lines = ["### Does the model follow and recover after a change?", "",
-                 "Attention on the points since the last change ÷ the same span in windows without a change, and held-out MSE ÷ "
-                 "the mean of all windows (windows with a change in their forecast horizon left out), by points since the change "
-                 "(none: no change in the input).", "",
-                 "| generator | what | " + " | ".join(bins) + " | none |", "|---|---|" + "---|" * (len(bins) + 1)]
-        for s in changing:
-            q = s["questions"]
-            for layer, lift in enumerate(q["post_change_lift"]):
-                lines.append(f"| {s['generator']} | attention lift, layer {layer + 1} | " + " | ".join(_heads(lift[b]) for b in bins) + " | |")
-            lines.append(f"| {s['generator']} | windows | " + " | ".join(str(int(q["post_change_lift"][0][f"{b} windows"])) for b in bins) + " | |")
-            if "error_after_change" in q:
-                lines.append(f"| {s['generator']} | MSE ratio | " + " | ".join(f"{q['error_after_change'][b]:.2f}" for b in [*bins, "none"]) + " |")
-        sections.append("\n".join(lines))
-    lines = ["### Stationary vs non-stationary", "", "Means over the generators of each group (over layers and heads).", "",
-             "| group | generators | held-out MSE ÷ variance | entropy | diagonal | recency (last 10) |", "|---|---|---:|---:|---:|---:|"]
+    if not changing:
+        return None
+    bins = [key for key in changing[0]["questions"]["post_change_lift"][0] if not key.endswith("windows")]
+    rows = []
+    for s in changing:
+        q = s["questions"]
+        for layer, lift in enumerate(q["post_change_lift"]):
+            rows.append(f"| {s['generator']} | attention lift, layer {layer + 1} | " + " | ".join(_heads(lift[b]) for b in bins) + " | |")
+        rows.append(f"| {s['generator']} | windows | " + " | ".join(str(int(q["post_change_lift"][0][f"{b} windows"])) for b in bins) + " | |")
+        if "error_after_change" in q:
+            rows.append(f"| {s['generator']} | MSE ratio | " + " | ".join(f"{q['error_after_change'][b]:.2f}" for b in [*bins, "none"]) + " |")
+    note = ("Attention on the points since the last change ÷ the same span in windows without a change, and held-out MSE ÷ "
+            "the mean of all windows (windows with a change in their forecast horizon left out), by points since the change "
+            "(none: no change in the input).")
+    return markdown_section("Does the model follow and recover after a change?", note,
+                            ["generator", "what", *bins, "none"], "ll" + "l" * (len(bins) + 1), rows)
+
+
+def _stationarity_section(summaries: list[dict]) -> str:
+    rows = []
     for label, group in (("stationary", [s for s in summaries if s["generator"] in STATIONARY]),
                          ("non-stationary", [s for s in summaries if s["generator"] not in STATIONARY])):
         if group:
-            lines.append(f"| {label} | {', '.join(s['generator'] for s in group)} | {np.mean([relative_mse(s) for s in group]):.3f} | "
-                         + " | ".join(f"{np.mean([s['mean'][k] for s in group]):.3f}" for k in ("entropy", "diagonal", "recency")) + " |")
-    sections.append("\n".join(lines))
+            rows.append(f"| {label} | {', '.join(s['generator'] for s in group)} | {np.mean([relative_mse(s) for s in group]):.3f} | "
+                        + " | ".join(f"{np.mean([s['mean'][k] for s in group]):.3f}" for k in ("entropy", "diagonal", "recency")) + " |")
+    return markdown_section("Stationary vs non-stationary", "Means over the generators of each group (over layers and heads).",
+                            ["group", "generators", "held-out MSE ÷ variance", "entropy", "diagonal", "recency (last 10)"], "llrrrr", rows)
+
+
+def _adaptive_section(summaries: list[dict]) -> str | None:
     adaptive = [s for s in summaries if "adaptive" in s]
-    if adaptive:
-        lines = ["### Our adaptive-attention model on the same series", "",
-                 "Gate α = the local heads' share (global heads get 1 − α), mean over tokens and test windows; β = learnt "
-                 "locality bias per head; entropy per head (1 = uniform). Block 1 \\| block 2.", "",
-                 "| generator | steps | test CRPS ÷ seasonal naive 168 h | gate α | β per head | entropy per head |", "|---|---:|---:|---|---|---|"]
-        for s in adaptive:
-            a = s["adaptive"]
-            naive = a["seasonal_naive_crps"].get("seasonal_naive_168")
-            ratio = f"{a['test_crps'] / naive:.3f}" if a["test_crps"] and naive else "–"
-            gates = " \\| ".join(f"{np.mean(block):.2f}" for block in a["gate_per_head"])
-            betas = " \\| ".join(", ".join(f"{b:.2f}" for b in block) for block in a["beta"])
-            entropy = " \\| ".join(", ".join(f"{e:.2f}" for e in block) for block in a["entropy"])
-            lines.append(f"| {s['generator']} | {a['steps']} | {ratio} | {gates} | {betas} | {entropy} |")
-        for s in adaptive:
-            if "turbulence" in s["adaptive"]:
-                t = s["adaptive"]["turbulence"]
-                lines += ["", f"Our model on {s['generator']}, calmest vs most turbulent quarter of {t['windows']} test windows:", "",
-                          "| block | entropy calm | entropy turbulent | gate α calm | gate α turbulent |", "|---:|---|---|---:|---:|"]
-                lines += [f"| {b + 1} | {_heads(t['entropy_calm'][b])} | {_heads(t['entropy_turbulent'][b])} | "
-                          f"{t['gate_calm'][b]:.3f} | {t['gate_turbulent'][b]:.3f} |" for b in range(len(t["gate_calm"]))]
-        sections.append("\n".join(lines))
-    lines = ["### Do periodic series give striped maps?", "",
-             "Stripe share = share of the detrended lag profile's variance (mean weight at each lag i − j of the mean map) in its "
-             "strongest periodic component (1 = a pure cosine in the lag); mean over heads, and the most periodic head.", "",
-             "| generator | family | stripe share | most periodic head | its period (lags) | its share |", "|---|---|---:|---|---:|---:|"]
+    if not adaptive:
+        return None
+    rows = []
+    for s in adaptive:
+        a = s["adaptive"]
+        naive = a["seasonal_naive_crps"].get("seasonal_naive_168")
+        ratio = f"{a['test_crps'] / naive:.3f}" if a["test_crps"] and naive else "–"
+        gates = " \\| ".join(f"{np.mean(block):.2f}" for block in a["gate_per_head"])
+        betas = " \\| ".join(", ".join(f"{b:.2f}" for b in block) for block in a["beta"])
+        entropy = " \\| ".join(", ".join(f"{e:.2f}" for e in block) for block in a["entropy"])
+        rows.append(f"| {s['generator']} | {a['steps']} | {ratio} | {gates} | {betas} | {entropy} |")
+    for s in adaptive:
+        if "turbulence" in s["adaptive"]:
+            t = s["adaptive"]["turbulence"]
+            rows += ["", f"Our model on {s['generator']}, calmest vs most turbulent quarter of {t['windows']} test windows:", "",
+                     "| block | entropy calm | entropy turbulent | gate α calm | gate α turbulent |", "|---:|---|---|---:|---:|"]
+            rows += [f"| {b + 1} | {_heads(t['entropy_calm'][b])} | {_heads(t['entropy_turbulent'][b])} | "
+                     f"{t['gate_calm'][b]:.3f} | {t['gate_turbulent'][b]:.3f} |" for b in range(len(t["gate_calm"]))]
+    note = ("Gate α = the local heads' share (global heads get 1 − α), mean over tokens and test windows; β = learnt "
+            "locality bias per head; entropy per head (1 = uniform). Block 1 \\| block 2.")
+    return markdown_section("Our adaptive-attention model on the same series", note,
+                            ["generator", "steps", "test CRPS ÷ seasonal naive 168 h", "gate α", "β per head", "entropy per head"], "lrrlll", rows)
+
+
+def _stripe_section(summaries: list[dict]) -> str:
+    rows = []
     for s in summaries:
         head = s["most_periodic_head"]
-        lines.append(f"| {s['generator']} | {s['family']} | {s['mean']['stripe_share']:.2f} | L{head['layer']} H{head['head']} | "
-                     f"{head['stripe_period']:.1f} | {head['stripe_share']:.2f} |")
-    sections.append("\n".join(lines))
-    return "\n\n".join(sections)
+        rows.append(f"| {s['generator']} | {s['family']} | {s['mean']['stripe_share']:.2f} | L{head['layer']} H{head['head']} | "
+                    f"{head['stripe_period']:.1f} | {head['stripe_share']:.2f} |")
+    note = ("Stripe share = share of the detrended lag profile's variance (mean weight at each lag i − j of the mean map) in its "
+            "strongest periodic component (1 = a pure cosine in the lag); mean over heads, and the most periodic head.")
+    return markdown_section("Do periodic series give striped maps?", note,
+                            ["generator", "family", "stripe share", "most periodic head", "its period (lags)", "its share"], "llrlrr", rows)
 
 
 def _training_figure(curves: dict, name: str) -> Figure:
