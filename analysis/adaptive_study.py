@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import OmegaConf
 
 from analysis.attention_metrics import row_entropy
 from analysis.questions import group_contrast
@@ -48,7 +49,7 @@ def hourly_frame(series: GeneratedSeries) -> pd.DataFrame:
 
 
 def split_dates(length: int) -> tuple[str, str]:
-    """Validation and test start: after 80 % and 90 % of the hours, at midnight."""
+    """Validation and test start: the midnights at or before 80 % and 90 % of the hours."""
     return tuple(str((START + pd.Timedelta(hours=int(share * length))).normalize().date()) for share in (0.8, 0.9))
 
 
@@ -67,22 +68,31 @@ SUMMARY_FILE = "adaptive.json"
 
 
 def fingerprint(series: GeneratedSeries) -> str:
+    """A short hash of the series' values: the same series, the same fingerprint."""
     return hashlib.sha1(np.ascontiguousarray(series.values).tobytes()).hexdigest()[:16]
+
+
+def config_key(cfg) -> str:
+    """A short hash of the resolved config, without where the data and runs live (they do not change the model)."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain["dataset"]["path"] = plain["output_dir"] = None
+    return hashlib.sha1(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: bool = False) -> dict:
     """Train our adaptive-attention model on ``series`` for ``steps`` and describe its gates, betas and
     attention; writes ``adaptive.json``, ``adaptive_maps.png``, ``adaptive_gates.png`` and
-    ``adaptive_training.log`` (the resolved config and run folder) in ``folder``. An ``adaptive.json`` of the same series and steps there is
-    returned as it is unless ``retrain``."""
+    ``adaptive_training.log`` (the resolved config and run folder) in ``folder``. An ``adaptive.json``
+    there of the same series, resolved config and read-out is returned as it is unless ``retrain``."""
+    data_file = folder / "series.parquet"
+    cfg = adaptive_config(data_file, len(series.values), steps, folder / "adaptive_runs")
+    key = {"config": config_key(cfg), "series": fingerprint(series), "read_windows": READ_WINDOWS}
     saved = folder / SUMMARY_FILE
     if saved.is_file() and not retrain:
         result = json.loads(saved.read_text())
-        if result["requested_steps"] == steps and result["series"] == fingerprint(series):
+        if result.get("key") == key:
             return result
-    data_file = folder / "series.parquet"
     hourly_frame(series).to_parquet(data_file)
-    cfg = adaptive_config(data_file, len(series.values), steps, folder / "adaptive_runs")
     log = folder / "adaptive_training.log"
     with log.open("w") as stream, contextlib.redirect_stdout(stream), quiet_lightning():
         summary = train(cfg)
@@ -94,8 +104,7 @@ def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: b
     (folder / "adaptive_gates.png").write_bytes(figures.gate_profiles(snapshot.gates, snapshot.history_tokens))
     reading = read_attention(model, windows)
     result = {
-        "requested_steps": steps,
-        "series": fingerprint(series),
+        "key": key,
         "steps": summary["global_step"],
         "test_crps": summary["model"].get("crps"),
         "seasonal_naive_crps": {name: scores.get("crps") for name, scores in summary.get("references", {}).items()},

@@ -33,7 +33,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from analysis.adaptive_study import study_adaptive
+from analysis.adaptive_study import fingerprint, study_adaptive
 from analysis.attention_metrics import pattern_strengths, recency, row_entropy, row_gini, stripe_periodicity
 from analysis.questions import (
     error_by_time_since_change, event_lift, group_contrast, last_change, post_change_lift,
@@ -86,7 +86,7 @@ def split_windows(values: np.ndarray, settings: StudySettings) -> StudyWindows:
     held = windows_of(values[validation_end:], settings.stride)[: settings.held_out_windows]
     return StudyWindows(
         train=windows_of(values[:train_end], 1),
-        validation=windows_of(values[train_end:validation_end], settings.stride)[: settings.held_out_windows],
+        validation=windows_of(values[train_end:validation_end], settings.stride)[: settings.held_out_windows],  # same cap as held out
         held_out=HeldOut(held, validation_end + np.arange(len(held)) * settings.stride),
     )
 
@@ -210,21 +210,30 @@ MODEL_FILE = "reference_model.pt"
 NOT_TRAINING = ("samples", "adaptive_steps")  # settings that do not change the reference model
 
 
-def training_settings(settings: dict) -> dict:
-    return {key: value for key, value in settings.items() if key not in NOT_TRAINING}
+def training_key(series: GeneratedSeries, settings: StudySettings) -> dict:
+    """Everything the trained reference model depends on: the series itself, the window split and the
+    training settings (the architecture is checked when the saved weights are loaded)."""
+    key = {name: value for name, value in asdict(settings).items() if name not in NOT_TRAINING}
+    return {**key, "series": fingerprint(series), "input": INPUT, "output": OUTPUT,
+            "train_share": TRAIN_SHARE, "validation_share": VALIDATION_SHARE}
 
 
 def trained_reference(series: GeneratedSeries, settings: StudySettings, folder: Path, retrain: bool) -> tuple[ReferenceTransformer, dict, HeldOut]:
-    """Train, or load the model an earlier run with the same settings saved in ``folder``."""
+    """Train, or load the model an earlier run saved in ``folder`` for the same :func:`training_key`."""
     saved = folder / MODEL_FILE
+    key = training_key(series, settings)
     if saved.is_file() and not retrain:
         state = torch.load(saved, weights_only=True)
-        if training_settings(state["settings"]) == training_settings(asdict(settings)):
+        if state.get("key") == key:
             model = ReferenceTransformer(INPUT, OUTPUT)
-            model.load_state_dict(state["model"])
-            return model.eval(), state["curves"], split_windows(series.values, settings).held_out
+            try:
+                model.load_state_dict(state["model"])
+            except RuntimeError:  # saved by another architecture: train anew
+                pass
+            else:
+                return model.eval(), state["curves"], split_windows(series.values, settings).held_out
     model, curves, held = train_reference(series.values, settings)
-    torch.save({"settings": asdict(settings), "model": model.state_dict(), "curves": curves}, saved)
+    torch.save({"key": key, "model": model.state_dict(), "curves": curves}, saved)
     return model, curves, held
 
 
@@ -244,7 +253,7 @@ def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) 
             for sample in range(min(settings.samples, attention.shape[1])):
                 figure = _map_figure(attention[layer, sample, head], f"{name}: layer {layer + 1}, head {head + 1}, window {sample + 1}")
                 figure.savefig(folder / f"attention_L{layer + 1}_H{head + 1}_S{sample + 1}.png", dpi=80)
-    (folder / "attention_metrics.json").write_text(json.dumps(metrics, indent=2))
+    (folder / "attention_metrics.json").write_text(json.dumps(json_safe(metrics), indent=2))
     summary = {"generator": name, "family": FAMILIES[name], "settings": asdict(settings), "held_out_windows": len(held.windows),
                "kept_step": curves["best_step"], "held_out_mse": float(squared_error.mean()),  # of the kept (best validation) state
                "held_out_variance": float(held.windows[:, INPUT:].var()),
@@ -253,8 +262,19 @@ def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) 
                "questions": ask_questions(series, held, attention, squared_error)}
     if settings.adaptive_steps:
         summary["adaptive"] = study_adaptive(series, settings.adaptive_steps, folder, retrain)
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    (folder / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
     return summary
+
+
+def json_safe(value):
+    """``value`` with every NaN float replaced by None (JSON has no NaN): empty bins, maps without stripes."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def relative_mse(summary: dict) -> float:
@@ -282,6 +302,10 @@ def comparison(summaries: list[dict], out: Path) -> str:
     axes.legend(fontsize=7, ncol=3)
     figure.savefig(out / "comparison.png", dpi=90)
     return table
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None or value != value else f"{value:.{digits}f}"
 
 
 def _heads(values: list[float]) -> str:
@@ -312,9 +336,10 @@ def _spike_section(summaries: list[dict]) -> str | None:
         return None
     rows = [f"| {s['generator']} | {s['questions']['spike_windows']} | " + " | ".join(_heads(l) for l in s["questions"]["spike_lift"]) + " |"
             for s in spiky]
+    layers = len(spiky[0]["questions"]["spike_lift"])
     return markdown_section("Do heads over-react to spikes?",
                             "Attention received by spikes ÷ attention received at the same positions without one (1 = like any point).",
-                            ["generator", "windows with a spike", "layer 1", "layer 2"], "lrll", rows)
+                            ["generator", "windows with a spike", *(f"layer {l + 1}" for l in range(layers))], "lr" + "l" * layers, rows)
 
 
 def _turbulence_section(summary: dict) -> str | None:
@@ -344,7 +369,7 @@ def _change_section(summaries: list[dict]) -> str | None:
             rows.append(f"| {s['generator']} | attention lift, layer {layer + 1} | " + " | ".join(_heads(lift[b]) for b in bins) + " | |")
         rows.append(f"| {s['generator']} | windows | " + " | ".join(str(int(q["post_change_lift"][0][f"{b} windows"])) for b in bins) + " | |")
         if "error_after_change" in q:
-            rows.append(f"| {s['generator']} | MSE ratio | " + " | ".join(f"{q['error_after_change'][b]:.2f}" for b in [*bins, "none"]) + " |")
+            rows.append(f"| {s['generator']} | MSE ratio | " + " | ".join(_number(q["error_after_change"][b]) for b in [*bins, "none"]) + " |")
     note = ("Attention on the points since the last change ÷ the same span in windows without a change, and held-out MSE ÷ "
             "the mean of all windows (windows with a change in their forecast horizon left out), by points since the change "
             "(none: no change in the input).")
@@ -394,7 +419,7 @@ def _stripe_section(summaries: list[dict]) -> str:
     for s in summaries:
         head = s["most_periodic_head"]
         rows.append(f"| {s['generator']} | {s['family']} | {s['mean']['stripe_share']:.2f} | L{head['layer']} H{head['head']} | "
-                    f"{head['stripe_period']:.1f} | {head['stripe_share']:.2f} |")
+                    f"{_number(head['stripe_period'], 1)} | {head['stripe_share']:.2f} |")
     note = ("Stripe share = share of the detrended lag profile's variance (mean weight at each lag i − j of the mean map) in its "
             "strongest periodic component (1 = a pure cosine in the lag); mean over heads, and the most periodic head.")
     return markdown_section("Do periodic series give striped maps?", note,

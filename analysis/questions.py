@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Time-since-change bins (points since the last change, inclusive ranges) for the recovery questions.
+# Time-since-change bins (points since the last change, inclusive ranges) for the recovery questions;
+# they cover inputs of up to 100 points (a change at position 0 does not count), the study's input length.
 CHANGE_BINS = ((1, 5), (6, 20), (21, 50), (51, 99))
 
 
@@ -34,8 +35,8 @@ def received(attention: np.ndarray) -> np.ndarray:
 def event_lift(attention: np.ndarray, events: np.ndarray) -> np.ndarray:
     """Per head: attention received by event keys ÷ attention received at the same positions without an event.
 
-    ``events`` [W, T] bool. Returns [heads] (NaN when there is no event, or no event-free window at an
-    event's position to compare with)."""
+    ``events`` [W, T] bool. Events at a position where every window has one are left out (nothing to
+    compare with). Returns [heads], NaN when no event is left."""
     got = received(attention)  # [W, N, T]
     events = np.asarray(events, dtype=bool)
     quiet = ~events

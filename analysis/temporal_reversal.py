@@ -144,6 +144,11 @@ def run(variant: str, seed: int, settings: ReversalSettings) -> dict[str, list[f
     return record
 
 
+def seed_std(values: np.ndarray) -> np.ndarray:
+    """Sample standard deviation over seeds (axis 0) of [seeds, checkpoints]; 0 for a single seed."""
+    return values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
+
+
 @dataclass
 class Experiment:
     settings: ReversalSettings
@@ -157,7 +162,7 @@ class Experiment:
         for measure in ("token_accuracy", "sequence_accuracy"):
             for variant in VARIANTS:
                 values = np.array([r[measure] for r in self.runs[variant]]) * 100  # [seeds, checkpoints], %
-                cells = [f"{m:.1f} ± {s:.1f}" for m, s in zip(values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(steps)))]
+                cells = [f"{m:.1f} ± {s:.1f}" for m, s in zip(values.mean(axis=0), seed_std(values))]
                 lines.append(f"| {variant}, {measure.replace('_', ' ')} % | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -167,7 +172,7 @@ class Experiment:
             for variant in VARIANTS:
                 values = np.array([r[measure] for r in self.runs[variant]]) * 100
                 steps = self.runs[variant][0]["step"]
-                axes.errorbar(steps, values.mean(axis=0), yerr=values.std(axis=0), capsize=3, label=variant, marker="o")
+                axes.errorbar(steps, values.mean(axis=0), yerr=seed_std(values), capsize=3, label=variant, marker="o")
             axes.set(xlabel="training step", ylabel=f"{measure.replace('_', ' ')} (%)", xscale="log", ylim=(0, 101))
             axes.legend()
         figure.suptitle(f"sequence reversal, length {self.settings.length}, vocab {self.settings.vocab}, {len(self.seeds)} seeds (mean ± std)")

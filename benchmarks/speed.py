@@ -7,8 +7,9 @@ Every model runs on the embedded synthetic data (168 h in, 48 h out, batch 1024)
 needed. Per model and precision:
 
 - **loader alone**: batches from the training DataLoader with nothing done to them;
-- **Lightning path**: the builders, data module, Lightning trainer and callbacks of ``train``, timed
-  from one step's end to the next (loading, step, logging; no validation) — and the step alone;
+- **Lightning path**: the builders, data module and Lightning trainer of ``train`` (without its
+  logger, checkpoints and LR monitor), timed from one step's end to the next (loading the batch and
+  the step; no validation) — and the step alone;
 - **plain loop**: the same network in a hand-written torch loop on batches gathered beforehand
   (forward, pinball loss at the sampled levels, backward, Adam): the difference to the Lightning
   path is what Lightning and the data path cost;

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from analysis import attention_study
@@ -34,12 +36,17 @@ def test_quick_study_of_one_generator_writes_every_file(tmp_path, capsys, monkey
     monkeypatch.setattr(attention_study, "train_reference", lambda *args: pytest.fail("trained again"))
     assert attention_study.main(["--generators", "garch", "--quick", "--out", str(tmp_path)]) == 0
     assert json.loads((folder / "summary.json").read_text())["held_out_mse"] == summary["held_out_mse"]
+    # ... and trains again when a training setting changed (here the number of steps).
+    with pytest.raises(pytest.fail.Exception, match="trained again"):
+        attention_study.study("garch", replace(attention_study.QUICK, steps=151), tmp_path)
 
 
 def test_questions_of_a_changing_series_are_asked():
     settings = attention_study.StudySettings(length=2_500, steps=2, held_out_windows=40)
     series = generate("regime_switching", settings.length, seed=0)
     model, _, held = attention_study.train_reference(series.values, settings)
+    for window, start in zip(held.windows, held.starts):  # each held-out window is the series from its start
+        np.testing.assert_array_equal(window.numpy(), series.values[start : start + 120].astype(np.float32))
     attention, squared_error = attention_study.attention_of(model, held.windows)
     questions = attention_study.ask_questions(series, held, attention, squared_error)
     assert set(questions) == {"post_change_lift", "error_after_change"}  # no spikes, no volatility

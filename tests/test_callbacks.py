@@ -29,7 +29,7 @@ def test_throughput_counts_loading_but_not_validation(monkeypatch):
             meter.on_validation_start(None)
             clock.now += 5.0
             meter.on_validation_end(None)
-    assert meter.steps == 4
+    assert meter.steps == 4 and meter.timed_steps == 3
     # compute: steps 2..4 timed, 2 s each; whole path: steps 2..4, 3 s each (validation left out)
     assert meter.compute_seconds == pytest.approx(6.0) and meter.compute_samples_per_second == pytest.approx(5.0)
     assert meter.seconds == pytest.approx(9.0) and meter.samples_per_second == pytest.approx(30 / 9)

@@ -15,6 +15,7 @@ class Throughput(Callback):
       next, so loading the batch, the step, logging and checkpointing count; validation does not;
     - ``compute_samples_per_second``: the step alone (forward, backward, optimiser), batch in hand.
 
+    Times are host wall-clock (on a GPU, asynchronous kernels make "the step alone" a launch time).
     The first ``skip_steps`` steps are not timed: they include one-off costs (allocator warm-up,
     first-call dispatch) that would understate the steady rate of a short benchmark. The first step
     has no previous end, so the whole-path rate starts at the second.
@@ -24,9 +25,10 @@ class Throughput(Callback):
         self.batch_size = batch_size
         self.skip_steps = skip_steps
         self.steps = 0  # every step run, timed or not
+        self.timed_steps = 0  # the steps whose whole path ``seconds`` covers
         self.seconds = 0.0  # whole path of the timed steps
         self.compute_seconds = 0.0
-        self._path_steps = self._compute_steps = 0
+        self._compute_steps = 0
         self._step_started: float | None = None
         self._last_end: float | None = None
         self._validation_started: float | None = None
@@ -44,7 +46,7 @@ class Throughput(Callback):
                 self._compute_steps += 1
             if self._last_end is not None:
                 self.seconds += now - self._last_end - self._validation_seconds
-                self._path_steps += 1
+                self.timed_steps += 1
         self._last_end, self._validation_seconds = now, 0.0
 
     def on_validation_start(self, trainer: Trainer, *args: Any) -> None:
@@ -57,7 +59,7 @@ class Throughput(Callback):
 
     @property
     def samples_per_second(self) -> float:
-        return self._path_steps * self.batch_size / self.seconds if self.seconds else 0.0
+        return self.timed_steps * self.batch_size / self.seconds if self.seconds else 0.0
 
     @property
     def compute_samples_per_second(self) -> float:

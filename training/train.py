@@ -109,7 +109,8 @@ def train(
         "checkpoint": best or "final weights (no validation ran)",
         "global_step": trainer.global_step,
         "train_steps": throughput.steps,  # steps run by this call (fewer than global_step after --resume)
-        "train_seconds": throughput.seconds,
+        "train_seconds": throughput.seconds,  # the whole training path of the timed steps (all but the first)
+        "train_timed_steps": throughput.timed_steps,
         "train_samples_per_second": throughput.samples_per_second,
         "model": model.results.get("test", {}),
     }
