@@ -31,7 +31,7 @@ from analysis.questions import group_contrast
 from dataset.generators import GeneratedSeries
 from dataset.windows import WindowBatches
 from evaluation import figures
-from evaluation.dashboard_data import attention_snapshot
+from evaluation.dashboard_data import attention_snapshot, spread_indices
 from training.builders import build_data, load_forecaster
 from training.config import load_config
 from training.quiet import quiet_lightning
@@ -67,11 +67,6 @@ def adaptive_config(data_file: Path, length: int, steps: int, output_dir: Path):
 SUMMARY_FILE = "adaptive.json"
 
 
-def fingerprint(series: GeneratedSeries) -> str:
-    """A short hash of the series' values: the same series, the same fingerprint."""
-    return hashlib.sha1(np.ascontiguousarray(series.values).tobytes()).hexdigest()[:16]
-
-
 def config_key(cfg) -> str:
     """A short hash of the resolved config, without where the data and runs live (they do not change the model)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -86,7 +81,7 @@ def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: b
     there of the same series, resolved config and read-out is returned as it is unless ``retrain``."""
     data_file = folder / "series.parquet"
     cfg = adaptive_config(data_file, len(series.values), steps, folder / "adaptive_runs")
-    key = {"config": config_key(cfg), "series": fingerprint(series), "read_windows": READ_WINDOWS}
+    key = {"config": config_key(cfg), "series": series.fingerprint(), "read_windows": READ_WINDOWS}
     saved = folder / SUMMARY_FILE
     if saved.is_file() and not retrain:
         result = json.loads(saved.read_text())
@@ -130,13 +125,14 @@ class AttentionReading:
 @torch.no_grad()
 def read_attention(model, windows: WindowBatches) -> AttentionReading:
     """Attention entropy and gates at the median on up to ``READ_WINDOWS`` test windows spread over the split."""
-    indices = torch.from_numpy(np.unique(np.linspace(0, len(windows) - 1, min(READ_WINDOWS, len(windows))).round().astype(int)))
+    indices = torch.from_numpy(spread_indices(len(windows), READ_WINDOWS))
     batch = windows[indices]
     analysis = model.attention_maps(batch, torch.full((len(indices), 1), 0.5))
-    entropy = np.stack([row_entropy(weights.float().numpy()).mean(axis=-1) for weights in analysis["attention"]], axis=1)  # [B, N, L] -> [W, blocks, N]
-    gate = np.stack([g.float().expand(weights.shape[0], weights.shape[1], weights.shape[2], 1).mean(dim=(1, 2, 3)).numpy()
-                     for weights, g in zip(analysis["attention"], analysis["gates"])], axis=1)  # [W, blocks]
-    return AttentionReading(entropy, gate, batch["origin"].numpy())
+    entropy, gate = [], []
+    for weights, alpha in zip(analysis["attention"], analysis["gates"]):  # per block: [W, N, L, L], broadcastable to [W, N, L, 1]
+        entropy.append(row_entropy(weights.float().numpy()).mean(axis=-1))  # [W, N]
+        gate.append(alpha.float().expand(*weights.shape[:3], 1).mean(dim=(1, 2, 3)).numpy())  # [W]
+    return AttentionReading(np.stack(entropy, axis=1), np.stack(gate, axis=1), batch["origin"].numpy())
 
 
 def turbulence_contrast(series: GeneratedSeries, reading: AttentionReading, history_length: int) -> dict | None:

@@ -33,7 +33,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from analysis.adaptive_study import fingerprint, study_adaptive
+from analysis.adaptive_study import study_adaptive
 from analysis.attention_metrics import pattern_strengths, recency, row_entropy, row_gini, stripe_periodicity
 from analysis.questions import (
     error_by_time_since_change, event_lift, group_contrast, last_change, post_change_lift,
@@ -137,16 +137,22 @@ def attention_of(model: ReferenceTransformer, held_out: torch.Tensor) -> tuple[n
     return torch.stack(weights).numpy(), squared_error.numpy()
 
 
-def describe(attention: np.ndarray) -> list[dict]:
-    """Per layer and head: mean entropy and Gini of the rows, pattern strengths of the mean map."""
+def row_focus(attention: np.ndarray) -> dict[str, np.ndarray]:
+    """Entropy and Gini of the attention rows, averaged per window: each [layers, W, heads] from
+    ``attention`` [layers, W, heads, T, T]. Computed once; the summary and the questions both read it."""
+    return {"entropy": row_entropy(attention).mean(axis=-1), "gini": row_gini(attention).mean(axis=-1)}
+
+
+def describe(attention: np.ndarray, focus: dict[str, np.ndarray]) -> list[dict]:
+    """Per layer and head: mean entropy and Gini of the rows (``focus`` from :func:`row_focus`),
+    pattern strengths of the mean map."""
     layers, _, heads = attention.shape[:3]
     rows = []
     for layer in range(layers):
         for head in range(heads):
-            maps = attention[layer, :, head]  # [W, T, T]
-            mean_map = maps.mean(axis=0)
+            mean_map = attention[layer, :, head].mean(axis=0)  # [T, T]
             rows.append({"layer": layer + 1, "head": head + 1,
-                         "entropy": float(row_entropy(maps).mean()), "gini": float(row_gini(maps).mean()),
+                         **{name: float(values[layer, :, head].mean()) for name, values in focus.items()},
                          **pattern_strengths(mean_map), "recency": recency(mean_map),
                          **dict(zip(("stripe_period", "stripe_share"), stripe_periodicity(mean_map)))})
     return rows
@@ -176,9 +182,11 @@ def changes_of(series: GeneratedSeries) -> np.ndarray | None:
     return None if marked is None else marked.astype(bool)
 
 
-def ask_questions(series: GeneratedSeries, held: HeldOut, attention: np.ndarray, squared_error: np.ndarray) -> dict:
+def ask_questions(series: GeneratedSeries, held: HeldOut, attention: np.ndarray, squared_error: np.ndarray,
+                  focus: dict[str, np.ndarray]) -> dict:
     """The study's questions that this generator's hidden state can answer (analysis/questions.py),
-    per layer, each a list over heads. ``attention`` [layers, W, heads, T, T], ``squared_error`` [W]."""
+    per layer, each a list over heads. ``attention`` [layers, W, heads, T, T], ``squared_error`` [W],
+    ``focus`` from :func:`row_focus`."""
     inputs = held.starts[:, None] + np.arange(INPUT)  # [W, T] series index of every input point
     outputs = held.starts[:, None] + INPUT + np.arange(OUTPUT)  # [W, H]
     answers: dict = {}
@@ -188,8 +196,7 @@ def ask_questions(series: GeneratedSeries, held: HeldOut, attention: np.ndarray,
         answers["spike_windows"] = int(spikes[inputs].any(axis=1).sum())
     if "volatility" in series.state:
         volatility = series.state["volatility"][inputs].mean(axis=1)  # [W]
-        for name, metric in (("entropy", row_entropy), ("gini", row_gini)):
-            per_window = metric(attention).mean(axis=-1)  # [layers, W, heads]
+        for name, per_window in focus.items():  # [layers, W, heads]
             contrast = [group_contrast(layer, volatility) for layer in per_window]
             answers[f"{name}_calm"] = [c["low"].tolist() for c in contrast]
             answers[f"{name}_turbulent"] = [c["high"].tolist() for c in contrast]
@@ -214,7 +221,7 @@ def training_key(series: GeneratedSeries, settings: StudySettings) -> dict:
     """Everything the trained reference model depends on: the series itself, the window split and the
     training settings (the architecture is checked when the saved weights are loaded)."""
     key = {name: value for name, value in asdict(settings).items() if name not in NOT_TRAINING}
-    return {**key, "series": fingerprint(series), "input": INPUT, "output": OUTPUT,
+    return {**key, "series": series.fingerprint(), "input": INPUT, "output": OUTPUT,
             "train_share": TRAIN_SHARE, "validation_share": VALIDATION_SHARE}
 
 
@@ -244,7 +251,8 @@ def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) 
     series = generate(name, settings.length, settings.seed)
     model, curves, held = trained_reference(series, settings, folder, retrain)
     attention, squared_error = attention_of(model, held.windows)
-    metrics = describe(attention)
+    focus = row_focus(attention)
+    metrics = describe(attention, focus)
     _training_figure(curves, name).savefig(folder / "training_curves.png", dpi=90)
     _summary_figure(attention.mean(axis=1), name).savefig(folder / "attention_summary.png", dpi=90)
     _entropy_figure(metrics, name).savefig(folder / "entropy_analysis.png", dpi=90)
@@ -259,7 +267,7 @@ def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) 
                "held_out_variance": float(held.windows[:, INPUT:].var()),
                "mean": {key: float(np.mean([m[key] for m in metrics])) for key in SHARES},
                "most_periodic_head": max(metrics, key=lambda m: m["stripe_share"]),
-               "questions": ask_questions(series, held, attention, squared_error)}
+               "questions": ask_questions(series, held, attention, squared_error, focus)}
     if settings.adaptive_steps:
         summary["adaptive"] = study_adaptive(series, settings.adaptive_steps, folder, retrain)
     (folder / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))

@@ -34,7 +34,7 @@ from lightning import Trainer, seed_everything
 from torch.utils.flop_counter import FlopCounterMode
 
 from modules.losses import pinball_loss
-from training.builders import build_data, build_datamodule, build_forecaster
+from training.builders import build_data, build_datamodule, build_training_forecaster
 from training.callbacks import Throughput
 from training.config import load_config
 from training.quiet import quiet_lightning
@@ -83,10 +83,7 @@ def _setup(model: Subject, precision: str, compile: bool = False):
     cfg = model_config(model, precision, compile)
     seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg, build_data(cfg))
-    forecaster = build_forecaster(cfg)
-    if compile:
-        forecaster.network.compile()
-    return cfg, datamodule, forecaster
+    return cfg, datamodule, build_training_forecaster(cfg)
 
 
 def loader_rate(model: Subject, batches: int) -> float:

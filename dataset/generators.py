@@ -15,6 +15,7 @@ of y_t given everything before t, [L, Q] (NaN at t = 0).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,6 +29,10 @@ class GeneratedSeries:
     values: np.ndarray  # [L] float64
     state: dict[str, np.ndarray] = field(default_factory=dict)  # hidden state, [L] each
     oracle: Callable[[np.ndarray], np.ndarray] | None = None  # levels [Q] -> one-step quantiles [L, Q]
+
+    def fingerprint(self) -> str:
+        """A short hash of the values: the same series, the same fingerprint (keys the study's saved results)."""
+        return hashlib.sha1(np.ascontiguousarray(self.values).tobytes()).hexdigest()[:16]
 
     def oracle_quantiles(self, levels) -> np.ndarray:
         if self.oracle is None:

@@ -124,6 +124,11 @@ def fan_windows(
     return result
 
 
+def spread_indices(total: int, count: int) -> np.ndarray:
+    """Up to ``count`` distinct indices of ``range(total)`` spread evenly from the first to the last."""
+    return np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int))
+
+
 @torch.no_grad()
 def attention_snapshot(
     model: Any, windows: WindowBatches, map_window: int, label: str, gate_windows: int = 256
@@ -133,7 +138,7 @@ def attention_snapshot(
     models without attention (or without attention blocks)."""
     if not hasattr(model, "attention_maps") or not len(model.network.blocks):
         return None
-    spread = np.unique(np.linspace(0, len(windows) - 1, min(gate_windows, len(windows))).round().astype(int))
+    spread = spread_indices(len(windows), gate_windows)
     indices = torch.from_numpy(np.concatenate([[map_window], spread]))
     batch = windows[indices]
     median = torch.full((len(indices), 1), 0.5)

@@ -106,7 +106,6 @@ class NBeatsBlock(nn.Module):
             forecast = self.forecast(hidden.float())
         return (self.backcast(hidden) if self.backcast is not None else None), forecast
 
-
     def _first_layer(self, residual: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
         """The first linear layer of [residual, side], without repeating work shared by the levels.
 
@@ -179,7 +178,7 @@ class AnyQuantileNBeats(nn.Module):
         side_input = torch.cat(side, dim=-1) if side else None  # [B, 1 or Q, E (+ F)]
         films = [film(level_features).chunk(2, dim=-1) for film in self.film] if self.conditioning == "film" else None  # 2 x [B, Q, D] each
         _, forecast = run_blocks(self.blocks, residual, side_input, films)  # [B, Q, H]
-        return forecast.expand(B, Q, -1).transpose(1, 2)  # [B, H, Q]
+        return forecast.transpose(1, 2)  # [B, H, Q]: every block after the FiLM / level input is per level
 
     def _forward_out(self, history: torch.Tensor, level_features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         B, Q = level_features.shape[:2]

@@ -48,7 +48,7 @@ def test_questions_of_a_changing_series_are_asked():
     for window, start in zip(held.windows, held.starts):  # each held-out window is the series from its start
         np.testing.assert_array_equal(window.numpy(), series.values[start : start + 120].astype(np.float32))
     attention, squared_error = attention_study.attention_of(model, held.windows)
-    questions = attention_study.ask_questions(series, held, attention, squared_error)
+    questions = attention_study.ask_questions(series, held, attention, squared_error, attention_study.row_focus(attention))
     assert set(questions) == {"post_change_lift", "error_after_change"}  # no spikes, no volatility
     assert set(questions["error_after_change"]) == {"1-5", "6-20", "21-50", "51-99", "none"}
     windows = sum(int(questions["post_change_lift"][0][f"{b} windows"]) for b in ("1-5", "6-20", "21-50", "51-99"))

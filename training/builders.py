@@ -141,6 +141,15 @@ def build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
         raise ConfigError(f"bad model setting: {error}") from None
 
 
+def build_training_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
+    """The forecaster to train: :func:`build_forecaster`, its network's forward compiled in place when
+    ``trainer.compile`` (the state dict keeps its keys, so checkpoints load without it)."""
+    forecaster = build_forecaster(cfg)
+    if cfg.trainer.compile:
+        forecaster.network.compile()
+    return forecaster
+
+
 def build_sampler(cfg: DictConfig) -> LevelSampler:
     """The training level sampler of ``cfg.sampler``; a setting that its kind does not use is an error."""
     s = cfg.sampler

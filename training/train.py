@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evaluation.references import reference_scores
 from model.metrics import headline
-from training.builders import build_data, build_datamodule, build_forecaster
+from training.builders import build_data, build_datamodule, build_training_forecaster
 from training.callbacks import Throughput, WallClockBudget
 from training.config import ConfigError
 
@@ -51,9 +51,7 @@ def train(
     seed_everything(cfg.seed, workers=True, verbose=False)
     # Data and model are built before the run folder exists: a bad file or setting leaves nothing behind.
     data = build_data(cfg)
-    model = build_forecaster(cfg)
-    if cfg.trainer.compile:
-        model.network.compile()  # in place: the state dict keeps its keys, so checkpoints load without it
+    model = build_training_forecaster(cfg)
     run_dir = resume_path.parent.parent if resume_path else _new_run_dir(cfg)
     if _is_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
