@@ -135,7 +135,7 @@ def plain_rate(model: Subject, precision: str, steps: int, compile: bool) -> flo
     cfg, datamodule, forecaster = _setup(model, precision, compile)
     datamodule.setup("fit")
     batches = _training_batches(cfg, datamodule, steps)
-    optimiser = torch.optim.Adam(forecaster.parameters(), lr=1e-4)
+    optimiser = forecaster.optimizer_factory(forecaster.parameters())  # the training path's optimiser
     forecaster.train()
     bf16 = precision == "bf16-mixed"
     for batch in batches[:UNTIMED_STEPS]:
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"], choices=["32-true", "bf16-mixed"])
     parser.add_argument("--steps", type=int, default=15, help=f"training steps per measurement (first {UNTIMED_STEPS} untimed)")
     parser.add_argument("--loader-batches", type=int, default=30)
-    parser.add_argument("--eval-windows", type=int, default=256)
+    parser.add_argument("--eval-windows", type=int, default=256, help="windows for the evaluation table (0 skips it)")
     parser.add_argument("--compile", action="store_true", help="also measure with trainer.compile=true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every model")
@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     subjects = [Subject(name, tuple(args.overrides)) for name in args.models]
     if args.steps <= UNTIMED_STEPS + 1:
         parser.error(f"--steps must be more than {UNTIMED_STEPS + 1}")
+    if args.eval_windows < 0:
+        parser.error("--eval-windows must be 0 (no evaluation table) or more")
     if args.threads:
         torch.set_num_threads(args.threads)
     peaks = {"32-true": matmul_peak(torch.float32), "bf16-mixed": matmul_peak(torch.bfloat16)}
@@ -223,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"| {model.description} | {precision} | {'yes' if compile else 'no'} | {params:.2f} | {loader:,.0f} | "
                       f"{path:,.0f} | {step:,.0f} | {plain:,.0f} | {gflops:.1f} | {100 * gflops / peaks[precision]:.1f} % |", flush=True)
 
+    if args.eval_windows == 0:
+        return
     print(f"\nEvaluation (fp32, no gradients, {args.eval_windows} windows; milliseconds, best of {EVAL_REPEATS})\n")
     print("| model | " + " | ".join(f"{n} level{'s' if n > 1 else ''}" for n in EVAL_LEVELS) + f" | {EVAL_LEVELS[-1]} ÷ 1 |")
     print("|---|" + "---:|" * (len(EVAL_LEVELS) + 1), flush=True)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import train_adaptive_attention
-from training.builders import load_forecaster
+from training.builders import build_forecaster, load_forecaster
 from training.config import ConfigError, load_config
 from training.train import train
 
@@ -370,3 +370,20 @@ def test_bf16_forward_agrees_with_fp32(config):
     assert bf16.dtype == torch.float32  # the forecast head runs in fp32 under autocast
     relative = (bf16 - fp32).abs().max() / batch["target"].abs().mean()  # worst difference ÷ the data's magnitude
     assert 0 < relative < BF16_TOLERANCE  # > 0: autocast did change the arithmetic
+
+
+def test_fused_adam_is_the_default_and_takes_the_same_steps(tiny_config):
+    """optimizer.fused only changes how Adam's update runs, not what it computes."""
+    final = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        forecaster = build_forecaster(tiny_config(f"optimizer.fused={str(fused).lower()}"))
+        optimizer = forecaster.configure_optimizers()["optimizer"]
+        assert optimizer.param_groups[0]["fused"] is fused
+        for step in range(3):
+            for parameter in forecaster.parameters():
+                parameter.grad = torch.full_like(parameter, 0.1 * (step + 1)) * torch.randn_like(parameter)
+            optimizer.step()
+        final[fused] = torch.cat([p.detach().flatten() for p in forecaster.parameters()])
+    assert torch.allclose(final[True], final[False], atol=1e-6)
+    assert load_config(DEFAULT_CONFIG).optimizer.fused is True

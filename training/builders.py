@@ -174,7 +174,9 @@ def _build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
         level_sampler=build_sampler(cfg),
         evaluation_levels=build_evaluation_levels(cfg),
         horizon=cfg.dataset.horizon,
-        optimizer=functools.partial(torch.optim.Adam, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay),
+        optimizer=functools.partial(
+            torch.optim.Adam, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay, fused=cfg.optimizer.fused,
+        ),
         lr_schedule=InverseSquareRootWarmup(cfg.optimizer.warmup_steps),
         loss_normalisation=cfg.model.loss_normalisation,
         rearrange=cfg.evaluation.rearrange,

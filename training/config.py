@@ -126,6 +126,9 @@ class OptimizerConfig:
     lr: float = 5e-4
     weight_decay: float = 0.0
     warmup_steps: int = 400  # inverse-square-root schedule after a linear warm-up
+    # Adam's update for all parameters in one kernel instead of a dozen passes over them: the same
+    # algorithm (equal to within float rounding), about 10 ms less per step for the 7 M-parameter CAT.
+    fused: bool = True
 
 
 @dataclass
