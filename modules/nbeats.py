@@ -9,9 +9,10 @@ Forecasting of Short-Term Electricity Demand"):
 
 - ``cat``:  q is concatenated to every block's input;
 - ``film``: every block's first hidden layer is modulated by FiLM, h * (1 + gamma(q)) + beta(q);
-- ``out``:  the blocks run once per window without q, then one FiLM-conditioned block at the end
-  reads the final residual and adds a level-dependent correction. Only that last block runs per
-  level, so asking for many levels costs little more than asking for one.
+- ``out``:  the blocks run once per window without q, then a level read-out adds a level-dependent
+  correction: an MLP over the final residual whose last layer q modulates by FiLM, then a ReLU
+  and the forecast head. Only the modulation and the D x H head run per level, so asking for
+  many levels costs little more than asking for one.
 
 Shapes: B windows, Q levels, T history, H horizon, E context features, D width.
 Unlike the paper's CAT, q is a side input and not part of the residual that backcasts subtract from.
@@ -77,10 +78,7 @@ class NBeatsBlock(nn.Module):
         produces_backcast: bool = True,
     ):
         super().__init__()
-        if num_layers < 1 or width < 1:
-            raise ValueError(f"a block needs num_layers >= 1 and width >= 1, got {num_layers}, {width}")
-        sizes = [backcast_size + side_size] + [width] * num_layers
-        self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        self.layers = hidden_layers(backcast_size + side_size, width, num_layers)
         self.dropout = nn.Dropout(dropout)
         # The last block of a stack has no one to pass a residual to: it needs no backcast head.
         self.backcast = nn.Linear(width, backcast_size) if produces_backcast else None
@@ -99,12 +97,7 @@ class NBeatsBlock(nn.Module):
         hidden = self.dropout(hidden)
         for layer in self.layers[1:]:
             hidden = self.dropout(torch.relu(layer(hidden)))
-        # The forecast head runs in fp32 even under bf16 autocast: forecasts for nearby levels
-        # differ by less than bf16's resolution (2^-8 relative), and rounding them would make
-        # the quantiles cross. It is a small matmul (D x H), so this costs little.
-        with torch.autocast(device_type=hidden.device.type, enabled=False):
-            forecast = self.forecast(hidden.float())
-        return (self.backcast(hidden) if self.backcast is not None else None), forecast
+        return (self.backcast(hidden) if self.backcast is not None else None), fp32_linear(self.forecast, hidden)
 
     def _first_layer(self, residual: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
         """The first linear layer of [residual, side], without repeating work shared by the levels.
@@ -154,13 +147,12 @@ class AnyQuantileNBeats(nn.Module):
         def block(side: int, produces_backcast: bool = True) -> NBeatsBlock:
             return NBeatsBlock(history_length, horizon, side, width, num_layers, dropout, produces_backcast)
 
-        last_in_stack = num_blocks - 1 if conditioning != "out" else None  # under OUT the level block is last
+        last_in_stack = num_blocks - 1 if conditioning != "out" else None  # under OUT the level read-out reads the last residual
         self.blocks = nn.ModuleList(block(side_size, produces_backcast=i != last_in_stack) for i in range(num_blocks))
         if conditioning == "film":  # one FiLM generator per block: q features -> (gamma, beta)
             self.film = nn.ModuleList(nn.Linear(self.embed_level.dim, 2 * width) for _ in range(num_blocks))
-        if conditioning == "out":  # one level-conditioned block after the plain stack
-            self.level_block = block(context_size, produces_backcast=False)
-            self.level_film = nn.Linear(self.embed_level.dim, 2 * width)
+        if conditioning == "out":  # the level read-out after the plain stack
+            self.level_readout = LevelReadout(history_length + context_size, horizon, width, num_layers, self.embed_level.dim, dropout)
 
     def forward(self, history: torch.Tensor, levels: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         B, Q = levels.shape
@@ -176,18 +168,73 @@ class AnyQuantileNBeats(nn.Module):
         if self.conditioning == "cat":
             side = [part.expand(B, Q, -1) for part in side] + [level_features]  # [B, Q, E], [B, Q, F]
         side_input = torch.cat(side, dim=-1) if side else None  # [B, 1 or Q, E (+ F)]
-        films = [film(level_features).chunk(2, dim=-1) for film in self.film] if self.conditioning == "film" else None  # 2 x [B, Q, D] each
+        films = (  # 2 x [B or 1, Q, D] each
+            [film(distinct_rows(level_features)).chunk(2, dim=-1) for film in self.film] if self.conditioning == "film" else None
+        )
         _, forecast = run_blocks(self.blocks, residual, side_input, films)  # [B, Q, H]
         return forecast.transpose(1, 2)  # [B, H, Q]: every block after the FiLM / level input is per level
 
     def _forward_out(self, history: torch.Tensor, level_features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
-        B, Q = level_features.shape[:2]
         residual, forecast = run_blocks(self.blocks, history, context)  # [B, T], [B, H]: once per window, not per level
-        film = self.level_film(level_features).chunk(2, dim=-1)  # 2 x [B, Q, D]
-        side = None if context is None else context[:, None, :]  # [B, 1, E]
-        # The level block's first layer reads only the residual and context: once per window; the levels enter at its FiLM.
-        _, correction = self.level_block(residual[:, None, :], side, film)  # [B, Q, H]
+        readout_input = residual if context is None else torch.cat([residual, context], dim=-1)  # [B, T (+ E)]
+        correction = self.level_readout(readout_input, level_features)  # [B, Q, H]
         return (forecast[:, None, :] + correction).transpose(1, 2)  # [B, H, Q]
+
+
+class LevelReadout(nn.Module):
+    """OUT's level-dependent part: ``(features [B, N], level features [B, Q, F]) -> [B, Q, H]``.
+
+    An MLP over the window's features (the final residual and context) runs once per window; the
+    level modulates the pre-activation h of its last layer by FiLM, ``relu(h * scale(q) + shift(q))``,
+    and the forecast head reads the result. Per level only the modulation and the D x H head run,
+    a small share of the per-window work, so many levels cost little more than one. The ReLU after
+    the modulation makes the forecast a nonlinear function of q even for q's identity embedding.
+    """
+
+    def __init__(self, input_size: int, forecast_size: int, width: int, num_layers: int, level_features: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.layers = hidden_layers(input_size, width, num_layers)
+        self.film = nn.Linear(level_features, 2 * width)  # q features -> (scale, shift)
+        with torch.no_grad():  # scale = 1 + gamma(q) with the 1 in the bias: one pass less over [B, Q, D] per call
+            self.film.bias[:width] += 1
+        self.dropout = nn.Dropout(dropout)
+        self.forecast = nn.Linear(width, forecast_size)
+
+    def forward(self, features: torch.Tensor, level_features: torch.Tensor) -> torch.Tensor:
+        hidden = features
+        for layer in self.layers[:-1]:
+            hidden = self.dropout(torch.relu(layer(hidden)))  # [B, D]
+        hidden = self.layers[-1](hidden)[:, None, :]  # [B, 1, D]: the pre-activation, once per window
+        scale, shift = self.film(distinct_rows(level_features)).chunk(2, dim=-1)  # 2 x [B or 1, Q, D]
+        # In place: addcmul's backward needs its inputs, not its output.
+        conditioned = self.dropout(torch.addcmul(shift, hidden, scale).relu_())  # [B, Q, D]: relu(shift + hidden * scale)
+        return fp32_linear(self.forecast, conditioned)  # [B, Q, H]
+
+
+def distinct_rows(level_features: torch.Tensor) -> torch.Tensor:
+    """``level_features`` [B, Q, F], or its first row [1, Q, F] when every window asks the same levels.
+
+    Evaluation asks one grid of levels for all windows: what depends on the level alone is then
+    computed once and broadcast over the windows, not B times."""
+    first = level_features[:1]
+    return first if torch.equal(level_features, first.expand_as(level_features)) else level_features
+
+
+def hidden_layers(input_size: int, width: int, num_layers: int) -> nn.ModuleList:
+    """The linear layers of a block's MLP: ``input_size -> width -> ... -> width`` (``num_layers`` of them)."""
+    if num_layers < 1 or width < 1:
+        raise ValueError(f"a block needs num_layers >= 1 and width >= 1, got {num_layers}, {width}")
+    sizes = [input_size] + [width] * num_layers
+    return nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+
+
+def fp32_linear(layer: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
+    """``layer(hidden)`` in fp32, even under bf16 autocast: for the forecast heads.
+
+    Forecasts for nearby levels differ by less than bf16's resolution (2^-8 relative), and rounding
+    them would make the quantiles cross. The head is a small matmul (D x H), so this costs little."""
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        return layer(hidden.float())
 
 
 class NBeatsStack(nn.Module):

@@ -440,8 +440,8 @@ def test_block_broadcasts_a_per_window_residual_over_per_level_side_inputs():
 
 
 def test_out_conditioning_repeats_no_per_window_work_per_level():
-    """Matmul FLOPs are affine in the number of levels Q; the slope is exactly the level block's
-    per-level work: its layers after the first, its forecast head and the FiLM generator."""
+    """Matmul FLOPs are affine in the number of levels Q; the slope is exactly the level read-out's
+    per-level work: its forecast head and the FiLM generator (all its layers run once per window)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     B, T, H, D, L = 2, 12, 4, 8, 3
@@ -453,6 +453,44 @@ def test_out_conditioning_repeats_no_per_window_work_per_level():
             network(history, torch.rand(B, Q))
         return counter.get_total_flops()
 
-    per_level = 2 * B * ((L - 1) * D * D + D * H + 1 * 2 * D)  # multiply-adds x 2; identity embedding F = 1
+    per_level = 2 * B * (D * H + 1 * 2 * D)  # multiply-adds x 2; identity embedding F = 1
     assert flops(3) - flops(1) == 2 * per_level
     assert flops(7) - flops(3) == 4 * per_level
+
+
+def test_out_forecast_is_the_stack_plus_the_film_read_out_written_out():
+    """y_q = stack(x) + W_f relu(h * scale(q) + shift(q)) + b_f, h the read-out MLP's last
+    pre-activation on (final residual, context): computed here step by step from the weights."""
+    torch.manual_seed(0)
+    net = _backbone("out", context=C)
+    history, context, levels = torch.randn(4, T), torch.randn(4, C), torch.rand(4, 5)
+    residual, stack_forecast = run_blocks(net.blocks, history, context)  # [B, T], [B, H]
+    readout = net.level_readout
+    first, last = readout.layers  # num_layers=2
+    h = last(torch.relu(first(torch.cat([residual, context], dim=-1))))  # [B, D]
+    scale, shift = readout.film(levels[..., None]).chunk(2, dim=-1)  # identity embedding: [B, Q, 1] -> 2 x [B, Q, D]
+    correction = readout.forecast(torch.relu(h[:, None] * scale + shift))  # [B, Q, H]
+    expected = (stack_forecast[:, None] + correction).transpose(1, 2)  # [B, H, Q]
+    torch.testing.assert_close(net(history, levels, context), expected)
+
+
+def test_out_read_out_is_nonlinear_in_the_level():
+    """With q's identity embedding the FiLM is affine in q; the ReLU after it must bend the forecast."""
+    torch.manual_seed(0)
+    net = _backbone("out", context=C)
+    levels = torch.linspace(0.01, 0.99, 9)[None].expand(2, 9)  # [B, Q]
+    forecast = net(torch.randn(2, T), levels, torch.randn(2, C))  # [B, H, Q]
+    second_difference = forecast[..., 2:] - 2 * forecast[..., 1:-1] + forecast[..., :-2]  # zero iff affine in q
+    assert second_difference.abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("conditioning", CONDITIONING_MODES)
+def test_one_level_grid_for_all_windows_gives_each_window_its_own_forecast(conditioning):
+    """When every window asks the same levels, the level's FiLM is computed once and broadcast:
+    the forecasts must equal those of each window asked alone."""
+    net = _backbone(conditioning, context=C)
+    history, context = torch.randn(3, T), torch.randn(3, C)
+    levels = torch.tensor([[0.05, 0.5, 0.95]]).expand(3, 3)  # [B, Q], the same grid for every window
+    together = net(history, levels, context)  # [B, H, Q]
+    alone = torch.cat([net(history[i : i + 1], levels[:1], context[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(together, alone)

@@ -46,9 +46,9 @@ def test_flops_per_sample_counts_the_out_model_by_hand():
     model = Subject("out", (*TINY, "model.num_blocks=1", "model.num_layers=1", "model.use_calendar=false",
                             "model.use_history_mask=false", "model.quantile_embedding=identity", "model.quantile_embedding_dim=1"))
     T, H, D = 168, 48, 16
-    stack = T * D + D * T + D * H  # the plain block: first layer, backcast (the level block reads the residual), forecast head
-    level_block = T * D + D * H + 1 * 2 * D  # its first layer, forecast head, FiLM generator (1 level per sample)
-    forward = 2 * (stack + level_block)  # 2 FLOPs per multiply-add
+    stack = T * D + D * T + D * H  # the plain block: first layer, backcast (the level read-out reads the residual), forecast head
+    level_readout = T * D + D * H + 1 * 2 * D  # its one layer, forecast head, FiLM generator (1 level per sample)
+    forward = 2 * (stack + level_readout)  # 2 FLOPs per multiply-add
     # backward: for every matmul the weight gradient and the input gradient, except the input gradients
     # that nothing needs: the stack's first layer (its input is the history) and the FiLM generator (the levels)
     backward = 2 * forward - 2 * (T * D + 2 * D)
