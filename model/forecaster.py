@@ -167,6 +167,16 @@ class AnyQuantileForecaster(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["forecast_config"] = self.config
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """On resume, the optimiser runs fused or not as configured now: torch's ``load_state_dict``
+        would otherwise take the choice saved in the checkpoint's parameter groups."""
+        fused = getattr(self.optimizer_factory, "keywords", {}).get("fused")
+        if fused is None:
+            return
+        for state in checkpoint.get("optimizer_states", []):
+            for group in state["param_groups"]:
+                group["fused"] = fused
+
 
 class AnyQuantileForecasterAdaptiveAttention(AnyQuantileForecaster):
     """The forecaster with an ``AdaptiveAttentionNetwork``: trained and evaluated exactly like the base,

@@ -10,9 +10,9 @@ Forecasting of Short-Term Electricity Demand"):
 - ``cat``:  q is concatenated to every block's input;
 - ``film``: every block's first hidden layer is modulated by FiLM, h * (1 + gamma(q)) + beta(q);
 - ``out``:  the blocks run once per window without q, then a level read-out adds a level-dependent
-  correction: an MLP over the final residual whose last layer q modulates by FiLM, then a ReLU
-  and the forecast head. Only the modulation and the D x H head run per level, so asking for
-  many levels costs little more than asking for one.
+  correction: an MLP over the final residual (and context) whose last layer q modulates by FiLM,
+  then a ReLU and the forecast head. Per level only the FiLM generator (F x 2D), the modulation
+  and the D x H head run, so asking for many levels costs little more than asking for one.
 
 Shapes: B windows, Q levels, T history, H horizon, E context features, D width.
 Unlike the paper's CAT, q is a side input and not part of the residual that backcasts subtract from.
@@ -156,7 +156,12 @@ class AnyQuantileNBeats(nn.Module):
 
     def forward(self, history: torch.Tensor, levels: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         B, Q = levels.shape
-        level_features = self.embed_level(levels.to(history.dtype))  # [B, Q, F]
+        # One grid for every window (evaluation passes it as a [Q] row expanded over the windows: stride
+        # 0) has its level features, and the FiLM made from them, computed once and broadcast, not B times.
+        # A check of the layout, not of the values: no data-dependent branch, and gradients with respect to
+        # the levels still reach the one row they came from.
+        shared_grid = B > 1 and levels.stride(0) == 0
+        level_features = self.embed_level((levels[:1] if shared_grid else levels).to(history.dtype))  # [B or 1, Q, F]
         if self.conditioning == "out":
             return self._forward_out(history, level_features, context)
 
@@ -166,11 +171,9 @@ class AnyQuantileNBeats(nn.Module):
         residual = history[:, None, :]  # [B, 1, T]
         side = [] if context is None else [context[:, None, :]]  # [B, 1, E]
         if self.conditioning == "cat":
-            side = [part.expand(B, Q, -1) for part in side] + [level_features]  # [B, Q, E], [B, Q, F]
+            side = [part.expand(B, Q, -1) for part in side] + [level_features.expand(B, Q, -1)]  # [B, Q, E], [B, Q, F]
         side_input = torch.cat(side, dim=-1) if side else None  # [B, 1 or Q, E (+ F)]
-        films = (  # 2 x [B or 1, Q, D] each
-            [film(distinct_rows(level_features)).chunk(2, dim=-1) for film in self.film] if self.conditioning == "film" else None
-        )
+        films = [film(level_features).chunk(2, dim=-1) for film in self.film] if self.conditioning == "film" else None  # 2 x [B or 1, Q, D] each
         _, forecast = run_blocks(self.blocks, residual, side_input, films)  # [B, Q, H]
         return forecast.transpose(1, 2)  # [B, H, Q]: every block after the FiLM / level input is per level
 
@@ -182,13 +185,14 @@ class AnyQuantileNBeats(nn.Module):
 
 
 class LevelReadout(nn.Module):
-    """OUT's level-dependent part: ``(features [B, N], level features [B, Q, F]) -> [B, Q, H]``.
+    """OUT's level-dependent part: ``(features [B, N], level features [B or 1, Q, F]) -> [B, Q, H]``.
 
     An MLP over the window's features (the final residual and context) runs once per window; the
     level modulates the pre-activation h of its last layer by FiLM, ``relu(h * scale(q) + shift(q))``,
-    and the forecast head reads the result. Per level only the modulation and the D x H head run,
-    a small share of the per-window work, so many levels cost little more than one. The ReLU after
-    the modulation makes the forecast a nonlinear function of q even for q's identity embedding.
+    and the forecast head reads the result. Per level only the FiLM generator (F x 2D), the
+    modulation and the D x H head run, a small share of the per-window work, so many levels cost
+    little more than one. The ReLU after the modulation makes the forecast a nonlinear function of q
+    even for q's identity embedding.
     """
 
     def __init__(self, input_size: int, forecast_size: int, width: int, num_layers: int, level_features: int, dropout: float = 0.0) -> None:
@@ -205,19 +209,10 @@ class LevelReadout(nn.Module):
         for layer in self.layers[:-1]:
             hidden = self.dropout(torch.relu(layer(hidden)))  # [B, D]
         hidden = self.layers[-1](hidden)[:, None, :]  # [B, 1, D]: the pre-activation, once per window
-        scale, shift = self.film(distinct_rows(level_features)).chunk(2, dim=-1)  # 2 x [B or 1, Q, D]
+        scale, shift = self.film(level_features).chunk(2, dim=-1)  # 2 x [B or 1, Q, D]
         # In place: addcmul's backward needs its inputs, not its output.
         conditioned = self.dropout(torch.addcmul(shift, hidden, scale).relu_())  # [B, Q, D]: relu(shift + hidden * scale)
         return fp32_linear(self.forecast, conditioned)  # [B, Q, H]
-
-
-def distinct_rows(level_features: torch.Tensor) -> torch.Tensor:
-    """``level_features`` [B, Q, F], or its first row [1, Q, F] when every window asks the same levels.
-
-    Evaluation asks one grid of levels for all windows: what depends on the level alone is then
-    computed once and broadcast over the windows, not B times."""
-    first = level_features[:1]
-    return first if torch.equal(level_features, first.expand_as(level_features)) else level_features
 
 
 def hidden_layers(input_size: int, width: int, num_layers: int) -> nn.ModuleList:
@@ -229,12 +224,15 @@ def hidden_layers(input_size: int, width: int, num_layers: int) -> nn.ModuleList
 
 
 def fp32_linear(layer: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
-    """``layer(hidden)`` in fp32, even under bf16 autocast: for the forecast heads.
+    """``layer(hidden)`` in at least fp32, even under bf16 autocast or with bf16 weights: for the forecast heads.
 
     Forecasts for nearby levels differ by less than bf16's resolution (2^-8 relative), and rounding
-    them would make the quantiles cross. The head is a small matmul (D x H), so this costs little."""
+    them would make the quantiles cross. The head is a small matmul (D x H), so this costs little.
+    fp64 weights (``64-true``) keep fp64."""
+    dtype = torch.promote_types(layer.weight.dtype, torch.float32)
     with torch.autocast(device_type=hidden.device.type, enabled=False):
-        return layer(hidden.float())
+        bias = None if layer.bias is None else layer.bias.to(dtype)
+        return nn.functional.linear(hidden.to(dtype), layer.weight.to(dtype), bias)
 
 
 class NBeatsStack(nn.Module):

@@ -41,6 +41,15 @@ def test_speed_benchmark_prints_every_row(capsys):
     assert f"| {EVAL_LEVELS[-1]} ÷ 1 |" in "\n".join(lines)
 
 
+def test_zero_evaluation_windows_skip_the_evaluation_table(capsys):
+    speed.main(["--models", "out", "--precisions", "32-true", "--steps", "6", "--loader-batches", "2", "--eval-windows", "0", *TINY])
+    out = capsys.readouterr().out
+    assert "| base OUT" in out and "Evaluation" not in out
+    with pytest.raises(SystemExit):
+        speed.main(["--models", "out", "--eval-windows", "-1"])
+    assert "--eval-windows must be 0" in capsys.readouterr().err
+
+
 def test_flops_per_sample_counts_the_out_model_by_hand():
     """Forward + backward matmul FLOPs of a 1-block OUT model with identity level embedding, by hand."""
     model = Subject("out", (*TINY, "model.num_blocks=1", "model.num_layers=1", "model.use_calendar=false",

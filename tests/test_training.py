@@ -132,9 +132,15 @@ def test_cli_applies_overrides_and_reports_errors(tmp_path, capsys):
     assert not mhl_runs.exists()  # a run that cannot start leaves no run folder behind
 
 
-def test_bf16_training_runs_a_fast_dev_run(tiny_config):
-    summary = train(tiny_config("trainer.precision=bf16-mixed"), fast_dev_run=True)
+@pytest.mark.parametrize("precision", ["bf16-mixed", "64-true"])
+def test_training_in_another_precision_runs_a_fast_dev_run(tiny_config, precision):
+    summary = train(tiny_config(f"trainer.precision={precision}"), fast_dev_run=True)
     assert math.isfinite(summary["model"]["crps"])
+
+
+def test_bf16_true_is_refused_with_the_choices_named(tiny_config):
+    with pytest.raises(ConfigError, match="bf16-true is not supported.*use bf16-mixed"):
+        train(tiny_config("trainer.precision=bf16-true"))
 
 
 @pytest.mark.slow  # torch.compile builds C++ kernels with the system compiler: a minute or more on 2 cores
@@ -387,3 +393,30 @@ def test_fused_adam_is_the_default_and_takes_the_same_steps(tiny_config):
         final[fused] = torch.cat([p.detach().flatten() for p in forecaster.parameters()])
     assert torch.allclose(final[True], final[False], atol=1e-6)
     assert load_config(DEFAULT_CONFIG).optimizer.fused is True
+
+
+def test_resume_runs_adam_fused_as_configured_now(tiny_config):
+    """torch's Adam.load_state_dict takes `fused` from the saved groups; the forecaster's
+    on_load_checkpoint makes the current config win (a checkpoint saved without fusing resumes fused)."""
+    saved_by = build_forecaster(tiny_config("optimizer.fused=false"))
+    saved_optimizer = saved_by.configure_optimizers()["optimizer"]
+    for parameter in saved_by.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    saved_optimizer.step()
+    checkpoint = {"optimizer_states": [saved_optimizer.state_dict()]}
+
+    resumed = build_forecaster(tiny_config())  # optimizer.fused=true by default
+    resumed.on_load_checkpoint(checkpoint)
+    optimizer = resumed.configure_optimizers()["optimizer"]
+    optimizer.load_state_dict(checkpoint["optimizer_states"][0])
+    assert optimizer.param_groups[0]["fused"] is True
+    for parameter in resumed.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    optimizer.step()  # the saved step counts and moments work with the fused kernel
+    assert all(float(state["step"]) == 2 for state in optimizer.state.values())
+
+
+def test_fp16_gradient_clipping_with_fused_adam_is_refused(tiny_config):
+    cfg = tiny_config("trainer.precision=16-mixed", "trainer.gradient_clip_val=1.0")
+    with pytest.raises(ConfigError, match="optimizer.fused=false"):
+        train(cfg)

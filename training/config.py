@@ -126,8 +126,9 @@ class OptimizerConfig:
     lr: float = 5e-4
     weight_decay: float = 0.0
     warmup_steps: int = 400  # inverse-square-root schedule after a linear warm-up
-    # Adam's update for all parameters in one kernel instead of a dozen passes over them: the same
-    # algorithm (equal to within float rounding), about 10 ms less per step for the 7 M-parameter CAT.
+    # Adam's update as one vectorised kernel per parameter instead of a dozen for-each passes over all
+    # of them: the same algorithm (equal within float rounding); for the 8 M-parameter CAT its own time
+    # per step falls from 14.5 to 4.8 ms (README, "Efficiency").
     fused: bool = True
 
 
@@ -146,7 +147,7 @@ class EvaluationConfig:
 class TrainerConfig:
     accelerator: str = "cpu"
     devices: int = 1
-    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed (GPU)
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed (GPU) | 64-true
     max_steps: int = 2000
     max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS"; training stops at whichever comes first
     val_every_n_steps: int = 200

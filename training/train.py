@@ -22,7 +22,9 @@ from training.config import ConfigError
 
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+# Not bf16-true: its bf16 weights make the evaluation's forecasts bf16 too, where adjacent grid levels
+# differ by less than the rounding, and its metric sums would be cast to bf16.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
 RANK_VARIABLE = "LOCAL_RANK"  # set by Lightning in the processes it starts for DDP ranks > 0
 RUN_DIR_VARIABLE = "ANYQ_RUN_DIR"  # the run folder chosen by rank 0, inherited by the DDP processes it starts
 
@@ -46,8 +48,14 @@ def train(
     resume_path = _resolve_resume(cfg, resume)
     if resume_path:
         _check_same_sampler(cfg, resume_path)
+    if cfg.trainer.precision == "bf16-true":
+        raise ConfigError("trainer.precision=bf16-true is not supported: bf16 weights would make the evaluation's "
+                          "forecasts bf16 and cross; use bf16-mixed (bf16 matmuls, fp32 weights and evaluation)")
     if cfg.trainer.precision not in PRECISIONS:
         raise ConfigError(f"unknown trainer.precision '{cfg.trainer.precision}'; choose one of {PRECISIONS}")
+    if cfg.trainer.precision == "16-mixed" and cfg.trainer.gradient_clip_val and cfg.optimizer.fused:
+        # A fused Adam unscales fp16 gradients inside its own step, after Lightning would clip them.
+        raise ConfigError("trainer.gradient_clip_val with trainer.precision=16-mixed needs optimizer.fused=false")
     seed_everything(cfg.seed, workers=True, verbose=False)
     # Data and model are built before the run folder exists: a bad file or setting leaves nothing behind.
     data = build_data(cfg)
