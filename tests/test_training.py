@@ -138,7 +138,7 @@ def test_training_in_another_precision_runs_a_fast_dev_run(tiny_config, precisio
     assert math.isfinite(summary["model"]["crps"])
 
 
-def test_bf16_true_is_refused_with_the_choices_named(tiny_config):
+def test_bf16_true_is_refused_with_the_reason(tiny_config):
     with pytest.raises(ConfigError, match="bf16-true is not supported.*use bf16-mixed"):
         train(tiny_config("trainer.precision=bf16-true"))
 
