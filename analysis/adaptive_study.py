@@ -27,7 +27,7 @@ import torch
 from omegaconf import OmegaConf
 
 from analysis.attention_metrics import row_entropy
-from analysis.questions import group_contrast
+from analysis.questions import calm_vs_turbulent
 from dataset.generators import GeneratedSeries
 from dataset.windows import WindowBatches
 from evaluation import figures
@@ -142,6 +142,5 @@ def turbulence_contrast(series: GeneratedSeries, reading: AttentionReading, hist
         return None
     history = reading.origins[:, None] - history_length + np.arange(history_length)  # [W, T] series index
     volatility = series.state["volatility"][history].mean(axis=1)
-    entropy, gate = group_contrast(reading.entropy, volatility), group_contrast(reading.gate, volatility)
-    return {"entropy_calm": entropy["low"].tolist(), "entropy_turbulent": entropy["high"].tolist(),
-            "gate_calm": gate["low"].tolist(), "gate_turbulent": gate["high"].tolist(), "windows": len(volatility)}
+    return calm_vs_turbulent("entropy", reading.entropy, volatility) | calm_vs_turbulent("gate", reading.gate, volatility) | {
+        "windows": len(volatility)}

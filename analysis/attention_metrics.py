@@ -55,9 +55,9 @@ def recency(attention: np.ndarray, last: int = 10) -> float:
 def stripe_periodicity(attention: np.ndarray, band: int = 1, min_period: int = 4) -> tuple[float, float]:
     """(period in lags, share of the lag profile's variance at that period) of one map [L, L]."""
     a = np.asarray(attention, dtype=np.float64)
-    rows, keys = a.shape
-    lag = (np.arange(rows)[:, None] - np.arange(keys)[None, :]).ravel() + keys - 1  # [Lq * Lk] lag index
-    profile = np.bincount(lag, weights=a.ravel()) / np.bincount(lag)  # [Lq + Lk - 1] mean weight per lag
+    mass, lag = _lag_mass(a, band=-1)  # band -1: every lag counts
+    profile = mass / np.bincount(lag.ravel() + a.shape[1] - 1)  # [Lq + Lk - 1] mean weight per lag
+    keys = a.shape[1]
     lags = np.arange(len(profile)) - (keys - 1)
     inside = np.abs(lags) <= band
     profile[inside] = profile[~inside].mean()  # the diagonal band is local attention, not a stripe

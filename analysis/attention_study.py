@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import inspect
 import json
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -36,8 +38,9 @@ from tqdm import tqdm
 from analysis.adaptive_study import study_adaptive
 from analysis.attention_metrics import pattern_strengths, recency, row_entropy, row_gini, stripe_periodicity
 from analysis.questions import (
-    error_by_time_since_change, event_lift, group_contrast, last_change, post_change_lift,
+    calm_vs_turbulent, error_by_time_since_change, event_lift, last_change, post_change_lift,
 )
+from analysis import reference_transformer
 from analysis.reference_transformer import ReferenceTransformer
 from dataset.generators import FAMILIES, GENERATORS, STATIONARY, GeneratedSeries, generate
 
@@ -197,9 +200,7 @@ def ask_questions(series: GeneratedSeries, held: HeldOut, attention: np.ndarray,
     if "volatility" in series.state:
         volatility = series.state["volatility"][inputs].mean(axis=1)  # [W]
         for name, per_window in focus.items():  # [layers, W, heads]
-            contrast = [group_contrast(layer, volatility) for layer in per_window]
-            answers[f"{name}_calm"] = [c["low"].tolist() for c in contrast]
-            answers[f"{name}_turbulent"] = [c["high"].tolist() for c in contrast]
+            answers |= calm_vs_turbulent(name, per_window.swapaxes(0, 1), volatility)  # -> [layers, heads] each
     changes = changes_of(series)
     if changes is not None:
         change_at = last_change(changes[inputs])  # [W]
@@ -218,11 +219,13 @@ NOT_TRAINING = ("samples", "adaptive_steps")  # settings that do not change the 
 
 
 def training_key(series: GeneratedSeries, settings: StudySettings) -> dict:
-    """Everything the trained reference model depends on: the series itself, the window split and the
-    training settings (the architecture is checked when the saved weights are loaded)."""
+    """Everything the trained reference model depends on: the series itself, the window split, the
+    training settings and the model's code (a hash of its module's source, so an edited architecture
+    retrains even where its parameter shapes stay the same)."""
     key = {name: value for name, value in asdict(settings).items() if name not in NOT_TRAINING}
+    architecture = hashlib.sha256(inspect.getsource(reference_transformer).encode()).hexdigest()[:16]
     return {**key, "series": series.fingerprint(), "input": INPUT, "output": OUTPUT,
-            "train_share": TRAIN_SHARE, "validation_share": VALIDATION_SHARE}
+            "train_share": TRAIN_SHARE, "validation_share": VALIDATION_SHARE, "architecture": architecture}
 
 
 def trained_reference(series: GeneratedSeries, settings: StudySettings, folder: Path, retrain: bool) -> tuple[ReferenceTransformer, dict, HeldOut]:
@@ -233,12 +236,8 @@ def trained_reference(series: GeneratedSeries, settings: StudySettings, folder: 
         state = torch.load(saved, weights_only=True)
         if state.get("key") == key:
             model = ReferenceTransformer(INPUT, OUTPUT)
-            try:
-                model.load_state_dict(state["model"])
-            except RuntimeError:  # saved by another architecture: train anew
-                pass
-            else:
-                return model.eval(), state["curves"], split_windows(series.values, settings).held_out
+            model.load_state_dict(state["model"])
+            return model.eval(), state["curves"], split_windows(series.values, settings).held_out
     model, curves, held = train_reference(series.values, settings)
     torch.save({"key": key, "model": model.state_dict(), "curves": curves}, saved)
     return model, curves, held

@@ -59,6 +59,13 @@ def group_contrast(per_window: np.ndarray, score: np.ndarray, share: float = 0.2
     return {"low": values[order[:count]].mean(axis=0), "high": values[order[-count:]].mean(axis=0)}
 
 
+def calm_vs_turbulent(name: str, per_window: np.ndarray, volatility: np.ndarray) -> dict[str, list]:
+    """``{name}_calm`` / ``{name}_turbulent``: the mean of ``per_window`` [W, ...] over the calmest and the
+    most turbulent quarter of the windows by ``volatility`` [W] (see :func:`group_contrast`)."""
+    contrast = group_contrast(per_window, volatility)
+    return {f"{name}_calm": contrast["low"].tolist(), f"{name}_turbulent": contrast["high"].tolist()}
+
+
 def last_change(changes: np.ndarray) -> np.ndarray:
     """[W, T] bool (a change at t: the new regime starts at t) -> [W] position of the last change after
     the first point, -1 where there is none (a change at position 0 changes nothing inside the window)."""

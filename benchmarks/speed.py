@@ -10,9 +10,9 @@ needed. Per model and precision:
 - **Lightning path**: the builders, data module and Lightning trainer of ``train`` (without its
   logger, checkpoints and LR monitor), timed from one step's end to the next (loading the batch and
   the step; no validation) — and the step alone;
-- **plain loop**: the same network in a hand-written torch loop on batches gathered beforehand
-  (forward, pinball loss at the sampled levels, backward, Adam): the difference to the Lightning
-  path is what Lightning and the data path cost;
+- **plain loop**: the forecaster's own ``training_step`` (levels drawn by its sampler, forward,
+  pinball loss) in a hand-written torch loop with the training path's optimiser, on batches
+  gathered beforehand: the difference to the Lightning path is what Lightning and the data path cost;
 - **GFLOP/s** of the plain loop (floating-point operations of one forward + backward, counted by
   torch's FlopCounterMode, times samples/s) next to the machine's matmul peak measured here;
 - **evaluation**: one fp32 forward pass without gradients over ``--eval-windows`` windows at 1, 11
@@ -33,7 +33,6 @@ import torch
 from lightning import Trainer, seed_everything
 from torch.utils.flop_counter import FlopCounterMode
 
-from modules.losses import pinball_loss
 from training.builders import build_data, build_datamodule, build_training_forecaster
 from training.callbacks import Throughput
 from training.config import load_config
@@ -119,12 +118,10 @@ def _training_batches(cfg, datamodule, count: int) -> list[dict]:
     return [train[torch.randint(len(train), (cfg.dataset.batch_size,), generator=generator)] for _ in range(count)]
 
 
-def _plain_step(forecaster, batch: dict, optimiser, levels_per_sample: int, bf16: bool) -> None:
-    B = len(batch["history"])
-    levels = torch.rand(B, levels_per_sample)  # [B, Q]
+def _plain_step(forecaster, batch: dict, optimiser, bf16: bool) -> None:
+    # As under Lightning's bf16-mixed: the whole training step in autocast (its self.log is a no-op here).
     with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
-        prediction = forecaster(batch, levels).prediction  # [B, H, Q]
-    loss = pinball_loss(prediction.float(), batch["target"], levels, mask=batch["target_mask"])
+        loss = forecaster.training_step(batch, 0)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -138,23 +135,22 @@ def plain_rate(model: Subject, precision: str, steps: int, compile: bool) -> flo
     optimiser = forecaster.optimizer_factory(forecaster.parameters())  # the training path's optimiser
     forecaster.train()
     bf16 = precision == "bf16-mixed"
-    for batch in batches[:UNTIMED_STEPS]:
-        _plain_step(forecaster, batch, optimiser, cfg.sampler.levels_per_sample, bf16)
-    start = time.perf_counter()
-    for batch in batches[UNTIMED_STEPS:]:
-        _plain_step(forecaster, batch, optimiser, cfg.sampler.levels_per_sample, bf16)
+    with quiet_lightning():  # self.log outside a trainer warns once per call
+        for batch in batches[:UNTIMED_STEPS]:
+            _plain_step(forecaster, batch, optimiser, bf16)
+        start = time.perf_counter()
+        for batch in batches[UNTIMED_STEPS:]:
+            _plain_step(forecaster, batch, optimiser, bf16)
     return (steps - UNTIMED_STEPS) * cfg.dataset.batch_size / (time.perf_counter() - start)
 
 
 def flops_per_sample(model: Subject, batch_size: int = 64) -> float:
     """Floating-point operations of one training sample (forward + backward), counted in fp32."""
-    cfg, datamodule, forecaster = _setup(model, "32-true")
+    _, datamodule, forecaster = _setup(model, "32-true")
     datamodule.setup("fit")
     batch = datamodule.datasets["train"][torch.arange(batch_size)]
-    levels = torch.rand(batch_size, cfg.sampler.levels_per_sample)
-    with FlopCounterMode(display=False) as counter:
-        prediction = forecaster(batch, levels).prediction
-        pinball_loss(prediction, batch["target"], levels, mask=batch["target_mask"]).backward()
+    with quiet_lightning(), FlopCounterMode(display=False) as counter:
+        forecaster.training_step(batch, 0).backward()
     return counter.get_total_flops() / batch_size
 
 
