@@ -1,12 +1,13 @@
 # make demo   : fresh machine -> .venv, install, train the default synthetic config, print results
-# make test   : the test suite (what CI runs); make test-slow adds the slow tests
+# make test   : the test suite (what CI runs, after make lint); make test-slow adds the slow tests
+# make lint   : ruff's lint and format check (pyproject.toml)
 # make browser: Debian's chromium for the dashboard's browser test (skipped with the reason without it)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow install browser clean
+.PHONY: demo test test-slow lint install browser clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ browser:
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

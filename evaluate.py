@@ -14,7 +14,8 @@ import argparse
 import sys
 
 from dataset.loader import DataValidationError
-from training.config import ConfigError
+from evaluation.conformal import ConformalKind
+from experiment.errors import ConfigError, UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("val", "test"), help="default: test if the config has one, else val")
     parser.add_argument("--out", default="evaluation-out", help="output folder (default: evaluation-out)")
     parser.add_argument("--conformal", default="none",
-                        choices=("none", "level", "level_per_step", "interval", "interval_per_step"),
+                        choices=[kind.value for kind in ConformalKind],
                         help="fit a split-conformal correction on val (of every level, or of the central "
                              "intervals' ends as in CQR), report the scores after it")
     parser.add_argument("--fan-series", type=_names, default=[], metavar="A,B",
@@ -35,16 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     try:
-        from evaluation.evaluate import evaluate  # imported late: argument errors come before torch loads
+        from evaluation.report import evaluate  # imported late: argument errors come before Lightning loads
 
         results = evaluate(args.checkpoint, args.out, args.data, args.split, args.conformal, args.overrides,
                            args.fan_series, args.fan_origins, dashboard=not args.no_dashboard)
-    except (ConfigError, DataValidationError) as error:
+    except (ConfigError, UsageError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     model = results["model"]
     print(f"\n{results['split']} split, {results['windows']} windows, {len(args.checkpoint)} checkpoint(s)")
-    for name in ("crps", "crps_paper_protocol", "coverage_90", "coverage_95", "calibration_error", "mape", "crossing_rate"):
+    for name in ("crps", "crps_paper_protocol", "coverage_90", "coverage_95", "calibration_error", "mape",
+                 "crossing_rate_raw", "crossing_rate_final"):
         if name in model:
             print(f"  {name:22s}{model[name]:12.4f}")
     if "conformal" in results:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from dataset.loader import DataValidationError
-from training.config import ConfigError
+from experiment.errors import ConfigError, UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,14 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     try:
         if out.suffix not in (".csv", ".parquet"):
-            raise ConfigError(f"--out must end in .csv or .parquet, got '{out.name}'")
+            raise UsageError(f"--out must end in .csv or .parquet, got '{out.name}'")
         if not Path(args.checkpoint).is_file():
-            raise ConfigError(f"checkpoint not found: {args.checkpoint}")
-        from evaluation.predict import parse_levels, predict  # imported late: argument errors come first
+            raise UsageError(f"checkpoint not found: {args.checkpoint}")
+        from inference.forecast import parse_levels, predict  # imported late: argument errors come first
 
         series = [name.strip() for name in args.series.split(",")] if args.series else None
         frame = predict(args.checkpoint, args.data, parse_levels(args.levels), series, args.origin)
-    except (ConfigError, DataValidationError) as error:
+    except (ConfigError, UsageError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)

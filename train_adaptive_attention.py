@@ -13,7 +13,8 @@ import argparse
 import sys
 
 from dataset.loader import DataValidationError
-from training.config import ConfigError, load_config
+from experiment.config import load_config
+from experiment.errors import ConfigError, UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,10 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
-        from training.train import train  # imported late: a bad config fails fast, before torch loads
+        from evaluation.references import add_references  # imported late: a bad config fails fast, before Lightning loads
+        from training.train import train
 
-        summary = train(cfg, fast_dev_run=args.fast_dev_run, resume=args.resume)
-    except (ConfigError, DataValidationError) as error:
+        summary = add_references(cfg, train(cfg, fast_dev_run=args.fast_dev_run, resume=args.resume))
+    except (ConfigError, UsageError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print_summary(summary)
@@ -38,12 +40,12 @@ def main(argv: list[str] | None = None) -> int:
 def print_summary(summary: dict) -> None:
     """A short table of the model's and the references' headline metrics, CRPS relative to the model's."""
     rows = {"model": summary["model"], **summary.get("references", {})}
-    columns = ("crps", "coverage_90", "coverage_95", "mape", "crossing_rate")
+    columns = ("crps", "coverage_90", "coverage_95", "mape", "crossing_rate_raw", "crossing_rate_final")
     print(f"\n{summary['split']} split, {summary['windows']} windows, step {summary['global_step']}")
-    print(f"{'':20s}" + "".join(f"{c:>14s}" for c in columns) + f"{'model/row crps':>17s}")
+    print(f"{'':20s}" + "".join(f"{c:>20s}" for c in columns) + f"{'model/row crps':>17s}")
     model_crps = summary["model"].get("crps", float("nan"))
     for name, metrics in rows.items():
-        cells = "".join(f"{metrics.get(c, float('nan')):14.4f}" for c in columns)
+        cells = "".join(f"{metrics.get(c, float('nan')):20.4f}" for c in columns)
         print(f"{name:20s}{cells}{model_crps / metrics.get('crps', float('nan')):17.3f}")
     if "references" in summary:  # a full run (not --fast-dev-run) wrote its results
         print(f"\nresults: {summary['run_dir']}/metrics.json, checkpoints/, tensorboard/ (tensorboard --logdir {summary['run_dir']})")

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import OmegaConf
 
 from analysis.attention_metrics import row_entropy
 from analysis.questions import calm_vs_turbulent
@@ -32,9 +31,12 @@ from dataset.generators import GeneratedSeries
 from dataset.windows import WindowBatches
 from evaluation import figures
 from evaluation.dashboard_data import attention_snapshot, spread_indices
-from training.builders import build_data, load_forecaster
-from training.config import load_config
-from training.quiet import quiet_lightning
+from evaluation.references import add_references
+from experiment.builders import build_data
+from experiment.checkpoints import load_forecaster
+from experiment.config import config_to_dict, load_config
+from model.quiet import quiet_lightning
+from training.cpu import native_bf16
 from training.train import train
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "nbeatsaq-adaptive-attention-synthetic.yaml"
@@ -61,6 +63,8 @@ def adaptive_config(data_file: Path, length: int, steps: int, output_dir: Path):
         f"trainer.max_steps={steps}", f"trainer.val_every_n_steps={steps}",
         f"optimizer.warmup_steps={max(steps // 10, 1)}", "trainer.enable_progress_bar=false",
         f"output_dir={output_dir}",
+        # the config's bf16 autocast where the CPU has native bf16, as the reference model trains; fp32 elsewhere
+        f"trainer.precision={'bf16-mixed' if native_bf16() else '32-true'}",
     ])
 
 
@@ -69,7 +73,7 @@ SUMMARY_FILE = "adaptive.json"
 
 def config_key(cfg) -> str:
     """A short hash of the resolved config, without where the data and runs live (they do not change the model)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = config_to_dict(cfg)
     plain["dataset"]["path"] = plain["output_dir"] = None
     return hashlib.sha1(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -90,7 +94,7 @@ def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: b
     hourly_frame(series).to_parquet(data_file)
     log = folder / "adaptive_training.log"
     with log.open("w") as stream, contextlib.redirect_stdout(stream), quiet_lightning():
-        summary = train(cfg)
+        summary = add_references(cfg, train(cfg))
     model, cfg = load_forecaster(summary["checkpoint"])
     data = build_data(cfg)
     windows = WindowBatches(data.panel, data.shape, data.splits["test"])
@@ -132,7 +136,7 @@ def read_attention(model, windows: WindowBatches) -> AttentionReading:
     for weights, alpha in zip(analysis["attention"], analysis["gates"]):  # per block: [W, N, L, L], broadcastable to [W, N, L, 1]
         entropy.append(row_entropy(weights.float().numpy()).mean(axis=-1))  # [W, N]
         gate.append(alpha.float().expand(*weights.shape[:3], 1).mean(dim=(1, 2, 3)).numpy())  # [W]
-    return AttentionReading(np.stack(entropy, axis=1), np.stack(gate, axis=1), batch["origin"].numpy())
+    return AttentionReading(np.stack(entropy, axis=1), np.stack(gate, axis=1), batch.origin.numpy())
 
 
 def turbulence_contrast(series: GeneratedSeries, reading: AttentionReading, history_length: int) -> dict | None:

@@ -27,7 +27,7 @@ import hashlib
 import inspect
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ from analysis.questions import (
 from analysis import reference_transformer
 from analysis.reference_transformer import ReferenceTransformer
 from dataset.generators import FAMILIES, GENERATORS, STATIONARY, GeneratedSeries, generate
+from training.cpu import native_bf16
 
 INPUT, OUTPUT = 100, 20
 SHARES = ("entropy", "gini", "diagonal", "horizontal", "vertical", "stripe", "stripe_share", "recency")  # per-head numbers averaged in the summary
@@ -54,7 +55,9 @@ class StudySettings:
     steps: int = 1_500
     batch_size: int = 64
     learning_rate: float = 1e-3
-    bf16: bool = True  # train under bf16 autocast (1.4x the steps on an AVX-512 bf16 CPU); attention is read in fp32
+    # train under bf16 autocast where the CPU has native bf16 (more steps in the time; docs/attention_study.md),
+    # in fp32 where it would be emulated; attention is read in fp32 either way
+    bf16: bool = field(default_factory=native_bf16)
     stride: int = 5  # between the starts of validation and held-out windows (training windows start at every point)
     held_out_windows: int = 512  # attention is read on (at most) this many held-out windows
     samples: int = 3  # single-window maps drawn per layer and head

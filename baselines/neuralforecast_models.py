@@ -29,7 +29,7 @@ import torch
 
 from dataset.panel import HourlyPanel
 from dataset.windows import fill_from_past
-from training.quiet import quiet_lightning
+from model.quiet import quiet_lightning
 
 MODELS = ("NBEATS", "NHITS")
 LOSSES = ("mq", "iq")

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from modules.attention import AdaptiveTemporalAttention
+from modules.attention import AdaptiveTemporalAttention, AttentionConfig
 
 
 def saved_bytes_and_seconds(attention: AdaptiveTemporalAttention, x: torch.Tensor, repeats: int) -> tuple[float, float]:
@@ -51,7 +51,8 @@ def main() -> None:
         row = []
         for ratio in (1.0, 0.0):
             torch.manual_seed(0)
-            attention = AdaptiveTemporalAttention(64, 4, local_ratio=ratio, window=args.window, bias="learned", local_path="banded")
+            config = AttentionConfig(d_model=64, num_heads=4, local_ratio=ratio, window=args.window, bias="learned")
+            attention = AdaptiveTemporalAttention(config, local_path="banded")
             row.append(saved_bytes_and_seconds(attention, x, args.repeats))
         (local_mb, local_s), (global_mb, global_s) = row
         print(f"| {length} | {local_mb:.1f} | {1000 * local_s:.1f} | {global_mb:.1f} | {1000 * global_s:.1f} | {global_s / local_s:.1f}x |", flush=True)

@@ -1,9 +1,10 @@
 """The contenders of the benchmark and the one place where each is trained, forecast and scored.
 
 Every contender forecasts the same windows (the benchmark's test split) at the same evaluation
-levels; :func:`score_forecasts` turns its raw forecasts into the metrics, with the same code for all
-(the evaluation's monotone rearrangement first, as for our models; the crossing rate is of the raw
-forecasts, before it). Three kinds:
+levels; :func:`score_contender` scores its raw forecasts through the project's one scoring path
+(``model/scoring.py``), as for our models in training and evaluation: the final forecast (rearranged
+when ``evaluation.rearrange``) is scored, and both crossing rates, of the raw forecast and of the
+final one, are reported. Three kinds:
 
 - :class:`ReferenceContender`: no training (seasonal naive, the synthetic oracle);
 - :class:`OurContender`: a config of this project trained through ``training.train.train`` within the
@@ -23,15 +24,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from baselines.neuralforecast_models import NeuralForecastBaseline
+from baselines.reference import ReferenceForecaster
 from baselines.seasonal_naive import SeasonalNaive
 from dataset.windows import WindowBatches
-from evaluation.evaluate import Ensemble, forecast_split, paper_protocol_crps, score
-from evaluation.references import ReferenceForecaster
+from evaluation.ensemble import Ensemble, forecast_split
+from evaluation.report import paper_protocol_crps
+from experiment.builders import ForecastData
+from experiment.checkpoints import load_forecaster
+from experiment.config import load_config
 from model.metrics import headline
+from model.scoring import score_forecasts
 from modules.quantile_levels import EvaluationLevels
-from modules.rearrangement import rearrange_quantiles
-from training.builders import ForecastData, load_forecaster
-from training.config import load_config
 from training.train import train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
@@ -97,7 +100,7 @@ class OurContender:
         ensemble = Ensemble([load_forecaster(summary["checkpoint"])[0]])
         batch_size = cfg.dataset.eval_batch_size
         start = time.perf_counter()
-        prediction = forecast_split(ensemble, bench.windows, bench.levels.levels, batch_size, self.name)[0]
+        prediction = forecast_split(ensemble, bench.windows, bench.levels.levels, batch_size, self.name).prediction
         eval_seconds = time.perf_counter() - start
         paper = paper_protocol_crps(ensemble, bench.windows, bench.cfg.evaluation.paper_protocol_levels, batch_size)
         training = {"seconds": summary["train_seconds"], "steps": summary["train_steps"],
@@ -156,19 +159,14 @@ def contenders(base_config: str, attention_config: str, synthetic: bool) -> list
     return [*references, *nixtla, *ours]
 
 
-def score_forecasts(bench: Bench, forecasts: Forecasts) -> dict[str, float]:
-    """The metrics of a contender's forecasts on the bench's windows: every contender through this code."""
-    batch = bench.windows[torch.arange(len(bench.windows))]
-    target, mask = batch["target"], batch["target_mask"]
+def score_contender(bench: Bench, forecasts: Forecasts) -> dict[str, float]:
+    """The headline scores of a contender's forecasts on the bench's windows: every contender through this code."""
+    batch = bench.windows.all()
     raw = forecasts.prediction
-    if raw.shape != (*target.shape, len(bench.levels)):
-        raise ValueError(f"forecasts of shape {tuple(raw.shape)}, expected {(*target.shape, len(bench.levels))}")
-    final = rearrange_quantiles(raw) if bench.cfg.evaluation.rearrange else raw
-    horizon = bench.windows.shape.horizon
-    metrics = headline(score(bench.levels, horizon, final, target, mask))
-    metrics["crossing_rate"] = headline(score(bench.levels, horizon, raw, target, mask))["crossing_rate"]
-    metrics.update(forecasts.extra_metrics)
-    return metrics
+    if raw.shape != (*batch.target.shape, len(bench.levels)):
+        raise ValueError(f"forecasts of shape {tuple(raw.shape)}, expected {(*batch.target.shape, len(bench.levels))}")
+    scores = score_forecasts(bench.levels, raw, batch.target, batch.target_mask, bench.cfg.evaluation.rearrange)
+    return {**headline(scores.final), **forecasts.extra_metrics}
 
 
 def run_contender(contender: Contender, bench: Bench, seed: int) -> dict[str, Any]:
@@ -179,7 +177,7 @@ def run_contender(contender: Contender, bench: Bench, seed: int) -> dict[str, An
     return {
         "variant": contender.name,  # the key benchmarks.variant_runs tabulates by
         "seed": seed,
-        "model": score_forecasts(bench, forecasts),
+        "model": score_contender(bench, forecasts),
         "train_seconds": forecasts.training.get("seconds"),
         "train_steps": forecasts.training.get("steps"),
         "train_samples_per_second": forecasts.training.get("samples_per_second"),

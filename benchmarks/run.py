@@ -28,8 +28,10 @@ from typing import Any, Sequence
 from benchmarks.contenders import CONFIG_DIR, Bench, contenders, run_contender
 from benchmarks.variant_runs import Column, markdown_table, metric
 from dataset.windows import WindowBatches
-from training.builders import build_data, build_evaluation_levels
-from training.config import ConfigError, load_config
+from dataset.loader import DataValidationError
+from experiment.builders import build_data, build_evaluation_levels
+from experiment.config import load_config
+from experiment.errors import ConfigError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 MHL_FILE = REPO.parent / "shared" / "data" / "mhl" / "mhl_2016_2017.csv.gz"
@@ -56,7 +58,8 @@ def columns(with_oracle: bool, oracle_crps: float | None) -> list[Column]:
         Column("cov 95", metric("coverage_95")),
         Column("cal. error", metric("calibration_error")),
         Column("MAPE %", metric("mape"), 2),
-        Column("crossing", metric("crossing_rate")),
+        Column("crossing raw", metric("crossing_rate_raw")),
+        Column("crossing final", metric("crossing_rate_final")),
         Column("train s", lambda r: NAN if r["train_seconds"] is None else r["train_seconds"], 0),
         Column("samples/s", lambda r: NAN if r["train_samples_per_second"] is None else r["train_samples_per_second"], 0),
         Column("eval s", lambda r: r["eval_seconds"], 1),
@@ -69,13 +72,13 @@ def build_bench(
 ) -> tuple[Bench, str, str]:
     """The base config's data and test windows, and the two config names of ours for ``data``."""
     if paper_size and data == "synthetic":
-        raise ConfigError("--paper-size is for MHL data (the paper's configs read an MHL file)")
+        raise UsageError("--paper-size is for MHL data (the paper's configs read an MHL file)")
     if data in CONFIGS:
         base, attention = CONFIGS[data]
         data_overrides = [f"dataset.path={MHL_FILE}"] if data == "mhl" else []
     else:  # a file in the MHL format
         if not Path(data).is_file():
-            raise ConfigError(f"--data: '{data}' is neither synthetic, mhl nor an existing file")
+            raise UsageError(f"--data: '{data}' is neither synthetic, mhl nor an existing file")
         base, attention = CONFIGS["mhl"]
         data_overrides = [f"dataset.path={data}"]
     if paper_size:
@@ -114,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         names = [c.name for c in table]
         unknown = sorted(set(args.only or ()) - set(names))
         if unknown:
-            raise ConfigError(f"--only: unknown contender(s) {unknown}; choose from {names}")
-    except ConfigError as error:
+            raise UsageError(f"--only: unknown contender(s) {unknown}; choose from {names}")
+    except (ConfigError, UsageError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     selected = [c for c in table if not args.only or c.name in args.only]

@@ -10,9 +10,10 @@ needed. Per model and precision:
 - **Lightning path**: the builders, data module and Lightning trainer of ``train`` (without its
   logger, checkpoints and LR monitor), timed from one step's end to the next (loading the batch and
   the step; no validation) — and the step alone;
-- **plain loop**: the forecaster's own ``training_step`` (levels drawn by its sampler, forward,
-  pinball loss) in a hand-written torch loop with the training path's optimiser, on batches
-  gathered beforehand: the difference to the Lightning path is what Lightning and the data path cost;
+- **plain loop**: the network's own objective, ``network.loss(batch, sampler)`` (levels drawn by
+  the sampler, forward, pinball loss: what ``training_step`` delegates to) in a hand-written torch
+  loop with the training path's optimiser, on batches gathered beforehand: the difference to the
+  Lightning path is what Lightning and the data path cost;
 - **GFLOP/s** of the plain loop (floating-point operations of one forward + backward, counted by
   torch's FlopCounterMode, times samples/s) next to the machine's matmul peak measured here;
 - **evaluation**: one fp32 forward pass without gradients over ``--eval-windows`` windows at 1, 11
@@ -33,10 +34,11 @@ import torch
 from lightning import Trainer, seed_everything
 from torch.utils.flop_counter import FlopCounterMode
 
-from training.builders import build_data, build_datamodule, build_training_forecaster
+from dataset.windows import WindowBatch
+from experiment.builders import build_data, build_datamodule, build_training_forecaster
+from experiment.config import load_config
+from model.quiet import quiet_lightning
 from training.callbacks import Throughput
-from training.config import load_config
-from training.quiet import quiet_lightning
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 UNTIMED_STEPS = 3
@@ -92,7 +94,7 @@ def loader_rate(model: Subject, batches: int) -> float:
     loader = iter(datamodule.train_dataloader())
     next(loader)  # the first batch builds the iterator
     start = time.perf_counter()
-    samples = sum(len(next(loader)["history"]) for _ in range(batches))
+    samples = sum(len(next(loader)) for _ in range(batches))
     return samples / (time.perf_counter() - start)
 
 
@@ -112,16 +114,16 @@ def lightning_rate(model: Subject, precision: str, steps: int, compile: bool) ->
     return params, throughput.samples_per_second, throughput.compute_samples_per_second
 
 
-def _training_batches(cfg, datamodule, count: int) -> list[dict]:
+def _training_batches(cfg, datamodule, count: int) -> list[WindowBatch]:
     train = datamodule.datasets["train"]
     generator = torch.Generator().manual_seed(0)
     return [train[torch.randint(len(train), (cfg.dataset.batch_size,), generator=generator)] for _ in range(count)]
 
 
-def _plain_step(forecaster, batch: dict, optimiser, bf16: bool) -> None:
-    # As under Lightning's bf16-mixed: the whole training step in autocast (its self.log is a no-op here).
+def _plain_step(forecaster, batch: WindowBatch, optimiser, bf16: bool) -> None:
+    # As under Lightning's bf16-mixed: the objective's forward in autocast.
     with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
-        loss = forecaster.training_step(batch, 0)
+        loss = forecaster.network.loss(batch, forecaster.level_sampler)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -135,12 +137,11 @@ def plain_rate(model: Subject, precision: str, steps: int, compile: bool) -> flo
     optimiser = forecaster.optimizer_factory(forecaster.parameters())  # the training path's optimiser
     forecaster.train()
     bf16 = precision == "bf16-mixed"
-    with quiet_lightning():  # self.log outside a trainer warns once per call
-        for batch in batches[:UNTIMED_STEPS]:
-            _plain_step(forecaster, batch, optimiser, bf16)
-        start = time.perf_counter()
-        for batch in batches[UNTIMED_STEPS:]:
-            _plain_step(forecaster, batch, optimiser, bf16)
+    for batch in batches[:UNTIMED_STEPS]:
+        _plain_step(forecaster, batch, optimiser, bf16)
+    start = time.perf_counter()
+    for batch in batches[UNTIMED_STEPS:]:
+        _plain_step(forecaster, batch, optimiser, bf16)
     return (steps - UNTIMED_STEPS) * cfg.dataset.batch_size / (time.perf_counter() - start)
 
 
@@ -149,22 +150,32 @@ def flops_per_sample(model: Subject, batch_size: int = 64) -> float:
     _, datamodule, forecaster = _setup(model, "32-true")
     datamodule.setup("fit")
     batch = datamodule.datasets["train"][torch.arange(batch_size)]
-    with quiet_lightning(), FlopCounterMode(display=False) as counter:
-        forecaster.training_step(batch, 0).backward()
+    with FlopCounterMode(display=False) as counter:
+        forecaster.network.loss(batch, forecaster.level_sampler).backward()
     return counter.get_total_flops() / batch_size
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of a square matmul of ``size`` in ``dtype`` (best of ``repeats``)."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10, slow_seconds: float = 0.05) -> float:
+    """GFLOP/s of a square matmul in ``dtype`` (best of ``repeats``), of ``size``, or of the first size from 256
+    up (doubling) whose product takes over ``slow_seconds``: a CPU without native bf16 emulates it, a
+    2048² product then takes most of a minute, and the peak is plain at a smaller size."""
+    n = min(256, size)
+    while n < size and _timed(torch.matmul, *_square_matrices(n, dtype)) < slow_seconds:
+        n *= 2
+    a, b = _square_matrices(n, dtype)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
+    best = min(_timed(torch.matmul, a, b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
 
 
-def _timed(call) -> float:
+def _square_matrices(n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+
+
+def _timed(call, *args) -> float:
+    """Seconds of one ``call(*args)``."""
     start = time.perf_counter()
-    call()
+    call(*args)
     return time.perf_counter() - start
 
 
@@ -179,9 +190,9 @@ def evaluation_seconds(model: Subject, num_windows: int) -> dict[int, float]:
     seconds = {}
     with torch.no_grad():
         for count in EVAL_LEVELS:
-            levels = ((torch.arange(count) + 0.5) / count).expand(len(batch["history"]), -1)  # [B, Q]
+            levels = ((torch.arange(count) + 0.5) / count).expand(len(batch), -1)  # [B, Q]
             forecaster(batch, levels)  # warm-up
-            seconds[count] = min(_timed(lambda: forecaster(batch, levels)) for _ in range(EVAL_REPEATS))
+            seconds[count] = min(_timed(forecaster, batch, levels) for _ in range(EVAL_REPEATS))
     return seconds
 
 

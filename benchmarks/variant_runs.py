@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from model.metrics import headline
-from training.config import load_config
+from experiment.config import load_config
 from training.train import train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"

@@ -29,9 +29,9 @@ from scipy.special import ndtri
 from dataset.panel import HourlyPanel
 
 
-@dataclass(frozen=True)
+@dataclass
 class SyntheticLoadSpec:
-    """Size and seed of the synthetic data set (every other parameter is drawn from the seed)."""
+    """Size and seed of the synthetic data set (every other parameter is drawn from the seed); ``dataset.synthetic.*``."""
 
     num_series: int = 6
     start: str = "2015-01-01"
@@ -47,8 +47,8 @@ class SyntheticLoadSpec:
 class SyntheticLoad:
     """Generates the series of a ``SyntheticLoadSpec`` and answers oracle quantiles for its windows."""
 
-    def __init__(self, spec: SyntheticLoadSpec = SyntheticLoadSpec()) -> None:
-        self.spec = spec
+    def __init__(self, spec: SyntheticLoadSpec | None = None) -> None:
+        self.spec = spec = spec or SyntheticLoadSpec()
         rng = np.random.default_rng(spec.seed)
         S, L = spec.num_series, spec.num_hours
         timestamps = pd.date_range(spec.start, periods=L, freq="h")

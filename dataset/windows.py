@@ -8,6 +8,7 @@ no target ever overlaps an earlier split, so no split is scored on hours another
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -96,17 +97,29 @@ def fill_from_past(values: np.ndarray) -> np.ndarray:
     return np.where(leading, values[np.arange(S), first_seen][:, None], filled).astype(np.float32)
 
 
+@dataclass
+class WindowBatch:
+    """A batch of B windows as tensors: what every model, metric and forecaster reads.
+
+    Not frozen: Lightning moves a batch to the device by replacing its tensors.
+    """
+
+    history: torch.Tensor  # [B, T] input values, missing hours filled from the past (see ``fill_from_past``)
+    history_mask: torch.Tensor  # [B, T] True where the history hour was observed
+    target: torch.Tensor  # [B, H] observed values, 0 where missing (never scored: see ``target_mask``)
+    target_mask: torch.Tensor  # [B, H] True where the target hour was observed
+    calendar: torch.Tensor  # [B, T + H, C] calendar features of every hour of the window
+    series: torch.Tensor  # [B] the panel row of each window
+    origin: torch.Tensor  # [B] the grid hour of each window's first target hour
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+
 class WindowBatches(Dataset):
     """Gathers whole batches of windows by index from contiguous tensors (no per-window Python).
 
-    ``dataset[indices]`` with a 1-D tensor of window indices returns a dict of batched tensors:
-
-    - ``history`` [B, T]: input values, missing hours filled from the past (see ``fill_from_past``)
-    - ``history_mask`` [B, T]: True where the history hour was observed
-    - ``target`` [B, H]: observed values, 0 where missing (never scored: see ``target_mask``)
-    - ``target_mask`` [B, H]: True where the target hour was observed
-    - ``calendar`` [B, T + H, C]: calendar features of every hour of the window
-    - ``series`` [B], ``origin`` [B]: which window this is
+    ``dataset[indices]`` with a 1-D tensor of window indices returns a :class:`WindowBatch`.
     """
 
     def __init__(self, panel: HourlyPanel, shape: WindowShape, windows: WindowIndex) -> None:
@@ -123,18 +136,27 @@ class WindowBatches(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __getitem__(self, indices: torch.Tensor) -> WindowBatch:
         T = self.shape.history_length
         indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
         series, origin = self._series[indices], self._origin[indices]  # [B], [B]
         hours = origin[:, None] + self._offsets  # [B, T + H]
         rows = series[:, None]  # [B, 1]
-        return {
-            "history": self._filled[rows, hours[:, :T]],  # [B, T]
-            "history_mask": self._observed[rows, hours[:, :T]],  # [B, T]
-            "target": self._raw[rows, hours[:, T:]],  # [B, H]
-            "target_mask": self._observed[rows, hours[:, T:]],  # [B, H]
-            "calendar": self._calendar[hours],  # [B, T + H, C]
-            "series": series,
-            "origin": origin,
-        }
+        return WindowBatch(
+            history=self._filled[rows, hours[:, :T]],  # [B, T]
+            history_mask=self._observed[rows, hours[:, :T]],  # [B, T]
+            target=self._raw[rows, hours[:, T:]],  # [B, H]
+            target_mask=self._observed[rows, hours[:, T:]],  # [B, H]
+            calendar=self._calendar[hours],  # [B, T + H, C]
+            series=series,
+            origin=origin,
+        )
+
+    def all(self) -> WindowBatch:
+        """Every window of the split as one batch, in order."""
+        return self[torch.arange(len(self))]
+
+    def batches(self, batch_size: int) -> Iterator[WindowBatch]:
+        """The windows in order, ``batch_size`` at a time."""
+        for start in range(0, len(self), batch_size):
+            yield self[torch.arange(start, min(start + batch_size, len(self)))]

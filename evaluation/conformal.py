@@ -20,6 +20,18 @@ import math
 
 import torch
 
+from modules.options import Choice
+
+
+class ConformalKind(Choice):
+    """Which split-conformal correction ``evaluate`` fits on val and applies to the split it scores."""
+
+    none = "none"
+    level = "level"  # shift every level (LevelConformal), pooled over the horizon
+    level_per_step = "level_per_step"  # ... per horizon step
+    interval = "interval"  # move the central intervals' ends (IntervalConformal, CQR), pooled
+    interval_per_step = "interval_per_step"  # ... per horizon step
+
 
 def _order_statistic(scores: torch.Tensor, mask: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
     """The ceil((n + 1) level)-th smallest observed score along dim 0, ``scores`` [N, ...] -> [...].

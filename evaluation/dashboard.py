@@ -21,11 +21,11 @@ HEADLINE_COLUMNS = (
     ("crps", "CRPS"), ("crps_paper_protocol", "CRPS (paper)"), ("ncrps", "nCRPS"), ("coverage_50", "cov 50"), ("coverage_80", "cov 80"),
     ("coverage_90", "cov 90"), ("coverage_95", "cov 95"), ("width_90", "width 90"), ("winkler_90", "Winkler 90"),
     ("calibration_error", "cal. error"), ("mae", "MAE"), ("mape", "MAPE %"), ("smape", "sMAPE %"),
-    ("crossing_rate", "crossing"),
+    ("crossing_rate_raw", "crossing raw"), ("crossing_rate_final", "crossing final"),
 )
 SERIES_COLUMNS = (
     ("crps", "CRPS"), ("ncrps", "nCRPS"), ("coverage_90", "cov 90"), ("coverage_95", "cov 95"), ("calibration_error", "cal. error"),
-    ("mae", "MAE"), ("mape", "MAPE %"), ("crossing_rate", "crossing"), ("observed_targets", "targets"),
+    ("mae", "MAE"), ("mape", "MAPE %"), ("crossing_rate_raw", "crossing raw"), ("observed_targets", "targets"),
 )
 
 STYLE = """

@@ -21,7 +21,7 @@ import torch
 from dataset.panel import HourlyPanel
 from dataset.windows import WindowBatches
 from modules.quantile_levels import EvaluationLevels, interval_ends
-from training.config import ConfigError
+from experiment.errors import UsageError
 
 MAX_FAN_CHARTS = 24
 TRAINING_TAGS = ("train/loss", "val/crps", "val/coverage_90", "lr-Adam")
@@ -75,7 +75,7 @@ def choose_fan_windows(
     for name in wanted_series:
         if name not in per_series_score:
             known = ", ".join(sorted(per_series_score))
-            raise ConfigError(f"--fan-series: no windows of series '{name}' in this split; it has {known}")
+            raise UsageError(f"--fan-series: no windows of series '{name}' in this split; it has {known}")
         rows.append(panel.series_ids.index(name))
     chosen = []
     for row in rows:
@@ -88,13 +88,13 @@ def choose_fan_windows(
             match = own[origin[own] == hour]
             if not len(match):
                 first, last = panel.timestamps[origin[own].min()], panel.timestamps[origin[own].max()]
-                raise ConfigError(
+                raise UsageError(
                     f"--fan-origins: no window of '{panel.series_ids[row]}' starts its forecast at {when}; "
                     f"this split's origins run from {first} to {last} (every window stride apart)"
                 )
             chosen.append(int(match[0]))
     if len(chosen) > MAX_FAN_CHARTS:
-        raise ConfigError(f"{len(chosen)} fan charts asked for; at most {MAX_FAN_CHARTS}")
+        raise UsageError(f"{len(chosen)} fan charts asked for; at most {MAX_FAN_CHARTS}")
     return chosen
 
 

@@ -1,34 +1,34 @@
-"""Scoring reference forecasters (seasonal naive, the synthetic oracle) on the model's own windows."""
+"""Reference forecasters (seasonal naive, the synthetic oracle) scored on the model's own windows.
+
+:func:`add_references` is the evaluation step after training: it scores the references on the
+split the run was tested on and adds them to the run's ``metrics.json``.
+"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import json
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
 from omegaconf import DictConfig
 
+from baselines.reference import ReferenceForecaster
 from baselines.seasonal_naive import SeasonalNaive
 from dataset.windows import WindowBatches
-from model.metrics import QuantileForecastMetrics
+from experiment.builders import ForecastData, build_data, build_evaluation_levels
+from model.scoring import ForecastScorer
 from modules.quantile_levels import EvaluationLevels
-
-if TYPE_CHECKING:  # builders imports this module's ReferenceForecaster
-    from training.builders import ForecastData
-
-# (series [N], origin [N], horizon, levels [Q]) -> quantile forecasts [N, H, Q]
-ReferenceForecaster = Callable[[np.ndarray, np.ndarray, int, torch.Tensor], torch.Tensor]
 
 
 def score_reference(
-    forecaster: ReferenceForecaster, windows: WindowBatches, levels: EvaluationLevels, batch_size: int = 1024
+    forecaster: ReferenceForecaster, windows: WindowBatches, levels: EvaluationLevels, rearrange: bool = True,
+    batch_size: int = 1024,
 ) -> dict[str, float]:
-    """The same metrics the model gets, on exactly the same windows and observed targets."""
-    metrics = QuantileForecastMetrics(levels, windows.shape.horizon)
-    for start in range(0, len(windows), batch_size):
-        batch = windows[torch.arange(start, min(start + batch_size, len(windows)))]
-        prediction = forecaster(batch["series"].numpy(), batch["origin"].numpy(), windows.shape.horizon, levels.levels)
-        metrics.update(prediction, batch["target"], batch["target_mask"])
-    return {name: float(value) for name, value in metrics.compute().items()}
+    """The scores the model gets (the final forecast's), on exactly the same windows and observed targets."""
+    scorer = ForecastScorer(levels, windows.shape.horizon, rearrange)
+    for batch in windows.batches(batch_size):
+        prediction = forecaster(batch.series.numpy(), batch.origin.numpy(), windows.shape.horizon, levels.levels)
+        scorer.update(prediction, batch.target, batch.target_mask)
+    return scorer.compute().final
 
 
 def reference_scores(
@@ -41,4 +41,22 @@ def reference_scores(
     }
     if data.oracle is not None:
         forecasters["oracle"] = data.oracle
-    return {name: score_reference(forecaster, windows, levels) for name, forecaster in forecasters.items()}
+    rearrange = cfg.evaluation.rearrange
+    return {name: score_reference(forecaster, windows, levels, rearrange) for name, forecaster in forecasters.items()}
+
+
+def add_references(cfg: DictConfig, summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` of ``training.train.train`` with the references scored on its split (``references``),
+    also written into its ``metrics.json``. A run that wrote no metrics (a fast-dev-run, a DDP rank
+    other than 0) is returned as it is."""
+    if summary.get("metrics_file") is None:
+        return summary
+    data = build_data(cfg)
+    split = summary["split"]
+    windows = WindowBatches(data.panel, data.shape, data.splits[split])
+    references = reference_scores(cfg, data, windows, build_evaluation_levels(cfg))
+    metrics_file = Path(summary["metrics_file"])
+    metrics = json.loads(metrics_file.read_text())
+    metrics["references"] = references
+    metrics_file.write_text(json.dumps(metrics, indent=2))
+    return {**summary, "references": references}

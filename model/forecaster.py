@@ -1,4 +1,5 @@
-"""The Lightning wrapper: one shared step for train, val and test; metrics; optimiser."""
+"""The Lightning wrapper: it delegates the objective to the network, scores val and test through the one
+scoring path, logs, and builds the optimiser and schedule. No tensor maths of its own."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
@@ -7,118 +8,87 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from model.metrics import QuantileForecastMetrics, RandomLevelCRPS, headline
-from modules.forecast_network import ScaledForecast
+from dataset.windows import WindowBatch
+from model.metrics import RandomLevelCRPS, headline
+from model.scoring import ForecastScorer
+from modules.forecast_network import QuantileNetwork, ScaledForecast
 from modules.level_sampling import LevelSampler
-from modules.losses import pinball_loss, target_denominator
 from modules.quantile_levels import EvaluationLevels
-from modules.rearrangement import rearrange_quantiles
-
-LOSS_NORMALISATIONS = ("window", "target", "none")
-Batch = dict[str, torch.Tensor]
 
 
 class AnyQuantileForecaster(LightningModule):
     """Trains a network that answers any quantile level, and scores it on a fixed level grid.
 
     Args:
-        network: ``(history, history_mask, calendar, levels) -> ScaledForecast``.
+        network: ``(history, history_mask, calendar, levels) -> ScaledForecast``, with its training
+            objective ``network.loss(batch, sampler)``.
         level_sampler: ``(batch_size, device) -> LevelDraw``: the levels each training sample is scored at;
             it sees every training batch's forecasts (``observe``) and may learn from them.
         evaluation_levels: the fixed dense grid (plus median and interval ends) for val and test.
         horizon: H, for the per-step metrics.
         optimizer: builds the optimiser from the parameters (e.g. ``functools.partial(Adam, lr=...)``).
         lr_schedule: multiplier of the learning rate per optimiser step, or None for a constant rate.
-        loss_normalisation: what each pinball error is divided by in training: ``window`` (the
-            window's input scale, so every series counts alike), ``target`` (max(|y|, 1), the
-            paper's variant) or ``none`` (raw units).
         rearrange: sort each evaluation forecast along the level grid (monotone rearrangement) before
-            scoring; the scores before it are kept too (``results["<stage>_raw"]``).
+            scoring; the raw scores are kept too (``results["<stage>_raw"]``).
+        paper_protocol_levels: levels drawn per test window for the any-quantile paper's CRPS (0: off).
         config: the resolved run config, stored in every checkpoint so that a model can be rebuilt.
     """
 
     def __init__(
         self,
-        network: nn.Module,
+        network: QuantileNetwork,
         level_sampler: LevelSampler,
         evaluation_levels: EvaluationLevels,
         horizon: int,
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
         lr_schedule: Callable[[int], float] | None = None,
-        loss_normalisation: str = "window",
         rearrange: bool = True,
         paper_protocol_levels: int = 0,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if loss_normalisation not in LOSS_NORMALISATIONS:
-            raise ValueError(f"unknown loss normalisation '{loss_normalisation}'; choose one of {LOSS_NORMALISATIONS}")
         self.network = network
         self.level_sampler = level_sampler
         self.evaluation_levels = evaluation_levels
         self.register_buffer("eval_levels", evaluation_levels.levels.float(), persistent=False)  # [Q]
-        self.rearrange = rearrange
-        stages = ("val", "test") + (("val_raw", "test_raw") if rearrange else ())  # raw: before rearrangement
-        self.metrics = nn.ModuleDict({stage: QuantileForecastMetrics(evaluation_levels, horizon) for stage in stages})
-        if paper_protocol_levels < 0:
-            raise ValueError(f"paper_protocol_levels must be >= 0 (0 = off), got {paper_protocol_levels}")
+        self.scorers = nn.ModuleDict({stage: ForecastScorer(evaluation_levels, horizon, rearrange) for stage in ("val", "test")})
         self.paper_protocol_levels = paper_protocol_levels
         self.paper_protocol = RandomLevelCRPS(horizon)
         self.optimizer_factory = optimizer
         self.lr_schedule = lr_schedule
-        self.loss_normalisation = loss_normalisation
         self.config = config or {}
-        self.results: dict[str, dict[str, float]] = {}  # last computed metrics per stage
+        self.results: dict[str, dict[str, float]] = {}  # last computed scores per stage ("test", "test_raw", ...)
 
-    def forward(self, batch: Batch, levels: torch.Tensor) -> ScaledForecast:
+    def forward(self, batch: WindowBatch, levels: torch.Tensor) -> ScaledForecast:
         """Forecast ``levels`` [B, Q] for a batch of windows: prediction [B, H, Q] in data units."""
-        return self.network(batch["history"], batch["history_mask"], batch["calendar"], levels)
+        return self.network(batch.history, batch.history_mask, batch.calendar, levels)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
+    @torch.no_grad()
+    def forecast(self, batch: WindowBatch, levels: torch.Tensor) -> torch.Tensor:
+        """Forecasts [B, H, Q] of ``levels`` — [Q] for every window alike, or [B, Q] — without gradients.
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        Evaluation runs without autocast (fp32) even when training uses bf16 autocast: adjacent grid
+        levels differ by less than bf16 rounding noise, which would make nearly every forecast cross.
+        A [Q] row is expanded over the windows (stride 0), which lets the backbone compute its level
+        features once.
+        """
+        if levels.dim() == 1:
+            levels = levels.expand(len(batch), -1)
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return self(batch, levels).prediction
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
-
-    def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor | None:
-        B = batch["history"].shape[0]
-        if stage != "train":
-            # Evaluation runs in fp32 even when training uses bf16 autocast: adjacent grid levels
-            # differ by less than bf16 rounding noise, which would make nearly every forecast cross.
-            with torch.autocast(device_type=self.device.type, enabled=False):
-                prediction = self(batch, self.eval_levels.expand(B, -1)).prediction  # [B, H, Q]
-                if stage == "test" and self.paper_protocol_levels:
-                    self.paper_protocol.update_batch(lambda b, levels: self(b, levels).prediction, batch, self.paper_protocol_levels)
-            if self.rearrange:
-                self.metrics[f"{stage}_raw"].update(prediction, batch["target"], batch["target_mask"])
-                prediction = rearrange_quantiles(prediction)
-            self.metrics[stage].update(prediction, batch["target"], batch["target_mask"])
-            return None
-        draw = self.level_sampler(B, self.device)
-        forecast = self(batch, draw.levels)
-        denominator = self._loss_denominator(forecast, batch["target"])
-        loss = pinball_loss(
-            forecast.prediction,
-            batch["target"],
-            draw.levels,
-            mask=batch["target_mask"],
-            weights=None if draw.weights is None else draw.weights[:, None, :],  # [B, 1, Q]
-            denominator=denominator,
-        )
-        # An adaptive sampler learns where the model is weak from the same forecasts (a no-op for the others).
-        self.level_sampler.observe(forecast.prediction.detach(), batch["target"], draw.levels, batch["target_mask"], denominator)
-        self.log("train/loss", loss, prog_bar=True, batch_size=B)
+    def training_step(self, batch: WindowBatch, batch_idx: int) -> torch.Tensor:
+        loss = self.network.loss(batch, self.level_sampler)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
-    def _loss_denominator(self, forecast: ScaledForecast, target: torch.Tensor) -> torch.Tensor | None:
-        if self.loss_normalisation == "window":
-            return forecast.scale.scale[:, :, None]  # [B, 1, 1]
-        if self.loss_normalisation == "target":
-            return target_denominator(target)  # [B, H, 1]
-        return None
+    def validation_step(self, batch: WindowBatch, batch_idx: int) -> None:
+        self.scorers["val"].update(self.forecast(batch, self.eval_levels), batch.target, batch.target_mask)
+
+    def test_step(self, batch: WindowBatch, batch_idx: int) -> None:
+        self.scorers["test"].update(self.forecast(batch, self.eval_levels), batch.target, batch.target_mask)
+        if self.paper_protocol_levels:
+            self.paper_protocol.update_batch(self.forecast, batch, self.paper_protocol_levels)
 
     def on_train_epoch_end(self) -> None:
         """Snapshot a learning sampler's state (kept in the checkpoint) and log it as TensorBoard histograms."""
@@ -132,30 +102,28 @@ class AnyQuantileForecaster(LightningModule):
             log_bin_histogram(writer, "sampler/loss", snapshot["loss"], self.global_step)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
+        self._log_scores("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
+        self._log_scores("test")
 
-    def _log_metrics(self, stage: str) -> None:
-        if not self.metrics[stage].update_called:
+    def _log_scores(self, stage: str) -> None:
+        scorer = self.scorers[stage]
+        if not scorer.update_called:
             return
-        scalars = headline(self._compute(stage))
+        scores = scorer.compute()
+        scorer.reset()
+        final = scores.final
+        if stage == "test" and self.paper_protocol.update_called:
+            final.update({name: float(value) for name, value in self.paper_protocol.compute().items()})
+            self.paper_protocol.reset()
+        self.results[stage] = final
+        scalars = headline(final)
         self.log(f"{stage}/crps", scalars.pop("crps"), prog_bar=True)
         self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()})
-        if self.rearrange:
-            raw = self._compute(f"{stage}_raw")
-            self.log_dict({f"{stage}/crps_before_rearrangement": raw["crps"],
-                           f"{stage}/crossing_rate_before_rearrangement": raw["crossing_rate"]})
-
-    def _compute(self, name: str) -> dict[str, float]:
-        metrics = [self.metrics[name]]
-        if name == "test" and self.paper_protocol.update_called:
-            metrics.append(self.paper_protocol)
-        self.results[name] = {key: float(value) for metric in metrics for key, value in metric.compute().items()}
-        for metric in metrics:
-            metric.reset()
-        return self.results[name]
+        if scores.raw is not None:
+            self.results[f"{stage}_raw"] = scores.raw
+            self.log(f"{stage}/crps_before_rearrangement", scores.raw["crps"])
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
@@ -182,13 +150,13 @@ class AnyQuantileForecasterAdaptiveAttention(AnyQuantileForecaster):
     """The forecaster with an ``AdaptiveAttentionNetwork``: trained and evaluated exactly like the base,
     plus the step clock of scheduled locality biases and a read-out of attention maps and gates."""
 
-    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+    def on_train_batch_start(self, batch: WindowBatch, batch_idx: int) -> None:
         self.network.set_training_step(self.global_step)  # global_step is restored on resume
 
     @torch.no_grad()
-    def attention_maps(self, batch: Batch, levels: torch.Tensor) -> dict[str, Any]:
+    def attention_maps(self, batch: WindowBatch, levels: torch.Tensor) -> dict[str, Any]:
         """Attention weights [B, N, L, L] and gate values of every block for a batch, from the same model."""
-        forecast = self.network(batch["history"], batch["history_mask"], batch["calendar"], levels, return_attention=True)
+        forecast = self.network(batch.history, batch.history_mask, batch.calendar, levels, return_attention=True)
         return forecast.analysis
 
 

@@ -10,12 +10,13 @@ from typing import Callable
 import torch
 from torchmetrics import Metric
 
+from dataset.windows import WindowBatch
 from modules.losses import pinball
 from modules.quantile_levels import EvaluationLevels, interval_ends, window_seeded_levels
 
 
 PIT_BINS = 10
-PER_BIN_PREFIXES = ("crps_step_", "pit_")  # vector-like results, kept out of the headline scalars
+PER_BIN_PREFIXES = ("crps_step_", "pit_", "share_below")  # vector-like results, kept out of the headline scalars
 
 
 class QuantileForecastMetrics(Metric):
@@ -26,14 +27,17 @@ class QuantileForecastMetrics(Metric):
     - ``coverage_<c>`` / ``width_<c>``: share of observed targets inside the central c-interval
       [q_(1-c)/2, q_(1+c)/2] (ends found by level), and the interval's mean width.
     - ``mae``, ``mape`` (%; targets equal to 0 skipped), ``smape`` (%) of the median (found by level).
-    - ``crossing_rate``: share of (window, step) forecasts whose quantiles are not non-decreasing in q.
     - ``winkler_<c>``: the interval score of the central c-interval, width + (2 / alpha) x the distance
       by which the target falls outside it (alpha = 1 - c), averaged over observed targets.
     - ``pit_<i>``, i = 1..10: share of observed targets whose PIT value (estimated as k / K, k the
       number of grid forecasts below the target) falls in the i-th tenth of [0, 1]; flat when calibrated.
     - ``below_<q>``: share of observed targets strictly below the q forecast, for each of the levels'
       ``extra_levels`` (a calibrated forecast gives q); ``calibration_error``: the mean over the grid
-      levels of |share below - q|.
+      levels of |share below - q|; ``share_below``: the share below every level's forecast, [Q] (the
+      reliability curve; vector-like, as ``crps_step_<h>`` and ``pit_<i>``, so not a headline).
+
+    How often the quantiles cross is :class:`CrossingRate`'s: whether that is of the raw or of the
+    rearranged forecast is the scoring path's to say (``model/scoring.py``).
     """
 
     full_state_update = False
@@ -54,7 +58,7 @@ class QuantileForecastMetrics(Metric):
         self.add_state("width_sum", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("winkler_sum", torch.zeros(I, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("pit_counts", torch.zeros(PIT_BINS, dtype=torch.float64), dist_reduce_fx="sum")
-        for name in ("abs_target_sum", "abs_error_sum", "ape_sum", "ape_count", "smape_sum", "smape_count", "crossed", "forecasts"):
+        for name in ("abs_target_sum", "abs_error_sum", "ape_sum", "ape_count", "smape_sum", "smape_count"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
@@ -95,14 +99,6 @@ class QuantileForecastMetrics(Metric):
         self.smape_sum += (2 * abs_error / magnitude.clamp_min(1e-12) * defined).sum()
         self.smape_count += defined.sum()
 
-        decreasing = (prediction[..., 1:] < prediction[..., :-1]).any(dim=-1)  # [B, H]
-        self.crossed += decreasing.double().sum()
-        self.forecasts += decreasing.numel()
-
-    def share_below(self) -> torch.Tensor:
-        """[Q]: the share of observed targets strictly below each level's forecast."""
-        return self.below / self.observed.sum()
-
     def compute(self) -> dict[str, torch.Tensor]:
         observed = self.observed.sum()
         results = {
@@ -111,7 +107,6 @@ class QuantileForecastMetrics(Metric):
             "mae": self.abs_error_sum / observed,
             "mape": 100 * self.ape_sum / self.ape_count,
             "smape": 100 * self.smape_sum / self.smape_count,
-            "crossing_rate": self.crossed / self.forecasts,
             "observed_targets": observed,
         }
         for i, coverage in enumerate(self.intervals):
@@ -121,14 +116,35 @@ class QuantileForecastMetrics(Metric):
             results[f"winkler_{name}"] = self.winkler_sum[i] / observed
         for i, count in enumerate(self.pit_counts):
             results[f"pit_{i + 1}"] = count / observed
-        share_below = self.share_below()  # [Q]
+        share_below = self.below / observed  # [Q]: observed targets strictly below each level's forecast
         grid_levels = self.levels[self.crps_mask].double()
         results["calibration_error"] = (share_below[self.crps_mask] - grid_levels).abs().mean()
         for q, index in self.reported_levels.items():
             results[f"below_{q:g}"] = share_below[index]
         for h, (total, count) in enumerate(zip(self.crps_sum, self.observed)):
             results[f"crps_step_{h + 1}"] = total / count
+        results["share_below"] = share_below
         return results
+
+
+class CrossingRate(Metric):
+    """The share of (window, step) forecasts ``[B, H, Q]`` whose quantiles decrease somewhere along the levels
+    (observed target or not: crossing is a property of the forecast alone)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("crossed", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("forecasts", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, prediction: torch.Tensor) -> None:
+        decreasing = (prediction[..., 1:] < prediction[..., :-1]).any(dim=-1)  # [B, H]
+        self.crossed += decreasing.double().sum()
+        self.forecasts += decreasing.numel()
+
+    def compute(self) -> torch.Tensor:
+        return self.crossed / self.forecasts
 
 
 def headline(results: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -159,11 +175,10 @@ class RandomLevelCRPS(Metric):
         self.loss_sum += (crps * weight).sum(dim=0)
         self.observed += weight.sum(dim=0)
 
-    def update_batch(self, forecast: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor],
-                     batch: dict[str, torch.Tensor], count: int) -> None:
+    def update_batch(self, forecast: Callable[[WindowBatch, torch.Tensor], torch.Tensor], batch: WindowBatch, count: int) -> None:
         """Draw ``count`` levels for each window of ``batch`` and score ``forecast(batch, levels [B, count]) -> [B, H, count]``."""
-        levels = window_seeded_levels(batch["series"], batch["origin"], count).float()  # [B, count]
-        self.update(forecast(batch, levels), batch["target"], batch["target_mask"], levels)
+        levels = window_seeded_levels(batch.series, batch.origin, count).float()  # [B, count]
+        self.update(forecast(batch, levels), batch.target, batch.target_mask, levels)
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {"crps_paper_protocol": self.loss_sum.sum() / self.observed.sum()}

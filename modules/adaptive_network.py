@@ -18,12 +18,38 @@ Levels never mix: the forecast for q depends on (history, calendar, q) only.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
-from modules.attention import AdaptiveTemporalAttention, AttentionOutput
-from modules.forecast_network import ScaledForecast, backbone_context
+from modules.attention import AdaptiveTemporalAttention, AttentionConfig, AttentionOutput
+from modules.forecast_network import NetworkConfig, QuantileNetwork, ScaledForecast, backbone_context
 from modules.nbeats import NBeatsStack, QuantileEmbedding
+from modules.options import require
+
+
+@dataclass
+class AdaptiveAttentionConfig(AttentionConfig):
+    """The HATA refinement's options (``model.attention.*``): those of its attention layers
+    (``AttentionConfig``) and the network's own; used when model.architecture = adaptive_attention."""
+
+    patch_length: int = 8  # hours per token; the attention's cost falls with its square
+    num_blocks: int = 2  # HATA blocks; 0: the read-out reads the token embeddings
+    calendar_gates: bool = True  # the gate alpha also reads each position's calendar
+    bias_schedule_steps: int = 2000  # training steps over which a scheduled beta moves
+    conv_kernels: list[int] = field(default_factory=lambda: [3, 7])  # in tokens; [] switches the convolution off
+    ffn_multiplier: int = 2
+    fft_features: int = 0  # 0 = off; else the number of lowest frequencies embedded
+    cross_step: bool = True  # attention over the H steps refining each level's path
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.patch_length >= 1, f"patch_length must be >= 1, got {self.patch_length}")
+        require(self.num_blocks >= 0, f"num_blocks must be >= 0, got {self.num_blocks}")
+        require(self.ffn_multiplier >= 1, f"ffn_multiplier must be >= 1, got {self.ffn_multiplier}")
+        require(self.fft_features >= 0, f"fft_features must be >= 0, got {self.fft_features}")
+        require(self.bias_schedule_steps >= 1, f"bias_schedule_steps must be >= 1, got {self.bias_schedule_steps}")
 
 
 class MultiScaleConvolution(nn.Module):
@@ -52,15 +78,16 @@ class MultiScaleConvolution(nn.Module):
 class HataBlock(nn.Module):
     """Pre-norm block: adaptive attention, multi-scale convolution, position-wise FFN, each with a residual."""
 
-    def __init__(self, d_model: int, attention: AdaptiveTemporalAttention, kernel_sizes: tuple[int, ...], ffn_multiplier: int, dropout: float):
+    def __init__(self, config: AdaptiveAttentionConfig, max_length: int, gate_context_size: int) -> None:
         super().__init__()
-        self.attention = attention
-        self.attention_norm = nn.LayerNorm(d_model)
-        self.convolution = MultiScaleConvolution(d_model, kernel_sizes, dropout) if kernel_sizes else None
-        self.convolution_norm = nn.LayerNorm(d_model) if kernel_sizes else None
+        D, kernels = config.d_model, tuple(config.conv_kernels)
+        self.attention = AdaptiveTemporalAttention(config, max_length=max_length, gate_context_size=gate_context_size)
+        self.attention_norm = nn.LayerNorm(D)
+        self.convolution = MultiScaleConvolution(D, kernels, config.dropout) if kernels else None
+        self.convolution_norm = nn.LayerNorm(D) if kernels else None
         self.ffn = nn.Sequential(
-            nn.LayerNorm(d_model), nn.Linear(d_model, ffn_multiplier * d_model), nn.GELU(),
-            nn.Linear(ffn_multiplier * d_model, d_model), nn.Dropout(dropout),
+            nn.LayerNorm(D), nn.Linear(D, config.ffn_multiplier * D), nn.GELU(),
+            nn.Linear(config.ffn_multiplier * D, D), nn.Dropout(config.dropout),
         )
 
     def forward(self, x, key_mask, gate_context, return_weights: bool = False) -> tuple[torch.Tensor, AttentionOutput]:
@@ -102,48 +129,54 @@ class CrossStepRefinement(nn.Module):
         return forecast + self.out(mixed).squeeze(-1)  # [B, H, Q]
 
 
-class AdaptiveAttentionNetwork(nn.Module):
-    """``(history, history_mask, calendar, levels) -> ScaledForecast``, like ``AnyQuantileNetwork``."""
+class AdaptiveAttentionNetwork(QuantileNetwork):
+    """``(history, history_mask, calendar, levels) -> ScaledForecast``, like ``AnyQuantileNetwork``.
+
+    Args:
+        config: the HATA refinement's options.
+        network: scaling and loss normalisation (the backbone always reads the calendar and the mask).
+        backbone: the q-free N-BEATS stack that makes the centre forecast.
+        history_length, horizon: T and H hours; the patch length must divide both.
+        calendar_features: C, the calendar's width.
+        level_embedding: the features of q that the read-out reads.
+    """
 
     def __init__(
         self,
+        config: AdaptiveAttentionConfig,
+        network: NetworkConfig,
         backbone: NBeatsStack,
-        scaler: nn.Module,
-        blocks: list[HataBlock],
         history_length: int,
         horizon: int,
         calendar_features: int,
-        d_model: int,
-        fft_features: int = 0,
-        cross_step: CrossStepRefinement | None = None,
-        calendar_gates: bool = True,
-        level_embedding: QuantileEmbedding | None = None,
-        schedule_steps: int = 2000,
-        patch_length: int = 1,
+        level_embedding: QuantileEmbedding,
     ) -> None:
-        super().__init__()
-        if patch_length < 1 or history_length % patch_length or horizon % patch_length:
-            raise ValueError(f"patch_length ({patch_length}) must divide history_length ({history_length}) and horizon ({horizon})")
-        self.backbone, self.scaler = backbone, scaler
-        self.blocks = nn.ModuleList(blocks)
-        self.horizon, self.fft_features, self.calendar_gates = horizon, fft_features, calendar_gates
-        self.patch = patch_length
+        super().__init__(network.scaler, network.loss_normalisation)
+        P, D = config.patch_length, config.d_model
+        require(history_length % P == 0 and horizon % P == 0,
+                f"patch_length ({P}) must divide history_length ({history_length}) and horizon ({horizon})")
+        self.backbone = backbone
+        gate_context = calendar_features if config.calendar_gates else 0
+        tokens = (history_length + horizon) // P
+        self.blocks = nn.ModuleList(HataBlock(config, tokens, gate_context) for _ in range(config.num_blocks))
+        self.cross_step = CrossStepRefinement(D, horizon, P) if config.cross_step else None
+        self.horizon, self.fft_features, self.calendar_gates = horizon, config.fft_features, config.calendar_gates
+        self.patch = P
         # A token is a patch of P hours: its P values (history, or the centre forecast over the
         # horizon), P observed flags and the calendar of its first hour.
-        self.embed_token = nn.Linear(2 * patch_length + calendar_features, d_model)
-        self.position = nn.Parameter(torch.zeros((history_length + horizon) // patch_length, d_model))
-        self.horizon_marker = nn.Parameter(torch.zeros(d_model))
-        self.embed_spectrum = nn.Linear(2 * fft_features, d_model) if fft_features else None
-        self.readout_norm = nn.LayerNorm(d_model)
-        self.embed_level = QuantileEmbedding("identity") if level_embedding is None else level_embedding
-        self.level_film = nn.Linear(self.embed_level.dim, 2 * d_model)
+        self.embed_token = nn.Linear(2 * P + calendar_features, D)
+        self.position = nn.Parameter(torch.zeros(tokens, D))
+        self.horizon_marker = nn.Parameter(torch.zeros(D))
+        self.embed_spectrum = nn.Linear(2 * config.fft_features, D) if config.fft_features else None
+        self.readout_norm = nn.LayerNorm(D)
+        self.embed_level = level_embedding
+        self.level_film = nn.Linear(self.embed_level.dim, 2 * D)
         # The read-out's first layer runs once per window; the level modulates its output by FiLM
         # (as in the FiLM N-BEATS), so per level and patch only the modulation, a GELU and a
         # D x P layer remain.
-        self.readout_hidden = nn.Linear(d_model, d_model)
-        self.readout_out = nn.Linear(d_model, patch_length)
-        self.cross_step = cross_step
-        self.schedule_steps = schedule_steps
+        self.readout_hidden = nn.Linear(D, D)
+        self.readout_out = nn.Linear(D, P)
+        self.schedule_steps = config.bias_schedule_steps
 
     def encode(self, history_scaled, history_mask, calendar, centre, return_weights: bool = False):
         """Horizon patch states [B, H/P, D] (once per window) and each block's attention output."""

@@ -35,13 +35,75 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GATE_KINDS = ("fixed", "scalar", "head", "step", "token")
-BIAS_KINDS = ("learned", "scheduled", "off")
-TEMPORAL_WEIGHT_KINDS = ("off", "linear", "sinusoidal")
-LOCAL_PATHS = ("auto", "banded", "dense")
+from modules.options import Choice, choose, require
+
+
+class Gate(Choice):
+    """How the gate alpha (the local heads' share) is computed."""
+
+    fixed = "fixed"  # a constant, ``fixed_gate``
+    scalar = "scalar"  # one learnt scalar
+    head = "head"  # one learnt value per head
+    step = "step"  # one learnt value per sequence position
+    token = "token"  # computed from each token
+
+
+class LocalityBias(Choice):
+    """The soft locality bias beta on the logits."""
+
+    learned = "learned"  # a learnt beta per head
+    scheduled = "scheduled"  # moved from bias_start to bias_end as training progresses, no gradient
+    off = "off"
+
+
+class TemporalWeights(Choice):
+    """The multiplicative temporal weights W_h(d) = sigmoid(f_h(d)) on the scores."""
+
+    off = "off"
+    linear = "linear"  # f linear in the distance
+    sinusoidal = "sinusoidal"  # f a learnt sinusoid of the distance
+
+
+class LocalPath(Choice):
+    """How the fast path computes local heads: ``auto`` picks by length (:data:`BANDED_MIN_RATIO`)."""
+
+    auto = "auto"
+    banded = "banded"
+    dense = "dense"
+
+
 # Local heads take the banded path when L > BANDED_MIN_RATIO * (2 * window + 1): below that the
-# fused dense pass is faster (benchmarks/attention_scaling.py; window 24, 2 CPU cores).
+# fused dense pass is faster (benchmarks/attention_scaling.py; docs/results.md).
 BANDED_MIN_RATIO = 16
+
+
+@dataclass
+class AttentionConfig:
+    """The options of one adaptive attention layer (``model.attention.*``)."""
+
+    d_model: int = 64
+    num_heads: int = 4
+    local_ratio: float = 0.5  # share of heads that are local
+    window: int = 3  # local heads see keys within this many tokens (3 patches of 8 hours: a day either side)
+    gate: Gate = Gate.scalar
+    fixed_gate: float = 0.5  # alpha when gate = fixed
+    bias: LocalityBias = LocalityBias.learned
+    bias_init: float = 1.0
+    bias_start: float = 2.0  # a scheduled beta moves from bias_start ...
+    bias_end: float = 0.0  # ... to bias_end over model.attention.bias_schedule_steps training steps
+    temporal_weights: TemporalWeights = TemporalWeights.off
+    dropout: float = 0.0  # on the attention output (and in the HATA block); costly on CPU (docs/results.md)
+
+    def __post_init__(self) -> None:
+        self.gate = choose(Gate, self.gate, "gate")
+        self.bias = choose(LocalityBias, self.bias, "locality bias")
+        self.temporal_weights = choose(TemporalWeights, self.temporal_weights, "temporal weights")
+        require(self.num_heads >= 1 and self.d_model % self.num_heads == 0,
+                f"d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads})")
+        require(0.0 <= self.local_ratio <= 1.0, f"local_ratio must be in [0, 1], got {self.local_ratio}")
+        require(self.window >= 1, f"window must be >= 1, got {self.window}")
+        require(0.0 <= self.fixed_gate <= 1.0, f"fixed_gate must be in [0, 1], got {self.fixed_gate}")
+        require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass(frozen=True)
@@ -52,73 +114,61 @@ class AttentionOutput:
 
 
 class AdaptiveTemporalAttention(nn.Module):
+    """HATA attention over ``x`` [B, L, D] as the module docstring writes it, with the options of ``config``.
+
+    Args:
+        config: the layer's options.
+        max_length: the longest sequence it will see (needed by a per-step gate).
+        gate_context_size: width E of the per-position context the gate reads (calendar-aware gates); 0: none.
+        local_path: how the fast path computes local heads.
+    """
+
     def __init__(
         self,
-        d_model: int,
-        num_heads: int,
-        local_ratio: float = 0.5,
-        window: int = 24,
-        gate: str = "scalar",
-        fixed_gate: float = 0.5,
+        config: AttentionConfig,
         max_length: int | None = None,
         gate_context_size: int = 0,
-        bias: str = "learned",
-        bias_init: float = 1.0,
-        bias_start: float = 2.0,
-        bias_end: float = 0.0,
-        temporal_weights: str = "off",
-        dropout: float = 0.0,
-        local_path: str = "auto",
+        local_path: LocalPath | str = LocalPath.auto,
     ) -> None:
         super().__init__()
-        if d_model % num_heads:
-            raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
-        if not 0.0 <= local_ratio <= 1.0:
-            raise ValueError(f"local_ratio must be in [0, 1], got {local_ratio}")
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        for name, value, kinds in (("gate", gate, GATE_KINDS), ("bias", bias, BIAS_KINDS), ("temporal_weights", temporal_weights, TEMPORAL_WEIGHT_KINDS), ("local_path", local_path, LOCAL_PATHS)):
-            if value not in kinds:
-                raise ValueError(f"unknown {name} '{value}'; choose one of {kinds}")
-        if gate == "step" and not max_length:
-            raise ValueError("a per-step gate needs max_length (the longest sequence it will see)")
-        if not 0.0 <= fixed_gate <= 1.0:
-            raise ValueError(f"fixed_gate must be in [0, 1], got {fixed_gate}")
-        self.num_heads = num_heads
-        self.num_local = round(num_heads * local_ratio)
-        self.head_size = d_model // num_heads
-        self.window = window
-        self.gate_kind, self.bias_kind, self.temporal_kind = gate, bias, temporal_weights
-        self.local_path = local_path  # the fast path of local heads: auto picks by length (BANDED_MIN_RATIO)
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.fuse = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        c = config
+        require(c.gate != Gate.step or bool(max_length), "a per-step gate needs max_length (the longest sequence it will see)")
+        self.num_heads = c.num_heads
+        self.num_local = round(c.num_heads * c.local_ratio)
+        self.head_size = c.d_model // c.num_heads
+        self.window = c.window
+        self.gate_kind, self.bias_kind, self.temporal_kind = c.gate, c.bias, c.temporal_weights
+        self.local_path = choose(LocalPath, local_path, "local path")
+        self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
+        self.fuse = nn.Linear(c.d_model, c.d_model)
+        self.dropout = nn.Dropout(c.dropout)
 
-        N = num_heads
-        if gate == "fixed":
-            self.register_buffer("gate_logit", torch.logit(torch.tensor(fixed_gate).clamp(1e-6, 1 - 1e-6)))
-        elif gate == "scalar":
+        N = c.num_heads
+        if c.gate == Gate.fixed:
+            self.register_buffer("gate_logit", torch.logit(torch.tensor(c.fixed_gate).clamp(1e-6, 1 - 1e-6)))
+        elif c.gate == Gate.scalar:
             self.gate_logit = nn.Parameter(torch.zeros(()))
-        elif gate == "head":
+        elif c.gate == Gate.head:
             self.gate_logit = nn.Parameter(torch.zeros(N))
-        elif gate == "step":
+        elif c.gate == Gate.step:
             self.gate_logit = nn.Parameter(torch.zeros(max_length))
         else:  # token
-            self.gate_from_token = nn.Linear(d_model, 1)
+            self.gate_from_token = nn.Linear(c.d_model, 1)
         self.gate_from_context = nn.Linear(gate_context_size, 1, bias=False) if gate_context_size else None
 
-        if bias == "learned":
-            self.beta = nn.Parameter(torch.full((N,), float(bias_init)))
-        elif bias == "scheduled":
-            self.bias_start, self.bias_end = bias_start, bias_end
-            self.register_buffer("beta", torch.full((N,), float(bias_start)))
+        if c.bias == LocalityBias.learned:
+            self.beta = nn.Parameter(torch.full((N,), float(c.bias_init)))
+        elif c.bias == LocalityBias.scheduled:
+            self.bias_start, self.bias_end = c.bias_start, c.bias_end
+            self.register_buffer("beta", torch.full((N,), float(c.bias_start)))
 
-        if temporal_weights != "off":
+        if c.temporal_weights != TemporalWeights.off:
+            sinusoidal = c.temporal_weights == TemporalWeights.sinusoidal
             # a_h: linear weights start flat in d; sinusoidal ones with a small ripple, since with
             # a_h = 0 the frequency and phase would get no gradient at all.
-            self.temporal_scale = nn.Parameter(torch.full((N,), 0.5 if temporal_weights == "sinusoidal" else 0.0))
+            self.temporal_scale = nn.Parameter(torch.full((N,), 0.5 if sinusoidal else 0.0))
             self.temporal_offset = nn.Parameter(torch.full((N,), 3.0))  # b_h: sigmoid(3) ~ 0.95
-            if temporal_weights == "sinusoidal":
+            if sinusoidal:
                 self.temporal_frequency = nn.Parameter(torch.full((N,), 2 * math.pi / 24))  # a daily period
                 self.temporal_phase = nn.Parameter(torch.zeros(N))
 
@@ -126,18 +176,18 @@ class AdaptiveTemporalAttention(nn.Module):
 
     def set_schedule_progress(self, progress: float) -> None:
         """Move a scheduled beta to ``bias_start + (bias_end - bias_start) * progress``, progress in [0, 1]."""
-        if self.bias_kind == "scheduled":
+        if self.bias_kind == LocalityBias.scheduled:
             progress = min(max(progress, 0.0), 1.0)
             self.beta.fill_(self.bias_start + (self.bias_end - self.bias_start) * progress)
 
     def gate(self, x: torch.Tensor, gate_context: torch.Tensor | None = None) -> torch.Tensor:
         """alpha in [0, 1], broadcastable to [B, N, L, 1]."""
         B, L, _ = x.shape
-        if self.gate_kind in ("fixed", "scalar"):
+        if self.gate_kind in (Gate.fixed, Gate.scalar):
             logit = self.gate_logit.reshape(1, 1, 1, 1)
-        elif self.gate_kind == "head":
+        elif self.gate_kind == Gate.head:
             logit = self.gate_logit.reshape(1, -1, 1, 1)  # [1, N, 1, 1]
-        elif self.gate_kind == "step":
+        elif self.gate_kind == Gate.step:
             logit = self.gate_logit[:L].reshape(1, 1, L, 1)  # [1, 1, L, 1]
         else:
             logit = self.gate_from_token(x).reshape(B, 1, L, 1)  # [B, 1, L, 1]
@@ -152,14 +202,14 @@ class AdaptiveTemporalAttention(nn.Module):
         d = distance.to(self.temporal_scale.dtype)
         shape = (-1,) + (1,) * d.dim()
         a, b = self.temporal_scale.reshape(shape), self.temporal_offset.reshape(shape)
-        if self.temporal_kind == "linear":
+        if self.temporal_kind == TemporalWeights.linear:
             return torch.sigmoid(a * d / self.window + b)
         w, p = self.temporal_frequency.reshape(shape), self.temporal_phase.reshape(shape)
         return torch.sigmoid(a * torch.sin(w * d + p) + b)
 
     def _locality_bias(self, distance: torch.Tensor) -> torch.Tensor | None:
         """beta_h * (-d / window): [N, ...] for distances [...], or None when off."""
-        if self.bias_kind == "off":
+        if self.bias_kind == LocalityBias.off:
             return None
         return self.beta.reshape((-1,) + (1,) * distance.dim()) * (-distance / self.window)
 
@@ -206,7 +256,7 @@ class AdaptiveTemporalAttention(nn.Module):
         [n, X, Y] or None. The terms that do not depend on the batch (bias, reach) are built at
         their own small size and added to the scores in one pass, in the scores' dtype.
         """
-        if self.temporal_kind != "off":
+        if self.temporal_kind != TemporalWeights.off:
             scores = scores * self.temporal_weight(distance)[heads].to(scores.dtype)  # W [n, X or 1, Y]
         bias = self._locality_bias(distance)  # [N, X or 1, Y] or None
         table = None if bias is None else bias[heads]
@@ -231,7 +281,7 @@ class AdaptiveTemporalAttention(nn.Module):
         (and short sequences) through one fused dense pass."""
         L = q.shape[2]
         long_enough = L > BANDED_MIN_RATIO * (2 * self.window + 1)
-        if 0 < self.num_local and (self.local_path == "banded" or (self.local_path == "auto" and long_enough)):
+        if 0 < self.num_local and (self.local_path == LocalPath.banded or (self.local_path == LocalPath.auto and long_enough)):
             local, rest = slice(0, self.num_local), slice(self.num_local, self.num_heads)
             parts = [self._banded_local(q[:, local], k[:, local], v[:, local], key_mask, local)]
             if rest.start < rest.stop:

@@ -1,13 +1,31 @@
-"""The full any-quantile network: scale the window, build its context, run the backbone, unscale."""
+"""The any-quantile network around a backbone: scale the window, build its context, run the backbone,
+unscale; and the training objective beside it (:meth:`QuantileNetwork.loss`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from modules.scaling import WindowScale
+from modules.level_sampling import LevelSampler
+from modules.losses import LossNormalisation, loss_denominator, pinball_loss
+from modules.options import choose
+from modules.scaling import Scaler, WindowScale, build_scaler
+
+
+@dataclass
+class NetworkConfig:
+    """What the network does around its backbone (``model.*``)."""
+
+    scaler: Scaler = Scaler.max_abs  # per-window input scaling (modules/scaling.py)
+    use_calendar: bool = True  # the backbone reads the first forecast hour's calendar features
+    use_history_mask: bool = True  # ... and which history hours were observed
+    loss_normalisation: LossNormalisation = LossNormalisation.window  # what the training loss divides errors by
+
+    def __post_init__(self) -> None:
+        self.scaler = choose(Scaler, self.scaler, "scaler")
+        self.loss_normalisation = choose(LossNormalisation, self.loss_normalisation, "loss normalisation")
 
 
 @dataclass(frozen=True)
@@ -18,6 +36,53 @@ class ScaledForecast:
     prediction: torch.Tensor
     scale: WindowScale
     analysis: dict[str, Any] | None = None
+
+
+class TrainingWindows(Protocol):
+    """What the objective reads of a batch of windows (``dataset.windows.WindowBatch`` is one)."""
+
+    history: torch.Tensor  # [B, T]
+    history_mask: torch.Tensor  # [B, T], True where observed
+    calendar: torch.Tensor  # [B, T + H, C]
+    target: torch.Tensor  # [B, H]
+    target_mask: torch.Tensor  # [B, H], True where observed
+
+
+class QuantileNetwork(nn.Module):
+    """``(history, history_mask, calendar, levels) -> ScaledForecast``, and its training objective.
+
+    Subclasses implement ``forward``; :meth:`loss` is the objective for all of them (as gluonts'
+    networks own their ``loss``), so that it runs the same under Lightning and in a plain torch loop.
+    """
+
+    def __init__(self, scaler: Scaler, loss_normalisation: LossNormalisation) -> None:
+        super().__init__()
+        self.scaler = build_scaler(scaler)
+        self.loss_normalisation = loss_normalisation
+
+    def loss(self, batch: TrainingWindows, sampler: LevelSampler) -> torch.Tensor:
+        """The training loss of a batch: the mean pinball loss at levels drawn by ``sampler``.
+
+        Each error is divided by the normalisation's denominator (the window's scale by default, so
+        that series of 10 MW and of 60,000 MW count alike) and weighted by the draw's importance
+        weights (self-normalised: the loss stays an estimate of the uniform-q integral, CRPS / 2).
+        The sampler sees the same forecasts afterwards (``observe``), which an adaptive sampler
+        learns from and the others ignore.
+        """
+        B = batch.history.shape[0]
+        draw = sampler(B, batch.history.device)  # levels [B, Q], weights [B, Q] or None
+        forecast = self(batch.history, batch.history_mask, batch.calendar, draw.levels)
+        denominator = loss_denominator(self.loss_normalisation, forecast.scale, batch.target)
+        loss = pinball_loss(
+            forecast.prediction,
+            batch.target,
+            draw.levels,
+            mask=batch.target_mask,
+            weights=None if draw.weights is None else draw.weights[:, None, :],  # [B, 1, Q]
+            denominator=denominator,
+        )
+        sampler.observe(forecast.prediction.detach(), batch.target, draw.levels, batch.target_mask, denominator)
+        return loss
 
 
 def context_size(history_length: int, calendar_features: int, use_calendar: bool, use_history_mask: bool) -> int:
@@ -39,20 +104,19 @@ def backbone_context(
     return torch.cat(parts, dim=-1) if parts else None
 
 
-class AnyQuantileNetwork(nn.Module):
-    """``(history, history_mask, calendar, levels) -> ScaledForecast``; scaling lives here and nowhere else.
+class AnyQuantileNetwork(QuantileNetwork):
+    """N-BEATS-AQ as a network: scaling lives here and nowhere else.
 
     The backbone gets the scaled history, and as side input (``context``) the calendar features
     of the first forecast hour (they fix the calendar of the whole horizon) and the history's
     observation mask, so it can tell a filled-in hour from an observed one.
     """
 
-    def __init__(self, backbone: nn.Module, scaler: nn.Module, use_calendar: bool = True, use_history_mask: bool = True):
-        super().__init__()
+    def __init__(self, config: NetworkConfig, backbone: nn.Module) -> None:
+        super().__init__(config.scaler, config.loss_normalisation)
         self.backbone = backbone
-        self.scaler = scaler
-        self.use_calendar = use_calendar
-        self.use_history_mask = use_history_mask
+        self.use_calendar = config.use_calendar
+        self.use_history_mask = config.use_history_mask
 
     def forward(
         self, history: torch.Tensor, history_mask: torch.Tensor, calendar: torch.Tensor, levels: torch.Tensor

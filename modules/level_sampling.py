@@ -13,16 +13,81 @@ Every sampler draws ``levels_per_sample`` random levels per sample, then appends
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from modules.options import Choice, choose, require
 
-SAMPLER_KINDS = ("uniform", "beta", "adaptive")
-WEAKNESS_MEASURES = ("raw", "variance", "gaussian", "calibration")
+
+class SamplerKind(Choice):
+    uniform = "uniform"
+    beta = "beta"
+    adaptive = "adaptive"
+
+
+class Weakness(Choice):
+    """What an adaptive sampler measures per bin (see :class:`AdaptiveLevelSampler`)."""
+
+    raw = "raw"
+    variance = "variance"
+    gaussian = "gaussian"
+    calibration = "calibration"
+
+
+def _only_for(kind: SamplerKind) -> dict[str, SamplerKind]:
+    """Field metadata: the option applies to this sampler kind alone."""
+    return {"only_for": kind}
+
+
+@dataclass
+class SamplerConfig:
+    """How training levels are drawn (``sampler.*``; presets in config/sampler/).
+
+    A field marked for one kind (``_only_for``) must keep its default under the other kinds: a
+    setting that the chosen sampler would ignore is an error, not silently dropped.
+    """
+
+    kind: SamplerKind = SamplerKind.uniform
+    levels_per_sample: int = 1  # random levels per sample (for adaptive: its adaptive levels)
+    fixed_levels: list[float] = field(default_factory=list)  # added to every sample, e.g. [0.5, 0.05, 0.95]
+    alpha: float = field(default=0.5, metadata=_only_for(SamplerKind.beta))
+    beta: float = field(default=0.5, metadata=_only_for(SamplerKind.beta))
+    num_bins: int = field(default=20, metadata=_only_for(SamplerKind.adaptive))
+    # running per-bin estimates: new = momentum * old + (1 - momentum) * batch
+    momentum: float = field(default=0.98, metadata=_only_for(SamplerKind.adaptive))
+    # softmax temperature over relative bin weakness; higher = closer to uniform
+    temperature: float = field(default=1.0, metadata=_only_for(SamplerKind.adaptive))
+    # floor of each bin's probability; min_prob * num_bins <= 1
+    min_prob: float = field(default=0.01, metadata=_only_for(SamplerKind.adaptive))
+    # weight levels by uniform / sampling density (the objective stays CRPS / 2)
+    importance_weighting: bool = field(default=True, metadata=_only_for(SamplerKind.adaptive))
+    weakness: Weakness = field(default=Weakness.gaussian, metadata=_only_for(SamplerKind.adaptive))
+
+    def __post_init__(self) -> None:
+        self.kind = choose(SamplerKind, self.kind, "level sampler")
+        self.weakness = choose(Weakness, self.weakness, "weakness measure")
+        for option in fields(self):
+            kind = option.metadata.get("only_for")
+            if kind is not None and kind != self.kind and getattr(self, option.name) != option.default:
+                raise ValueError(f"sampler.{option.name} applies only to sampler.kind={kind}, "
+                                 f"but sampler.kind is '{self.kind}'")
+        require(self.levels_per_sample >= 1, f"levels_per_sample must be >= 1, got {self.levels_per_sample}")
+        for level in self.fixed_levels:
+            require(0.0 < level < 1.0, f"fixed levels must be in (0, 1), got {level}")
+        require(self.alpha > 0 and self.beta > 0,
+                f"Beta parameters must be positive, got alpha={self.alpha}, beta={self.beta}")
+        require(self.num_bins >= 1, f"num_bins must be >= 1, got {self.num_bins}")
+        require(0.0 <= self.momentum < 1.0, f"momentum must be in [0, 1), got {self.momentum}")
+        require(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        require(
+            0 <= self.min_prob and self.min_prob * self.num_bins <= 1 + 1e-9,
+            f"min_prob must be in [0, 1 / num_bins] so that the floors sum to at most 1; got min_prob={self.min_prob} "
+            f"with num_bins={self.num_bins} (min_prob * num_bins = {self.min_prob * self.num_bins:g})",
+        )
 
 
 @dataclass(frozen=True)
@@ -40,15 +105,13 @@ class LevelSampler(nn.Module):
     from them (the adaptive one) override it, the others ignore it.
     """
 
-    def __init__(self, levels_per_sample: int = 1, fixed_levels: Sequence[float] = ()) -> None:
+    kind: SamplerKind  # the kind of config each subclass draws by
+
+    def __init__(self, config: SamplerConfig) -> None:
         super().__init__()
-        if levels_per_sample < 1:
-            raise ValueError(f"levels_per_sample must be >= 1, got {levels_per_sample}")
-        for level in fixed_levels:
-            if not 0.0 < level < 1.0:
-                raise ValueError(f"fixed levels must be in (0, 1), got {level}")
-        self.levels_per_sample = levels_per_sample
-        self.register_buffer("fixed_levels", torch.tensor(list(fixed_levels), dtype=torch.float32), persistent=False)
+        require(config.kind == self.kind, f"{type(self).__name__} draws sampler.kind={self.kind}, got {config.kind}")
+        self.levels_per_sample = config.levels_per_sample
+        self.register_buffer("fixed_levels", torch.tensor(list(config.fixed_levels), dtype=torch.float32), persistent=False)
 
     def forward(self, batch_size: int, device: torch.device) -> LevelDraw:
         random = self.draw(batch_size, device)  # levels [B, A]
@@ -85,6 +148,8 @@ class LevelSampler(nn.Module):
 class UniformLevelSampler(LevelSampler):
     """Random levels independent and uniform on (0, 1)."""
 
+    kind = SamplerKind.uniform
+
     def draw(self, batch_size: int, device: torch.device) -> LevelDraw:
         levels = torch.rand(batch_size, self.levels_per_sample, device=device)
         return LevelDraw(levels.clamp_min(torch.finfo(levels.dtype).tiny))  # rand is in [0, 1): keep 0 out
@@ -93,13 +158,11 @@ class UniformLevelSampler(LevelSampler):
 class BetaLevelSampler(LevelSampler):
     """Random levels from Beta(alpha, beta); alpha = beta < 1 puts more levels in the tails."""
 
-    def __init__(
-        self, levels_per_sample: int = 1, alpha: float = 0.5, beta: float = 0.5, fixed_levels: Sequence[float] = ()
-    ) -> None:
-        super().__init__(levels_per_sample, fixed_levels)
-        if alpha <= 0 or beta <= 0:
-            raise ValueError(f"Beta parameters must be positive, got alpha={alpha}, beta={beta}")
-        self.register_buffer("concentration", torch.tensor([alpha, beta]), persistent=False)
+    kind = SamplerKind.beta
+
+    def __init__(self, config: SamplerConfig) -> None:
+        super().__init__(config)
+        self.register_buffer("concentration", torch.tensor([config.alpha, config.beta]), persistent=False)
 
     def draw(self, batch_size: int, device: torch.device) -> LevelDraw:
         alpha, beta = self.concentration.to(device)
@@ -148,37 +211,17 @@ class AdaptiveLevelSampler(LevelSampler):
     with the state dict as the module's extra state.
     """
 
-    def __init__(
-        self,
-        levels_per_sample: int = 8,
-        num_bins: int = 20,
-        momentum: float = 0.98,
-        temperature: float = 1.0,
-        min_prob: float = 0.01,
-        importance_weighting: bool = True,
-        weakness: str = "gaussian",
-        fixed_levels: Sequence[float] = (),
-    ) -> None:
-        super().__init__(levels_per_sample, fixed_levels)
-        if num_bins < 1:
-            raise ValueError(f"num_bins must be >= 1, got {num_bins}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if min_prob < 0 or min_prob * num_bins > 1 + 1e-9:
-            raise ValueError(
-                f"min_prob must be in [0, 1 / num_bins] so that the floors sum to at most 1; "
-                f"got min_prob={min_prob} with num_bins={num_bins} (min_prob * num_bins = {min_prob * num_bins:g})"
-            )
-        if weakness not in WEAKNESS_MEASURES:
-            raise ValueError(f"unknown weakness measure '{weakness}'; choose one of {WEAKNESS_MEASURES}")
+    kind = SamplerKind.adaptive
+
+    def __init__(self, config: SamplerConfig) -> None:
+        super().__init__(config)
+        num_bins = config.num_bins
         self.num_bins = num_bins
-        self.momentum = momentum
-        self.temperature = temperature
-        self.min_prob = min_prob
-        self.importance_weighting = importance_weighting
-        self.weakness = weakness
+        self.momentum = config.momentum
+        self.temperature = config.temperature
+        self.min_prob = config.min_prob
+        self.importance_weighting = config.importance_weighting
+        self.weakness = config.weakness
         centres = (torch.arange(num_bins, dtype=torch.float32) + 0.5) / num_bins
         self.register_buffer("bin_centres", centres, persistent=False)  # [N]
         # Running per-bin means over observed (sample, step, level) triples, and how many were seen.
@@ -209,12 +252,12 @@ class AdaptiveLevelSampler(LevelSampler):
         closest to the ends.
         """
         q = self.bin_centres
-        if self.weakness == "variance":
+        if self.weakness == Weakness.variance:
             return self.bin_loss / (q * (1 - q))
-        if self.weakness == "gaussian":
+        if self.weakness == Weakness.gaussian:
             z = torch.special.ndtri(q)
             return self.bin_loss / (torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
-        if self.weakness == "calibration":
+        if self.weakness == Weakness.calibration:
             return self.bin_below_minus_level.abs() / (q * (1 - q)).sqrt()
         return self.bin_loss
 
@@ -308,19 +351,7 @@ class AdaptiveLevelSampler(LevelSampler):
         self.history = list(state.get("history", []))
 
 
-def build_level_sampler(
-    kind: str,
-    levels_per_sample: int,
-    fixed_levels: Sequence[float] = (),
-    alpha: float = 0.5,
-    beta: float = 0.5,
-    **adaptive: Any,
-) -> LevelSampler:
-    """``uniform``, ``beta`` (uses ``alpha``, ``beta``) or ``adaptive`` (the remaining keyword arguments)."""
-    if kind == "uniform":
-        return UniformLevelSampler(levels_per_sample, fixed_levels)
-    if kind == "beta":
-        return BetaLevelSampler(levels_per_sample, alpha, beta, fixed_levels)
-    if kind == "adaptive":
-        return AdaptiveLevelSampler(levels_per_sample, fixed_levels=fixed_levels, **adaptive)
-    raise ValueError(f"unknown level sampler '{kind}'; choose one of {SAMPLER_KINDS}")
+def build_level_sampler(config: SamplerConfig) -> LevelSampler:
+    """The sampler of ``config.kind`` with the options of ``config``."""
+    samplers = {sampler.kind: sampler for sampler in (UniformLevelSampler, BetaLevelSampler, AdaptiveLevelSampler)}
+    return samplers[config.kind](config)

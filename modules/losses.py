@@ -12,6 +12,17 @@ from __future__ import annotations
 
 import torch
 
+from modules.options import Choice
+from modules.scaling import WindowScale
+
+
+class LossNormalisation(Choice):
+    """What each pinball error of the training loss is divided by (:func:`loss_denominator`)."""
+
+    window = "window"  # the window's input scale, so that every series counts alike
+    target = "target"  # max(|y|, 1) per element, the any-quantile paper's variant
+    none = "none"  # nothing: errors in the data's units
+
 
 def pinball(prediction: torch.Tensor, target: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Elementwise pinball loss, ``[B, H, Q]``.
@@ -62,3 +73,15 @@ def pinball_loss(
 def target_denominator(target: torch.Tensor) -> torch.Tensor:
     """The any-quantile paper's scaling: ``max(|y|, 1)`` per element, ``[B, H, 1]``."""
     return target.abs().clamp_min(1.0)[..., None]
+
+
+def loss_denominator(
+    normalisation: LossNormalisation, scale: WindowScale, target: torch.Tensor
+) -> torch.Tensor | None:
+    """What the pinball errors of a batch are divided by under ``normalisation``: ``[B, 1, 1]`` (window),
+    ``[B, H, 1]`` (target) or None."""
+    if normalisation == LossNormalisation.window:
+        return scale.scale[:, :, None]  # [B, 1, 1]
+    if normalisation == LossNormalisation.target:
+        return target_denominator(target)  # [B, H, 1]
+    return None

@@ -20,11 +20,52 @@ Unlike the paper's CAT, q is a side input and not part of the residual that back
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-CONDITIONING_MODES = ("cat", "film", "out")
+from modules.options import Choice, choose, require
+
+
+class Conditioning(Choice):
+    """How the level q enters the backbone (see the module docstring)."""
+
+    cat = "cat"
+    film = "film"
+    out = "out"
+
+
+class LevelFeatures(Choice):
+    """The features of q the network reads (:class:`QuantileEmbedding`)."""
+
+    identity = "identity"
+    cosine = "cosine"
+    normal = "normal"
+
+
+@dataclass
+class NBeatsConfig:
+    """The N-BEATS-AQ backbone's options (``model.*``); the q-free stack of the adaptive network reads
+    the sizes and dropout, and its read-out the level features."""
+
+    conditioning: Conditioning = Conditioning.film
+    num_blocks: int = 6
+    num_layers: int = 3
+    width: int = 256
+    dropout: float = 0.0
+    # identity (q) | cosine (cos(pi k q), k = 1..dim) | normal (q and its normal quantile z(q))
+    quantile_embedding: LevelFeatures = LevelFeatures.identity
+    quantile_embedding_dim: int = 1  # 1 for identity, 2 for normal, any for cosine
+
+    def __post_init__(self) -> None:
+        self.conditioning = choose(Conditioning, self.conditioning, "conditioning")
+        self.quantile_embedding = choose(LevelFeatures, self.quantile_embedding, "quantile embedding")
+        require(self.num_blocks >= 1, f"need at least one block, got num_blocks={self.num_blocks}")
+        require(self.num_layers >= 1 and self.width >= 1,
+                f"a block needs num_layers >= 1 and width >= 1, got {self.num_layers}, {self.width}")
+        require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        QuantileEmbedding.check(self.quantile_embedding, self.quantile_embedding_dim)
 
 
 class QuantileEmbedding(nn.Module):
@@ -37,24 +78,26 @@ class QuantileEmbedding(nn.Module):
     towards 0 and 1, where the tails need it (q is clamped to [1e-6, 1 - 1e-6], |z| <= 4.75).
     """
 
-    DIMS = {"identity": 1, "normal": 2}  # fixed sizes; cosine takes any dim
+    DIMS = {LevelFeatures.identity: 1, LevelFeatures.normal: 2}  # fixed sizes; cosine takes any dim
 
-    def __init__(self, kind: str = "identity", dim: int = 1) -> None:
+    def __init__(self, kind: LevelFeatures | str = LevelFeatures.identity, dim: int = 1) -> None:
         super().__init__()
-        if kind not in ("identity", "cosine", "normal"):
-            raise ValueError(f"unknown quantile embedding '{kind}'; choose 'identity', 'cosine' or 'normal'")
-        if kind in self.DIMS and dim != self.DIMS[kind]:
-            raise ValueError(f"the {kind} quantile embedding has dim {self.DIMS[kind]}, got dim={dim}")
-        if dim < 1:
-            raise ValueError(f"quantile embedding dim must be positive, got {dim}")
-        self.kind = kind
+        self.kind = self.check(kind, dim)
         self.dim = dim
         self.register_buffer("frequencies", math.pi * torch.arange(1, dim + 1, dtype=torch.float32), persistent=False)
 
+    @classmethod
+    def check(cls, kind: LevelFeatures | str, dim: int) -> LevelFeatures:
+        """``kind`` as a :class:`LevelFeatures`, if ``dim`` suits it (else a ValueError)."""
+        kind = choose(LevelFeatures, kind, "quantile embedding")
+        require(kind not in cls.DIMS or dim == cls.DIMS[kind], f"the {kind} quantile embedding has dim {cls.DIMS.get(kind)}, got dim={dim}")
+        require(dim >= 1, f"quantile embedding dim must be positive, got {dim}")
+        return kind
+
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
-        if self.kind == "identity":
+        if self.kind == LevelFeatures.identity:
             return levels[..., None]
-        if self.kind == "normal":
+        if self.kind == LevelFeatures.normal:
             z = math.sqrt(2) * torch.special.erfinv(2 * levels.float().clamp(1e-6, 1 - 1e-6) - 1)
             return torch.stack([levels, z.to(levels.dtype)], dim=-1)
         return torch.cos(levels[..., None] * self.frequencies)
@@ -121,38 +164,26 @@ class AnyQuantileNBeats(nn.Module):
     so asking for [0.9] or for [0.1, 0.5, 0.9] gives the same 0.9 forecast.
     """
 
-    def __init__(
-        self,
-        history_length: int,
-        horizon: int,
-        context_size: int = 0,
-        num_blocks: int = 6,
-        num_layers: int = 3,
-        width: int = 256,
-        conditioning: str = "film",
-        quantile_embedding: str = "identity",
-        quantile_embedding_dim: int = 1,
-        dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, config: NBeatsConfig, history_length: int, horizon: int, context_size: int = 0) -> None:
         super().__init__()
-        if conditioning not in CONDITIONING_MODES:
-            raise ValueError(f"unknown conditioning '{conditioning}'; choose one of {CONDITIONING_MODES}")
-        if num_blocks < 1:
-            raise ValueError(f"need at least one block, got num_blocks={num_blocks}")
-        self.conditioning = conditioning
-        self.width = width
-        self.embed_level = QuantileEmbedding(quantile_embedding, quantile_embedding_dim)
-        side_size = context_size + (self.embed_level.dim if conditioning == "cat" else 0)
+        c = config
+        self.conditioning = c.conditioning
+        self.width = c.width
+        self.embed_level = QuantileEmbedding(c.quantile_embedding, c.quantile_embedding_dim)
+        side_size = context_size + (self.embed_level.dim if c.conditioning == Conditioning.cat else 0)
 
         def block(side: int, produces_backcast: bool = True) -> NBeatsBlock:
-            return NBeatsBlock(history_length, horizon, side, width, num_layers, dropout, produces_backcast)
+            return NBeatsBlock(history_length, horizon, side, c.width, c.num_layers, c.dropout, produces_backcast)
 
-        last_in_stack = num_blocks - 1 if conditioning != "out" else None  # under OUT the level read-out reads the last residual
-        self.blocks = nn.ModuleList(block(side_size, produces_backcast=i != last_in_stack) for i in range(num_blocks))
-        if conditioning == "film":  # one FiLM generator per block: q features -> (gamma, beta)
-            self.film = nn.ModuleList(nn.Linear(self.embed_level.dim, 2 * width) for _ in range(num_blocks))
-        if conditioning == "out":  # the level read-out after the plain stack
-            self.level_readout = LevelReadout(history_length + context_size, horizon, width, num_layers, self.embed_level.dim, dropout)
+        # Under OUT the level read-out reads the last residual, so every block of the stack backcasts.
+        last_in_stack = c.num_blocks - 1 if c.conditioning != Conditioning.out else None
+        self.blocks = nn.ModuleList(block(side_size, produces_backcast=i != last_in_stack) for i in range(c.num_blocks))
+        if c.conditioning == Conditioning.film:  # one FiLM generator per block: q features -> (gamma, beta)
+            self.film = nn.ModuleList(nn.Linear(self.embed_level.dim, 2 * c.width) for _ in range(c.num_blocks))
+        if c.conditioning == Conditioning.out:  # the level read-out after the plain stack
+            self.level_readout = LevelReadout(
+                history_length + context_size, horizon, c.width, c.num_layers, self.embed_level.dim, c.dropout
+            )
 
     def forward(self, history: torch.Tensor, levels: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         B, Q = levels.shape
@@ -162,7 +193,7 @@ class AnyQuantileNBeats(nn.Module):
         # the levels still reach the one row they came from.
         shared_grid = B > 1 and levels.stride(0) == 0
         level_features = self.embed_level((levels[:1] if shared_grid else levels).to(history.dtype))  # [B or 1, Q, F]
-        if self.conditioning == "out":
+        if self.conditioning == Conditioning.out:
             return self._forward_out(history, level_features, context)
 
         # The history enters once per window ([B, 1, T]); it broadcasts over the levels where they
@@ -170,10 +201,10 @@ class AnyQuantileNBeats(nn.Module):
         # that point is not repeated per level.
         residual = history[:, None, :]  # [B, 1, T]
         side = [] if context is None else [context[:, None, :]]  # [B, 1, E]
-        if self.conditioning == "cat":
+        if self.conditioning == Conditioning.cat:
             side = [part.expand(B, Q, -1) for part in side] + [level_features.expand(B, Q, -1)]  # [B, Q, E], [B, Q, F]
         side_input = torch.cat(side, dim=-1) if side else None  # [B, 1 or Q, E (+ F)]
-        films = [film(level_features).chunk(2, dim=-1) for film in self.film] if self.conditioning == "film" else None  # 2 x [B or 1, Q, D] each
+        films = [film(level_features).chunk(2, dim=-1) for film in self.film] if self.conditioning == Conditioning.film else None  # 2 x [B or 1, Q, D] each
         _, forecast = run_blocks(self.blocks, residual, side_input, films)  # [B, Q, H]
         return forecast.transpose(1, 2)  # [B, H, Q]: every block after the FiLM / level input is per level
 
@@ -241,14 +272,12 @@ class NBeatsStack(nn.Module):
     The q-free backbone of the adaptive-attention network, which brings in the level itself.
     """
 
-    def __init__(self, history_length: int, horizon: int, context_size: int = 0, num_blocks: int = 6,
-                 num_layers: int = 3, width: int = 256, dropout: float = 0.0) -> None:
+    def __init__(self, config: NBeatsConfig, history_length: int, horizon: int, context_size: int = 0) -> None:
         super().__init__()
-        if num_blocks < 1:
-            raise ValueError(f"need at least one block, got num_blocks={num_blocks}")
+        c = config
         self.blocks = nn.ModuleList(
-            NBeatsBlock(history_length, horizon, context_size, width, num_layers, dropout, produces_backcast=i < num_blocks - 1)
-            for i in range(num_blocks)
+            NBeatsBlock(history_length, horizon, context_size, c.width, c.num_layers, c.dropout, produces_backcast=i < c.num_blocks - 1)
+            for i in range(c.num_blocks)
         )
 
     def forward(self, history: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from modules.options import Choice, choose
+
 _TINY = 1e-8
+
+
+class Scaler(Choice):
+    max_abs = "max_abs"  # divide by the largest absolute observed value of the history (the paper's choice)
+    robust = "robust"  # centre on the median, divide by the inter-quartile range
 
 
 @dataclass(frozen=True)
@@ -66,9 +73,7 @@ class RobustScaler(nn.Module):
         return WindowScale(loc=loc, scale=torch.nan_to_num(scale, nan=1.0))
 
 
-def build_scaler(name: str) -> nn.Module:
-    """``max_abs`` or ``robust``."""
-    scalers = {"max_abs": MaxAbsScaler, "robust": RobustScaler}
-    if name not in scalers:
-        raise ValueError(f"unknown scaler '{name}'; choose one of {sorted(scalers)}")
-    return scalers[name]()
+def build_scaler(kind: Scaler | str) -> nn.Module:
+    """The scaler of ``kind``: :class:`MaxAbsScaler` or :class:`RobustScaler`."""
+    scalers = {Scaler.max_abs: MaxAbsScaler, Scaler.robust: RobustScaler}
+    return scalers[choose(Scaler, kind, "scaler")]()

@@ -1,6 +1,10 @@
-"""A 2-process CPU DDP (gloo) training run with the adaptive sampler; each rank saves its sampler state
-at the end of training. Run by tests/test_training.py as ``python tests/ddp_sampler_run.py OUT_DIR``;
-Lightning starts rank 1 by running the same command again."""
+"""A 2-process CPU DDP (gloo) training run with the adaptive sampler, for tests/test_training.py.
+
+    PYTHONPATH=REPO python tests/ddp_sampler_run.py OUT_DIR key=value ...
+
+Lightning starts rank 1 by running the same command again. Each rank saves its sampler state when
+training ends, and the indices of every training batch it drew (``rank<r>.pt``).
+"""
 from __future__ import annotations
 
 import sys
@@ -9,27 +13,30 @@ from pathlib import Path
 import torch
 from lightning import Callback
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from experiment.config import load_config
+from training.train import train
 
-from tiny_run import tiny_config  # noqa: E402
-from training.train import train  # noqa: E402
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "nbeatsaq-synthetic.yaml"
 
 
-class SaveSamplerState(Callback):
-    """Each rank writes its sampler's state when training ends (before the test loads a checkpoint)."""
+class RecordRank(Callback):
+    """Each rank writes its sampler's state when training ends (before the test loads a checkpoint),
+    and which windows (series, origin) each of its training batches held."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
+        self.windows: list[torch.Tensor] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.windows.append(torch.stack([batch.series, batch.origin], dim=1))  # [B, 2]
 
     def on_train_end(self, trainer, pl_module) -> None:
-        torch.save(pl_module.level_sampler.state_dict(), self.out_dir / f"rank{trainer.global_rank}.pt")
+        record = {"sampler": pl_module.level_sampler.state_dict(), "windows": self.windows,
+                  "threads": torch.get_num_threads()}
+        torch.save(record, self.out_dir / f"rank{trainer.global_rank}.pt")
 
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
-    cfg = tiny_config(
-        out / "runs", "sampler=adaptive", "sampler.levels_per_sample=4", "trainer.devices=2",
-        "trainer.num_threads=1", "trainer.max_steps=6", "trainer.val_every_n_steps=3",
-    )
-    train(cfg, callbacks=[SaveSamplerState(out)])
+    cfg = load_config(DEFAULT_CONFIG, [*sys.argv[2:], f"output_dir={out / 'runs'}"])
+    train(cfg, callbacks=[RecordRank(out)])

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from dataset.windows import WindowBatch
+from experiment.builders import build_forecaster, build_network
+from experiment.config import load_config
+from experiment.errors import ConfigError
 from model.forecaster import AnyQuantileForecasterAdaptiveAttention
 from modules.adaptive_network import CrossStepRefinement
-from training.builders import build_forecaster, build_network
-from training.config import ConfigError, load_config
 from training.train import train
-
-from tiny_run import TINY_OVERRIDES
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 SMALL = [
@@ -27,6 +27,13 @@ def small_network(*overrides: str):
     cfg = load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", [*SMALL, *overrides])
     torch.manual_seed(0)
     return build_network(cfg).eval(), cfg
+
+
+def windows(history: torch.Tensor, mask: torch.Tensor, calendar: torch.Tensor) -> WindowBatch:
+    """A batch of those inputs (no targets: for forecasting only)."""
+    B, H = len(history), calendar.shape[1] - history.shape[1]
+    return WindowBatch(history, mask, torch.zeros(B, H), torch.zeros(B, H, dtype=torch.bool), calendar,
+                       series=torch.arange(B), origin=torch.zeros(B, dtype=torch.long))
 
 
 def batch(size: int = 3, T: int = 168, H: int = 48, seed: int = 0):
@@ -106,7 +113,7 @@ def test_attention_maps_and_gates_are_read_out_from_the_same_model():
     model = build_forecaster(cfg).eval()
     assert isinstance(model, AnyQuantileForecasterAdaptiveAttention)
     history, mask, calendar = batch()
-    analysis = model.attention_maps({"history": history, "history_mask": mask, "calendar": calendar}, torch.tensor([[0.5]] * 3))
+    analysis = model.attention_maps(windows(history, mask, calendar), torch.tensor([[0.5]] * 3))
     (weights,), (gate,) = analysis["attention"], analysis["gates"]
     P = cfg.model.attention.patch_length
     L = (168 + 48) // P  # one token per patch of hours
@@ -116,7 +123,7 @@ def test_attention_maps_and_gates_are_read_out_from_the_same_model():
 
     mask[0, 2 * P : 3 * P] = False  # patch 2 of window 0 now has no observed hour: zero weight as a key
     patch_seen = mask.reshape(3, 168 // P, P).any(dim=-1)  # [3, T/P]
-    analysis = model.attention_maps({"history": history, "history_mask": mask, "calendar": calendar}, torch.tensor([[0.5]] * 3))
+    analysis = model.attention_maps(windows(history, mask, calendar), torch.tensor([[0.5]] * 3))
     (weights,) = analysis["attention"]
     assert (weights[0, :, :, 2] == 0).all() and (weights[0, :, :, 3] > 0).any()
     history_weights = weights[:, :, :, : patch_seen.shape[1]]
@@ -131,9 +138,8 @@ def test_scheduled_bias_follows_the_training_step():
 
 
 def test_adaptive_architecture_needs_out_conditioning():
-    cfg = load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", ["model.conditioning=film"])
     with pytest.raises(ConfigError, match="conditioning=out"):
-        build_network(cfg)
+        load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", ["model.conditioning=film"])
 
 
 @pytest.mark.parametrize("name", ["nbeatsaq-adaptive-attention-synthetic", "nbeatsaq-adaptive-attention-mhl-cpu", "nbeatsaq-adaptive-attention-mhlv"])
@@ -142,16 +148,15 @@ def test_adaptive_configs_compose(name):
     assert cfg.name == name and cfg.model.architecture == "adaptive_attention"
 
 
-def test_fast_dev_run_of_the_adaptive_model(tmp_path):
+def test_fast_dev_run_of_the_adaptive_model(tmp_path, tiny_overrides):
     cfg = load_config(
         CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml",
-        [*TINY_OVERRIDES, *SMALL, f"output_dir={tmp_path}", "trainer.precision=bf16-mixed"],
+        [*tiny_overrides, *SMALL, f"output_dir={tmp_path}", "trainer.precision=bf16-mixed"],
     )
     summary = train(cfg, fast_dev_run=True)
     assert summary["global_step"] == 1 and math.isfinite(summary["model"]["crps"])
 
 
 def test_patch_length_must_divide_history_and_horizon():
-    cfg = load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", ["model.attention.patch_length=5"])
-    with pytest.raises(ConfigError, match="patch_length"):
-        build_forecaster(cfg)
+    with pytest.raises(ConfigError, match=r"model.attention.patch_length \(5\) must divide dataset.history_length \(168\)"):
+        load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", ["model.attention.patch_length=5"])

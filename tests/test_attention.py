@@ -8,16 +8,20 @@ import pytest
 import torch
 
 import modules.attention as attention_module
-from modules.attention import BIAS_KINDS, GATE_KINDS, TEMPORAL_WEIGHT_KINDS, AdaptiveTemporalAttention
+from modules.attention import AdaptiveTemporalAttention, AttentionConfig, Gate, LocalityBias, TemporalWeights
+
+GATE_KINDS = [kind.value for kind in Gate]
+BIAS_KINDS = [kind.value for kind in LocalityBias]
+TEMPORAL_WEIGHT_KINDS = [kind.value for kind in TemporalWeights]
 
 B, L, D, N, W = 2, 30, 16, 4, 4
 
 
-def make(**kwargs) -> AdaptiveTemporalAttention:
+def make(max_length: int | None = L, gate_context_size: int = 0, local_path: str = "auto", **options) -> AdaptiveTemporalAttention:
+    """An attention layer of width D, N heads, window W, with ``options`` of its AttentionConfig."""
     torch.manual_seed(0)
-    options = dict(d_model=D, num_heads=N, window=W, max_length=L)
-    options.update(kwargs)
-    return AdaptiveTemporalAttention(**options)
+    config = AttentionConfig(**{"d_model": D, "num_heads": N, "window": W, **options})
+    return AdaptiveTemporalAttention(config, max_length=max_length, gate_context_size=gate_context_size, local_path=local_path)
 
 
 def inputs(seed: int = 1):
@@ -172,9 +176,10 @@ def test_calendar_aware_gate_needs_its_context():
         (dict(d_model=10, num_heads=4), "multiple of num_heads"),
         (dict(local_ratio=1.5), "local_ratio"),
         (dict(window=0), "window"),
-        (dict(gate="sometimes"), "unknown gate"),
-        (dict(bias="sometimes"), "unknown bias"),
-        (dict(temporal_weights="cubic"), "unknown temporal_weights"),
+        (dict(gate="sometimes"), "unknown gate 'sometimes'; choose one of fixed, scalar, head, step, token"),
+        (dict(bias="sometimes"), "unknown locality bias 'sometimes'; choose one of learned, scheduled, off"),
+        (dict(temporal_weights="cubic"), "unknown temporal weights 'cubic'; choose one of off, linear, sinusoidal"),
+        (dict(local_path="diagonal"), "unknown local path 'diagonal'; choose one of auto, banded, dense"),
         (dict(gate="step", max_length=None), "max_length"),
         (dict(fixed_gate=2.0), "fixed_gate"),
     ],

@@ -88,8 +88,10 @@ def test_order_statistic_by_hand_and_unobserved_targets_are_ignored():
 
 @pytest.mark.parametrize("kind", ["interval", "interval_per_step", "level", "level_per_step"])
 def test_evaluations_conformal_reaches_nominal_coverage_and_cqr_moves_only_interval_ends(kind):
-    """evaluation.evaluate.conformal_calibration on the evaluation's own levels, scored by its metrics."""
-    from evaluation.evaluate import conformal_calibration, score
+    """evaluation.report.conformal_calibration on the evaluation's own levels, scored by the scoring path."""
+    from evaluation.ensemble import SplitForecasts
+    from evaluation.report import conformal_calibration
+    from model.scoring import score_forecasts
     from modules.quantile_levels import EvaluationLevels
 
     levels = EvaluationLevels(grid_size=19, intervals=(0.5, 0.9))
@@ -103,8 +105,10 @@ def test_evaluations_conformal_reaches_nominal_coverage_and_cqr_moves_only_inter
 
     (cal_pred, cal_y), (test_pred, test_y) = forecasts(4000), forecasts(20000)
     mask = torch.ones_like(test_y, dtype=torch.bool)
-    calibrated = conformal_calibration(kind, levels, cal_pred, cal_y, torch.ones_like(cal_y, dtype=torch.bool), test_pred)
-    before, after = score(levels, 3, test_pred, test_y, mask), score(levels, 3, calibrated, test_y, mask)
+    calibration = SplitForecasts(cal_pred, cal_y, torch.ones_like(cal_y, dtype=torch.bool), torch.zeros(len(cal_y)), torch.zeros(len(cal_y)))
+    calibrated = conformal_calibration(kind, levels, calibration, test_pred)
+    before = score_forecasts(levels, test_pred, test_y, mask, rearrange=False).final
+    after = score_forecasts(levels, calibrated, test_y, mask, rearrange=False).final
     assert before["coverage_90"] < 0.6 and before["coverage_50"] < 0.3
     assert after["coverage_90"] == pytest.approx(0.9, abs=0.012) and after["coverage_50"] == pytest.approx(0.5, abs=0.012)
     ends = [levels.index(end) for end in (0.05, 0.25, 0.75, 0.95)]

@@ -13,12 +13,11 @@ import pytest
 from dataset.windows import WindowBatches
 from evaluation.dashboard import central_coverage
 from evaluation.dashboard_data import attention_snapshot, choose_fan_windows, training_log
-from evaluation.evaluate import evaluate, load_ensemble
-from training.builders import build_data, build_forecaster
-from training.config import ConfigError
+from evaluation.ensemble import load_ensemble
+from evaluation.report import evaluate
+from experiment.builders import build_data, build_forecaster
+from experiment.errors import UsageError
 from training.train import train
-
-from tiny_run import tiny_config
 
 ADAPTIVE = ("model.architecture=adaptive_attention", "model.conditioning=out", "model.attention.d_model=16",
             "model.attention.num_heads=2", "sampler=adaptive", "sampler.levels_per_sample=4")
@@ -29,16 +28,16 @@ WITH_ATTENTION = ("fig-sampler", "fig-attention-maps", "fig-gates")
 
 
 @pytest.fixture(scope="module")
-def adaptive_run(tmp_path_factory):
-    summary = train(tiny_config(tmp_path_factory.mktemp("runs"), *ADAPTIVE, *SHORT_RUN))
+def adaptive_run(tmp_path_factory, tiny_config_in):
+    summary = train(tiny_config_in(tmp_path_factory.mktemp("runs"), *ADAPTIVE, *SHORT_RUN))
     out = tmp_path_factory.mktemp("evaluation")
     results = evaluate([summary["checkpoint"]], out, conformal="level")
     return summary["checkpoint"], results, out / "dashboard.html"
 
 
 @pytest.fixture(scope="module")
-def base_run(tmp_path_factory):
-    summary = train(tiny_config(tmp_path_factory.mktemp("runs"), *SHORT_RUN))
+def base_run(tmp_path_factory, tiny_config_in):
+    summary = train(tiny_config_in(tmp_path_factory.mktemp("runs"), *SHORT_RUN))
     out = tmp_path_factory.mktemp("evaluation")
     results = evaluate([summary["checkpoint"]], out, conformal="interval")
     return summary["checkpoint"], results, out / "dashboard.html"
@@ -116,8 +115,8 @@ def test_sampler_history_and_attention_come_from_the_checkpoint(adaptive_run):
     assert "train/loss" in log.curves and len(log.curves["val/crps"][0]) == 2  # validated at steps 20 and 40
 
 
-def test_no_attention_panels_without_attention_blocks(tmp_path):
-    cfg = tiny_config(tmp_path, *ADAPTIVE, "model.attention.num_blocks=0")
+def test_no_attention_panels_without_attention_blocks(tiny_config):
+    cfg = tiny_config(*ADAPTIVE, "model.attention.num_blocks=0")
     data = build_data(cfg)
     windows = WindowBatches(data.panel, data.shape, data.splits["test"])
     assert attention_snapshot(build_forecaster(cfg), windows, map_window=0, label="w") is None
@@ -138,9 +137,9 @@ def test_fan_windows_default_to_best_median_worst_and_check_what_is_asked(adapti
     first_origin = data.panel.timestamps[split.origin[split.series == 0].min()]
     chosen = choose_fan_windows(data.panel, split.series, split.origin, score, [names[0]], [str(first_origin)])
     assert len(chosen) == 1 and data.panel.timestamps[split.origin[chosen[0]]] == first_origin
-    with pytest.raises(ConfigError, match="no windows of series 'nowhere'"):
+    with pytest.raises(UsageError, match="no windows of series 'nowhere'"):
         choose_fan_windows(data.panel, split.series, split.origin, score, ["nowhere"])
-    with pytest.raises(ConfigError, match="origins run from"):
+    with pytest.raises(UsageError, match="origins run from"):
         choose_fan_windows(data.panel, split.series, split.origin, score, [names[0]], ["1999-01-01"])
 
 

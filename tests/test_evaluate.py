@@ -7,16 +7,14 @@ import pandas as pd
 import pytest
 
 import evaluate as evaluate_cli
-from evaluation.evaluate import evaluate
-from training.config import ConfigError
+from evaluation.report import evaluate
+from experiment.errors import UsageError
 from training.train import train
-
-from tiny_run import tiny_config
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    summary = train(tiny_config(tmp_path_factory.mktemp("runs"), "trainer.max_steps=20", "trainer.val_every_n_steps=10"))
+def trained(tmp_path_factory, tiny_config_in):
+    summary = train(tiny_config_in(tmp_path_factory.mktemp("runs"), "trainer.max_steps=20", "trainer.val_every_n_steps=10"))
     return summary, summary["checkpoint"]
 
 
@@ -24,7 +22,7 @@ def test_evaluate_reproduces_the_test_scores_of_training(trained, tmp_path):
     summary, best = trained
     results = evaluate([best], tmp_path)
     assert results["split"] == "test" and results["windows"] == summary["windows"]
-    for name in ("crps", "crps_paper_protocol", "coverage_90", "calibration_error", "crossing_rate"):
+    for name in ("crps", "crps_paper_protocol", "coverage_90", "calibration_error", "crossing_rate_raw", "crossing_rate_final"):
         assert results["model"][name] == pytest.approx(summary["model"][name], rel=1e-6), name
     assert results["model_before_rearrangement"]["crps"] == pytest.approx(summary["model_before_rearrangement"]["crps"], rel=1e-6)
     written = json.loads((tmp_path / "metrics.json").read_text())
@@ -66,7 +64,7 @@ def test_conformal_is_fitted_on_val_and_reported_before_and_after(trained, tmp_p
     assert conformal["before"]["coverage_90"] == results["model"]["coverage_90"]
     # a 20-step model is far too narrow; the correction from val brings the coverage up
     assert conformal["after"]["coverage_90"] > conformal["before"]["coverage_90"] + 0.3
-    with pytest.raises(ConfigError, match="fitted on val"):
+    with pytest.raises(UsageError, match="fitted on val"):
         evaluate([best], tmp_path, split="val", conformal="level")
 
 
@@ -75,16 +73,22 @@ def test_cli_errors_are_clear(trained, tmp_path, capsys):
     assert evaluate_cli.main(["--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert evaluate_cli.main(["--checkpoint", best, "--out", str(tmp_path), "evaluation.grid_sise=9"]) == 2
-    assert "bad override" in capsys.readouterr().err
+    assert "unknown config key 'evaluation.grid_sise'. Did you mean 'evaluation.grid_size'?" in capsys.readouterr().err
+    assert evaluate_cli.main(["--checkpoint", best, "--out", str(tmp_path), "model.scaler=median"]) == 2
+    assert "bad value 'median' for 'model.scaler'; choose one of max_abs, robust" in capsys.readouterr().err
     assert evaluate_cli.main(["--checkpoint", best, "--out", str(tmp_path / "ok")]) == 0
     assert (tmp_path / "ok" / "forecasts.parquet").is_file()
 
 
 def test_without_rearrangement_the_raw_forecasts_are_scored_and_written(trained, tmp_path):
     _, best = trained
-    raw = evaluate([best], tmp_path, overrides=["evaluation.rearrange=false"])
-    assert raw["model"]["crps"] == pytest.approx(raw["model_before_rearrangement"]["crps"], rel=1e-12)
-    assert raw["model"]["crossing_rate"] > 0  # a 20-step model crosses
+    rearranged = evaluate([best], tmp_path / "rearranged")
+    raw = evaluate([best], tmp_path / "raw", overrides=["evaluation.rearrange=false"])
+    assert "model_before_rearrangement" not in raw  # the final forecast is the raw one
+    assert raw["model"]["crps"] == pytest.approx(rearranged["model_before_rearrangement"]["crps"], rel=1e-12)
+    assert raw["model"]["crossing_rate_final"] == raw["model"]["crossing_rate_raw"] > 0  # a 20-step model crosses
+    assert rearranged["model"]["crossing_rate_raw"] == raw["model"]["crossing_rate_raw"]
+    assert rearranged["model"]["crossing_rate_final"] == 0
     per_series = raw["per_series"].values()
     total = sum(s["crps"] * s["observed_targets"] for s in per_series) / sum(s["observed_targets"] for s in per_series)
     assert total == pytest.approx(raw["model"]["crps"], rel=1e-9)

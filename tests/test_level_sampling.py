@@ -1,4 +1,5 @@
-"""The adaptive level sampler: probabilities, what it learns, importance weights, state, DDP, bad settings."""
+"""The level samplers (modules/level_sampling.py): uniform and beta draws; the adaptive sampler's probabilities,
+what it learns, importance weights, state, DDP; bad settings."""
 from __future__ import annotations
 
 import math
@@ -10,10 +11,22 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from modules.level_sampling import AdaptiveLevelSampler, BetaLevelSampler, UniformLevelSampler, build_level_sampler
+from modules.level_sampling import (
+    AdaptiveLevelSampler,
+    BetaLevelSampler,
+    LevelDraw,
+    SamplerConfig,
+    UniformLevelSampler,
+    build_level_sampler,
+)
 from modules.losses import pinball
 
 CPU = torch.device("cpu")
+
+
+def adaptive_sampler(**options) -> AdaptiveLevelSampler:
+    """An adaptive sampler of 8 levels per sample unless ``options`` say otherwise."""
+    return AdaptiveLevelSampler(SamplerConfig(kind="adaptive", **{"levels_per_sample": 8, **options}))
 
 
 def all_observed(batch: int, horizon: int) -> torch.Tensor:
@@ -31,13 +44,71 @@ def set_state(sampler: AdaptiveLevelSampler, loss: list[float], count: float = 1
 
 
 # --------------------------------------------------------------------------------------------
+# Uniform and beta levels
+
+
+def test_uniform_level_sampler_shape_range_and_mean():
+    torch.manual_seed(0)
+    draw = UniformLevelSampler(SamplerConfig(levels_per_sample=3))(20000, torch.device("cpu"))
+    assert isinstance(draw, LevelDraw) and draw.weights is None
+    assert draw.levels.shape == (20000, 3)
+    assert ((draw.levels > 0) & (draw.levels < 1)).all()
+    # sd of the mean of 60000 uniforms is sqrt(1/12 / 60000) ~ 0.0012
+    assert draw.levels.mean().item() == pytest.approx(0.5, abs=0.01)
+    assert draw.levels.var().item() == pytest.approx(1 / 12, abs=0.005)
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.5, 0.5), (2.0, 5.0), (5.0, 1.0)])
+def test_beta_level_sampler_shape_range_and_mean(alpha, beta):
+    torch.manual_seed(1)
+    draw = BetaLevelSampler(SamplerConfig(kind="beta", levels_per_sample=2, alpha=alpha, beta=beta))(20000, torch.device("cpu"))
+    assert draw.levels.shape == (20000, 2)
+    assert ((draw.levels > 0) & (draw.levels < 1)).all()
+    # Beta variance <= 1/4 / (alpha + beta + 1) <= 1/8 here: sd of the mean of 40000 draws < 0.002
+    assert draw.levels.mean().item() == pytest.approx(alpha / (alpha + beta), abs=0.01)
+
+
+def test_beta_level_sampler_stays_inside_the_open_interval_for_tiny_concentration():
+    # Beta(0.01, 0.01) puts almost all its mass at 0 and 1: float32 draws round to exactly 0 or 1
+    torch.manual_seed(2)
+    levels = BetaLevelSampler(SamplerConfig(kind="beta", levels_per_sample=4, alpha=0.01, beta=0.01))(5000, torch.device("cpu")).levels
+    assert ((levels > 0) & (levels < 1)).all()
+    assert (levels < 1e-6).any() and (levels > 1 - 1e-6).any()
+    # the sampler keeps them at least one float32 epsilon away from either end
+    eps = torch.finfo(torch.float32).eps
+    assert levels.min() >= eps and levels.max() <= 1 - eps
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(levels_per_sample=0), "levels_per_sample must be >= 1"),
+        (dict(kind="beta", levels_per_sample=0), "levels_per_sample must be >= 1"),
+        (dict(kind="beta", alpha=0.0), "Beta parameters must be positive"),
+        (dict(kind="beta", beta=-1.0), "Beta parameters must be positive"),
+    ],
+)
+def test_level_samplers_reject_bad_parameters(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SamplerConfig(**settings)
+
+
+def test_build_level_sampler_of_uniform_and_beta():
+    uniform = build_level_sampler(SamplerConfig(levels_per_sample=3))
+    assert isinstance(uniform, UniformLevelSampler) and uniform.levels_per_sample == 3
+    beta = build_level_sampler(SamplerConfig(kind="beta", levels_per_sample=2, alpha=2.0, beta=5.0))
+    assert isinstance(beta, BetaLevelSampler) and beta.levels_per_sample == 2
+    assert beta.concentration.tolist() == [2.0, 5.0]
+
+
+# --------------------------------------------------------------------------------------------
 # Probabilities
 
 
 @pytest.mark.parametrize("temperature", [0.05, 1.0, 20.0])
 @pytest.mark.parametrize("min_prob", [0.0, 0.02, 0.1, 0.25])
 def test_probabilities_sum_to_one_and_respect_the_floor(temperature, min_prob):
-    sampler = AdaptiveLevelSampler(num_bins=4, temperature=temperature, min_prob=min_prob, weakness="raw")
+    sampler = adaptive_sampler(num_bins=4, temperature=temperature, min_prob=min_prob, weakness="raw")
     set_state(sampler, [100.0, 1.0, 0.001, 5.0])  # one bin far weaker than the rest
     p = sampler.probabilities()
     assert p.sum().item() == pytest.approx(1.0, abs=1e-6)
@@ -47,7 +118,7 @@ def test_probabilities_sum_to_one_and_respect_the_floor(temperature, min_prob):
 
 def test_probabilities_by_hand():
     # relative scores s = w / mean(w) = [0.5, 1.5]; softmax at T = 1: 1 / (1 + e) and e / (1 + e)
-    sampler = AdaptiveLevelSampler(num_bins=2, temperature=1.0, min_prob=0.1, weakness="raw")
+    sampler = adaptive_sampler(num_bins=2, temperature=1.0, min_prob=0.1, weakness="raw")
     set_state(sampler, [1.0, 3.0])
     high = math.e / (1 + math.e)
     expected = [0.1 + 0.8 * (1 - high), 0.1 + 0.8 * high]
@@ -55,15 +126,15 @@ def test_probabilities_by_hand():
 
 
 def test_min_prob_times_bins_of_one_is_uniform_and_unseen_bins_start_uniform():
-    sampler = AdaptiveLevelSampler(num_bins=5, min_prob=0.2, weakness="raw")
+    sampler = adaptive_sampler(num_bins=5, min_prob=0.2, weakness="raw")
     set_state(sampler, [9.0, 1.0, 1.0, 1.0, 1.0])
     torch.testing.assert_close(sampler.probabilities(), torch.full((5,), 0.2))
-    fresh = AdaptiveLevelSampler(num_bins=5)
+    fresh = adaptive_sampler(num_bins=5)
     torch.testing.assert_close(fresh.probabilities(), torch.full((5,), 0.2))
 
 
 def test_unseen_bins_score_the_mean_of_the_seen_ones():
-    sampler = AdaptiveLevelSampler(num_bins=3, min_prob=0.0, weakness="raw")
+    sampler = adaptive_sampler(num_bins=3, min_prob=0.0, weakness="raw")
     sampler.bin_loss.copy_(torch.tensor([1.0, 3.0, 0.0]))
     sampler.bin_count.copy_(torch.tensor([5.0, 5.0, 0.0], dtype=torch.float64))
     p = sampler.probabilities()
@@ -74,7 +145,7 @@ def test_unseen_bins_score_the_mean_of_the_seen_ones():
 
 def test_weaker_bins_are_drawn_more_often():
     torch.manual_seed(0)
-    sampler = AdaptiveLevelSampler(levels_per_sample=4, num_bins=4, temperature=0.5, min_prob=0.01, weakness="raw")
+    sampler = adaptive_sampler(levels_per_sample=4, num_bins=4, temperature=0.5, min_prob=0.01, weakness="raw")
     set_state(sampler, [1.0, 4.0, 2.0, 1.0])
     levels = sampler(50_000, CPU).levels  # [B, 4]
     share = torch.bincount((levels * 4).long().flatten(), minlength=4).double() / levels.numel()
@@ -91,7 +162,7 @@ def test_weaker_bins_are_drawn_more_often():
 
 
 def test_observe_by_hand():
-    sampler = AdaptiveLevelSampler(levels_per_sample=2, num_bins=2, momentum=0.5, weakness="raw")
+    sampler = adaptive_sampler(levels_per_sample=2, num_bins=2, momentum=0.5, weakness="raw")
     prediction = torch.tensor([[[0.0, 1.0], [0.0, 1.0]]])  # [1, H=2, Q=2]
     target = torch.tensor([[1.0, -1.0]])
     levels = torch.tensor([[0.25, 0.75]])  # one level per bin
@@ -110,7 +181,7 @@ def test_observe_by_hand():
 
 
 def test_fixed_levels_are_appended_and_not_observed():
-    sampler = AdaptiveLevelSampler(levels_per_sample=2, num_bins=2, weakness="raw", fixed_levels=(0.5, 0.95))
+    sampler = adaptive_sampler(levels_per_sample=2, num_bins=2, weakness="raw", fixed_levels=(0.5, 0.95))
     draw = sampler(3, CPU)
     assert draw.levels.shape == (3, 4) and draw.weights.shape == (3, 4)
     assert (draw.levels[:, 2:] == torch.tensor([0.5, 0.95])).all()
@@ -126,7 +197,7 @@ def test_gaussian_weakness_is_flat_for_an_ideal_gaussian_forecast_and_raw_loss_s
     # For y ~ N(0, 1) and the true quantiles as forecast, E pinball(q) = phi(z_q): largest at the
     # median, tiny in the tails. The 'gaussian' measure divides that profile out.
     torch.manual_seed(1)
-    measures = {name: AdaptiveLevelSampler(levels_per_sample=8, num_bins=10, momentum=0.0, weakness=name)
+    measures = {name: adaptive_sampler(levels_per_sample=8, num_bins=10, momentum=0.0, weakness=name)
                 for name in ("raw", "variance", "gaussian")}
     batch, horizon = 20_000, 4
     levels = torch.rand(batch, 8).clamp_min(1e-6)
@@ -147,7 +218,7 @@ def test_calibration_weakness_points_at_the_miscalibrated_tail():
     # The forecast is N(0, 1) quantiles but the data have a heavier upper tail: the upper bins'
     # share below the forecast falls short of q.
     torch.manual_seed(2)
-    sampler = AdaptiveLevelSampler(levels_per_sample=8, num_bins=10, momentum=0.0, weakness="calibration")
+    sampler = adaptive_sampler(levels_per_sample=8, num_bins=10, momentum=0.0, weakness="calibration")
     batch, horizon = 20_000, 2
     levels = torch.rand(batch, 8).clamp_min(1e-6)
     noise = torch.randn(batch, horizon)
@@ -188,11 +259,11 @@ def test_importance_weighted_loss_matches_the_uniform_integral_and_unweighted_do
     torch.manual_seed(3)
     weights = [0.2, 0.5, 1.0, 1.0, 1.5, 2.0, 4.0, 8.0, 16.0, 30.0]  # a strongly skewed sampler
     expected = uniform_integral(target_sigma=1.0, forecast_sigma=0.6)
-    weighted = AdaptiveLevelSampler(levels_per_sample=8, num_bins=10, temperature=0.5, min_prob=0.02, weakness="raw")
+    weighted = adaptive_sampler(levels_per_sample=8, num_bins=10, temperature=0.5, min_prob=0.02, weakness="raw")
     set_state(weighted, weights)
     mean, error = weighted_mean_loss(weighted, 1.0, 0.6)
     assert abs(mean - expected) < 4 * error + 1e-4
-    unweighted = AdaptiveLevelSampler(levels_per_sample=8, num_bins=10, temperature=0.5, min_prob=0.02,
+    unweighted = adaptive_sampler(levels_per_sample=8, num_bins=10, temperature=0.5, min_prob=0.02,
                                       weakness="raw", importance_weighting=False)
     set_state(unweighted, weights)
     biased, biased_error = weighted_mean_loss(unweighted, 1.0, 0.6)
@@ -202,13 +273,13 @@ def test_importance_weighted_loss_matches_the_uniform_integral_and_unweighted_do
 def test_uniform_sampler_matches_the_closed_form_integral():
     # The closed form itself checked against plain uniform sampling.
     torch.manual_seed(4)
-    mean, error = weighted_mean_loss(UniformLevelSampler(8), 1.0, 0.6)
+    mean, error = weighted_mean_loss(UniformLevelSampler(SamplerConfig(levels_per_sample=8)), 1.0, 0.6)
     assert abs(mean - uniform_integral(1.0, 0.6)) < 4 * error + 1e-4
 
 
 def test_weights_are_uniform_over_sampling_density_self_normalised():
     torch.manual_seed(5)
-    sampler = AdaptiveLevelSampler(levels_per_sample=4, num_bins=5, temperature=0.2, min_prob=0.05, weakness="raw")
+    sampler = adaptive_sampler(levels_per_sample=4, num_bins=5, temperature=0.2, min_prob=0.05, weakness="raw")
     set_state(sampler, [1.0, 1.0, 1.0, 1.0, 50.0])
     p = sampler.probabilities()
     assert p.min().item() == pytest.approx(0.05, abs=1e-6)  # the four equal bins sit on the floor
@@ -225,7 +296,7 @@ def test_weights_are_uniform_over_sampling_density_self_normalised():
 
 def trained_sampler() -> AdaptiveLevelSampler:
     torch.manual_seed(6)
-    sampler = AdaptiveLevelSampler(levels_per_sample=4, num_bins=8)
+    sampler = adaptive_sampler(levels_per_sample=4, num_bins=8)
     for step in range(3):
         draw = sampler(64, CPU)
         sampler.observe(gaussian_forecast(draw.levels, 3, 0.5), torch.randn(64, 3), draw.levels, all_observed(64, 3))
@@ -236,7 +307,7 @@ def trained_sampler() -> AdaptiveLevelSampler:
 def test_state_dict_round_trip_keeps_estimates_counts_and_history(tmp_path):
     sampler = trained_sampler()
     torch.save(sampler.state_dict(), tmp_path / "sampler.pt")
-    restored = AdaptiveLevelSampler(levels_per_sample=4, num_bins=8)
+    restored = adaptive_sampler(levels_per_sample=4, num_bins=8)
     restored.load_state_dict(torch.load(tmp_path / "sampler.pt", weights_only=False))
     for name in ("bin_loss", "bin_below_minus_level", "bin_count"):
         assert torch.equal(getattr(restored, name), getattr(sampler, name))
@@ -245,7 +316,7 @@ def test_state_dict_round_trip_keeps_estimates_counts_and_history(tmp_path):
 
 
 def test_a_non_finite_batch_leaves_the_estimates_alone():
-    sampler = AdaptiveLevelSampler(levels_per_sample=2, num_bins=2, momentum=0.5, weakness="raw")
+    sampler = adaptive_sampler(levels_per_sample=2, num_bins=2, momentum=0.5, weakness="raw")
     levels, target, mask = torch.tensor([[0.25, 0.75]]), torch.zeros(1, 1), all_observed(1, 1)
     sampler.observe(torch.tensor([[[1.0, 1.0]]]), target, levels, mask)
     before = sampler.bin_loss.clone()
@@ -257,17 +328,18 @@ def test_a_non_finite_batch_leaves_the_estimates_alone():
 
 def test_state_keeps_its_dtypes_when_the_module_is_cast():
     # Lightning's bf16-true casts the whole module; the estimates must stay in full precision.
-    sampler = AdaptiveLevelSampler().to(torch.bfloat16)
+    sampler = adaptive_sampler().to(torch.bfloat16)
     assert sampler.bin_loss.dtype == torch.float32 and sampler.bin_count.dtype == torch.float64
     assert sampler.bin_centres.dtype == torch.float32
 
 
 def _observe_on_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)  # two processes on the cores: one thread each, so that neither spins waiting for the other
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         torch.manual_seed(100 + rank)  # each rank draws its own levels and sees its own data
-        sampler = AdaptiveLevelSampler(levels_per_sample=4, num_bins=8)
+        sampler = adaptive_sampler(levels_per_sample=4, num_bins=8)
         for _ in range(3):
             draw = sampler(32, CPU)
             target = torch.randn(32, 3) * (1 + rank)
@@ -306,22 +378,45 @@ def test_two_gloo_ranks_end_with_identical_state(tmp_path):
         (dict(momentum=1.0), r"momentum must be in \[0, 1\)"),
         (dict(momentum=-0.5), r"momentum must be in \[0, 1\)"),
         (dict(num_bins=0), "num_bins must be >= 1"),
-        (dict(weakness="loss"), "unknown weakness measure 'loss'"),
+        (dict(weakness="loss"), "unknown weakness measure 'loss'; choose one of raw, variance, gaussian, calibration"),
         (dict(levels_per_sample=0), "levels_per_sample must be >= 1"),
         (dict(fixed_levels=(0.5, 1.0)), r"fixed levels must be in \(0, 1\)"),
     ],
 )
 def test_bad_settings_fail_clearly(settings, message):
     with pytest.raises(ValueError, match=message):
-        AdaptiveLevelSampler(**settings)
+        adaptive_sampler(**settings)
 
 
 def test_build_level_sampler_passes_settings_by_kind():
-    adaptive = build_level_sampler("adaptive", 3, fixed_levels=(0.5,), num_bins=7, temperature=0.3, weakness="variance")
+    config = SamplerConfig(kind="adaptive", levels_per_sample=3, fixed_levels=[0.5], num_bins=7, temperature=0.3,
+                           weakness="variance")
+    adaptive = build_level_sampler(config)
     assert isinstance(adaptive, AdaptiveLevelSampler)
     assert (adaptive.levels_per_sample, adaptive.num_bins, adaptive.temperature, adaptive.weakness) == (3, 7, 0.3, "variance")
     assert adaptive(2, CPU).levels.shape == (2, 4)
-    beta = build_level_sampler("beta", 2, fixed_levels=(0.1, 0.9), alpha=2.0, beta=3.0)
+    beta = build_level_sampler(SamplerConfig(kind="beta", levels_per_sample=2, fixed_levels=[0.1, 0.9], alpha=2.0, beta=3.0))
     assert isinstance(beta, BetaLevelSampler) and beta(5, CPU).levels.shape == (5, 4)
-    with pytest.raises(ValueError, match="unknown level sampler 'gaussian'"):
-        build_level_sampler("gaussian", 1)
+    assert isinstance(build_level_sampler(SamplerConfig()), UniformLevelSampler)
+    with pytest.raises(ValueError, match="unknown level sampler 'gaussian'; choose one of uniform, beta, adaptive"):
+        SamplerConfig(kind="gaussian")
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(kind="uniform", temperature=0.5), "sampler.temperature applies only to sampler.kind=adaptive, but sampler.kind is 'uniform'"),
+        (dict(kind="adaptive", alpha=2.0), "sampler.alpha applies only to sampler.kind=beta, but sampler.kind is 'adaptive'"),
+        (dict(kind="beta", weakness="raw"), "sampler.weakness applies only to sampler.kind=adaptive"),
+    ],
+)
+def test_a_setting_the_chosen_sampler_would_ignore_is_an_error(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SamplerConfig(**settings)
+    kind = settings["kind"]
+    assert SamplerConfig(kind=kind).kind == kind  # the defaults of the other kinds' settings are fine
+
+
+def test_a_sampler_refuses_a_config_of_another_kind():
+    with pytest.raises(ValueError, match="AdaptiveLevelSampler draws sampler.kind=adaptive, got beta"):
+        AdaptiveLevelSampler(SamplerConfig(kind="beta"))

@@ -1,7 +1,8 @@
-"""QuantileForecastMetrics (model/metrics.py) and EvaluationLevels (modules/quantile_levels.py).
+"""QuantileForecastMetrics and CrossingRate (model/metrics.py) and EvaluationLevels (modules/quantile_levels.py).
 
 CRPS is checked against closed forms from ``properscoring``; the interval, median and crossing
-metrics against small examples worked out by hand.
+metrics against small examples worked out by hand. How the scoring path combines them (raw and
+final forecasts) is tests/test_scoring.py's.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import scipy.stats as st
 import torch
 
-from model.metrics import QuantileForecastMetrics, headline
+from model.metrics import CrossingRate, QuantileForecastMetrics, headline
 from modules.quantile_levels import DEFAULT_INTERVALS, EvaluationLevels, interval_ends, midpoint_grid
 
 
@@ -24,7 +25,13 @@ def _compute(levels: EvaluationLevels, prediction, target, mask=None) -> dict[st
         mask = torch.ones(target.shape, dtype=torch.bool)
     metric = QuantileForecastMetrics(levels, horizon=target.shape[1])
     metric.update(prediction, target, mask)
-    return {name: float(value) for name, value in metric.compute().items()}
+    return {name: float(value) for name, value in metric.compute().items() if name != "share_below"}
+
+
+def _crossing(prediction) -> float:
+    metric = CrossingRate()
+    metric.update(torch.as_tensor(prediction, dtype=torch.float64))
+    return float(metric.compute())
 
 
 def _random_forecast(levels: EvaluationLevels, B: int, H: int, seed: int = 0):
@@ -168,7 +175,7 @@ def test_median_errors_by_hand():
     # sMAPE 2|y - m| / (|y| + |m|): 0, 5/22.5, 6/17, 2/1, 2/9, 12/14 over 6
     expected = 100 * (0 + 5 / 22.5 + 6 / 17 + 2.0 + 2 / 9 + 12 / 14) / 6
     assert result["smape"] == pytest.approx(expected, rel=1e-12)
-    assert result["crossing_rate"] == 0.0
+    assert _crossing(prediction) == 0.0
 
 
 def test_smape_skips_target_and_median_both_zero():
@@ -182,7 +189,6 @@ def test_smape_skips_target_and_median_both_zero():
 
 
 def test_crossing_rate_by_hand():
-    levels = EvaluationLevels(grid_size=4, intervals=(0.5,))
     prediction = torch.tensor(
         [
             [
@@ -200,8 +206,11 @@ def test_crossing_rate_by_hand():
         ],
         dtype=torch.float64,
     )
-    result = _compute(levels, prediction, torch.zeros(2, 4))
-    assert result["crossing_rate"] == pytest.approx(3 / 8, abs=1e-12)
+    assert _crossing(prediction) == pytest.approx(3 / 8, abs=1e-12)
+    metric = CrossingRate()  # two batches add up as one
+    metric.update(prediction[:1])
+    metric.update(prediction[1:])
+    assert float(metric.compute()) == pytest.approx(3 / 8, abs=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,12 +241,10 @@ def test_masked_targets_are_excluded_from_every_metric():
 
 
 def test_crossing_rate_counts_every_forecast_not_only_observed_ones():
-    # documented: the share of (window, step) forecasts; it does not look at targets or the mask
-    levels = EvaluationLevels(grid_size=4, intervals=(0.5,))
+    # documented: the share of (window, step) forecasts; it takes no targets and no mask
     good = torch.arange(7.0, dtype=torch.float64)
     prediction = torch.stack([good, good.flip(0)])[None]  # [1, 2, 7]: step 1 crossed
-    result = _compute(levels, prediction, [[0.0, 0.0]], torch.tensor([[True, False]]))
-    assert result["crossing_rate"] == pytest.approx(0.5)
+    assert _crossing(prediction) == pytest.approx(0.5)
 
 
 def test_per_step_crps_matches_each_step_alone():
@@ -272,7 +279,6 @@ def test_two_batches_equal_one_batch():
     split.update(prediction[4:], target[4:], mask[4:])
     expected, got = whole.compute(), split.compute()
     assert expected.keys() == got.keys()
-    assert expected["crossing_rate"] > 0
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-12, atol=1e-12, msg=name)
 
@@ -370,7 +376,9 @@ def test_share_below_and_calibration_error_by_hand():
     # every level: targets -1, 15, 25, 100 below 0, 10, 20, ..., 70
     metric = QuantileForecastMetrics(levels, horizon=5)
     metric.update(prediction, target, mask)
-    assert metric.share_below().tolist() == pytest.approx([0.25, 0.25, 0.5, 0.75, 0.75, 0.75, 0.75, 0.75])
+    share_below = metric.compute()["share_below"]
+    assert share_below.tolist() == pytest.approx([0.25, 0.25, 0.5, 0.75, 0.75, 0.75, 0.75, 0.75])
+    assert "share_below" not in headline(metric.compute())  # a vector: not a headline number
 
 
 def test_normalised_crps_by_hand():

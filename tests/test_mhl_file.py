@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dataset.loader import load_hourly_panel
-from training.builders import build_data
-from training.config import load_config
+from experiment.builders import build_data
+from experiment.config import load_config
 from training.train import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,18 +6,18 @@ import pytest
 import torch
 
 import predict as predict_cli
-from evaluation.predict import parse_levels, predict
-from training.builders import build_data, load_forecaster
-from training.config import ConfigError
+from dataset.windows import WindowBatches
+from experiment.builders import build_data
+from experiment.checkpoints import load_forecaster
+from experiment.errors import UsageError
+from inference.forecast import parse_levels, predict
 from training.train import train
-
-from tiny_run import tiny_config
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_config_in):
     folder = tmp_path_factory.mktemp("predict")
-    cfg = tiny_config(folder / "runs", "trainer.max_steps=6")
+    cfg = tiny_config_in(folder / "runs", "trainer.max_steps=6")
     summary = train(cfg)
     data_file = folder / "series.csv"
     build_data(cfg).panel.to_long_frame().to_csv(data_file, index=False)
@@ -46,8 +46,6 @@ def test_forecast_equals_the_model_on_the_same_window_and_levels_are_independent
     three = predict(checkpoint, data_file, [0.1, 0.5, 0.9], series=[name], origin=origin)
     # float tolerance: FiLM runs one GEMM shape for 1 level and another for 3
     torch.testing.assert_close(torch.tensor(one["value"].values), torch.tensor(three[three.level == 0.9]["value"].values), rtol=1e-4, atol=1e-3)
-    from dataset.windows import WindowBatches
-
     model, _ = load_forecaster(checkpoint)
     batch = WindowBatches(data.panel, data.shape, test)[torch.tensor([3])]
     with torch.no_grad():
@@ -65,13 +63,13 @@ def test_forecast_equals_the_model_on_the_same_window_and_levels_are_independent
 )
 def test_bad_requests_fail_clearly(trained, kwargs, message):
     checkpoint, data_file, _ = trained
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UsageError, match=message):
         predict(checkpoint, data_file, [0.5], **kwargs)
 
 
 @pytest.mark.parametrize("text, message", [("0.5,1.0", r"inside \(0, 1\)"), ("0,0.5", r"inside \(0, 1\)"), ("a,b", "numbers"), (",", "empty")])
 def test_levels_are_checked(text, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UsageError, match=message):
         parse_levels(text)
     assert parse_levels("0.05, 0.5,0.95") == [0.05, 0.5, 0.95]
 

@@ -10,8 +10,9 @@ import torch
 from benchmarks import speed
 from benchmarks.speed import EVAL_LEVELS, Subject, flops_per_sample, matmul_peak
 
-TINY = ("dataset.synthetic.num_series=2", "dataset.synthetic.num_hours=2880", "dataset.val_start=2015-03-15", "dataset.test_start=2015-04-10",
-        "dataset.batch_size=32", "model.num_blocks=2", "model.width=16", "model.attention.d_model=16")
+TINY = ("dataset.synthetic.num_series=2", "dataset.synthetic.num_hours=2880", "dataset.val_start=2015-03-15",
+        "dataset.test_start=2015-04-10", "dataset.batch_size=32", "model.num_blocks=2", "model.width=16",
+        "model.attention.d_model=16")
 
 
 def numbers(row: str) -> list[float]:
@@ -66,3 +67,22 @@ def test_flops_per_sample_counts_the_out_model_by_hand():
 
 def test_matmul_peak_is_positive():
     assert matmul_peak(torch.float32, size=64, repeats=2) > 0
+    assert matmul_peak(torch.bfloat16, size=128, repeats=2) > 0
+
+
+def test_matmul_peak_stops_growing_the_size_once_a_product_is_slow(monkeypatch):
+    """Where bf16 is emulated a 2048² product takes most of a minute: the peak is measured at the first
+    size whose product takes over ``slow_seconds``."""
+    sizes = []
+    real = speed._square_matrices
+
+    def recording(n, dtype):
+        sizes.append(n)
+        return real(n, dtype)
+
+    monkeypatch.setattr(speed, "_square_matrices", recording)
+    matmul_peak(torch.float32, size=2048, repeats=1, slow_seconds=float("inf"))  # never slow: every size up to 2048
+    assert sorted(set(sizes)) == [256, 512, 1024, 2048]  # the last one measured
+    sizes.clear()
+    matmul_peak(torch.float32, size=2048, repeats=1, slow_seconds=0.0)  # always slow: the first size
+    assert sorted(set(sizes)) == [256]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -12,34 +13,42 @@ import pytest
 import torch
 
 import train_adaptive_attention
-from training.builders import build_forecaster, load_forecaster
-from training.config import ConfigError, load_config
+from evaluation.references import add_references
+from experiment.builders import build_data, build_datamodule, build_forecaster
+from experiment.checkpoints import load_forecaster
+from experiment.config import load_config
+from experiment.errors import ConfigError, UsageError
+from modules.level_sampling import LevelDraw, LevelSampler, SamplerConfig, SamplerKind
+from modules.losses import pinball_loss
+from training.cpu import threads_per_process
 from training.train import train
-
-from tiny_run import DEFAULT_CONFIG, TINY_OVERRIDES
-from tiny_run import tiny_config as make_tiny_config
-
-
-@pytest.fixture
-def tiny_config(tmp_path):
-    return lambda *overrides: make_tiny_config(tmp_path / "runs", *overrides)
 
 
 def test_fast_dev_run_through_train(tiny_config):
     summary = train(tiny_config(), fast_dev_run=True)
     assert summary["global_step"] == 1
     assert math.isfinite(summary["model"]["crps"]) and summary["model"]["crps"] > 0
+    assert summary["metrics_file"] is None
     assert not (Path(summary["run_dir"]) / "metrics.json").exists()  # a smoke test leaves no results
 
 
-def test_full_run_writes_metrics_and_checkpoints(tiny_config):
-    summary = train(tiny_config())
+def test_full_run_writes_the_models_scores_and_the_evaluation_step_adds_the_references(tiny_config):
+    cfg = tiny_config()
+    summary = train(cfg)
     run_dir = Path(summary["run_dir"])
+    assert summary["metrics_file"] == str(run_dir / "metrics.json")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["global_step"] == 4
+    assert "references" not in metrics and "references" not in summary  # training scores the model alone
+    with_references = add_references(cfg, summary)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["references"] == with_references["references"]
+    assert metrics["model"] == summary["model"]  # the model's scores are kept as training wrote them
     for name in ("model", "seasonal_naive_168", "oracle"):
         scores = metrics["model"] if name == "model" else metrics["references"][name]
         assert math.isfinite(scores["crps"]) and 0 <= scores["coverage_90"] <= 1
+    assert metrics["references"]["oracle"]["crps"] < metrics["references"]["seasonal_naive_168"]["crps"]
+    assert add_references(cfg, {**summary, "metrics_file": None}) == {**summary, "metrics_file": None}
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
     assert (run_dir / "config.yaml").read_text().count("max_steps: 4") == 1
@@ -61,9 +70,9 @@ def test_resume_continues_from_saved_step(tiny_config):
 
 
 def test_resume_with_missing_checkpoint_fails_clearly(tiny_config):
-    with pytest.raises(ConfigError, match="no last.ckpt"):
+    with pytest.raises(UsageError, match="no last.ckpt"):
         train(tiny_config(), resume="last")
-    with pytest.raises(ConfigError, match="checkpoint not found"):
+    with pytest.raises(UsageError, match="checkpoint not found"):
         train(tiny_config(), resume="nowhere/last.ckpt")
 
 
@@ -78,21 +87,43 @@ def test_checkpoint_rebuilds_the_trained_model(tiny_config):
     summary = train(tiny_config())
     model, cfg = load_forecaster(Path(summary["run_dir"]) / "checkpoints" / "last.ckpt")
     assert cfg.model.width == 16
-    batch = {
-        "history": torch.rand(3, 168) * 100,
-        "history_mask": torch.ones(3, 168, dtype=torch.bool),
-        "calendar": torch.zeros(3, 168 + 48, 7),
-    }
+    history, mask, calendar = torch.rand(3, 168) * 100, torch.ones(3, 168, dtype=torch.bool), torch.zeros(3, 168 + 48, 7)
     with torch.no_grad():
-        forecast = model(batch, torch.tensor([[0.1, 0.5, 0.9]] * 3)).prediction
+        forecast = model.network(history, mask, calendar, torch.tensor([[0.1, 0.5, 0.9]] * 3)).prediction
     assert forecast.shape == (3, 48, 3) and torch.isfinite(forecast).all()
 
 
-def test_misspelt_override_fails_with_the_key_named():
+def test_misspelt_override_fails_with_the_key_named(default_config):
     with pytest.raises(ConfigError, match=r"unknown config key 'model.widht'.*'model.width'"):
-        load_config(DEFAULT_CONFIG, ["model.widht=3"])
+        load_config(default_config, ["model.widht=3"])
     with pytest.raises(ConfigError, match=r"bad value for 'trainer.max_steps'"):
-        load_config(DEFAULT_CONFIG, ["trainer.max_steps=many"])
+        load_config(default_config, ["trainer.max_steps=many"])
+
+
+@pytest.mark.parametrize(
+    "override,allowed",
+    [
+        ("model.attention.gate=sideways", "fixed, scalar, head, step, token"),
+        ("model.conditioning=add", "cat, film, out"),
+        ("model.quantile_embedding=sine", "identity, cosine, normal"),
+        ("model.scaler=bogus", "max_abs, robust"),
+        ("model.loss_normalisation=series", "window, target, none"),
+        ("model.architecture=transformer", "nbeats, adaptive_attention"),
+        ("model.attention.bias=sometimes", "learned, scheduled, off"),
+        ("model.attention.temporal_weights=cubic", "off, linear, sinusoidal"),
+        ("sampler.kind=gaussian", "uniform, beta, adaptive"),
+        ("dataset.source=url", "synthetic, file"),
+    ],
+)
+def test_a_bad_choice_fails_on_loading_and_names_the_allowed_values(default_config, override, allowed):
+    key, value = override.split("=")
+    with pytest.raises(ConfigError, match=rf"bad value '{value}' for '{key}'; choose one of {allowed}$"):
+        load_config(default_config, [override])
+
+
+def test_sampler_weakness_choices_are_checked_under_the_adaptive_sampler(default_config):
+    with pytest.raises(ConfigError, match=r"bad value 'loss' for 'sampler.weakness'; choose one of raw, variance, gaussian, calibration"):
+        load_config(default_config, ["sampler=adaptive", "sampler.weakness=loss"])
 
 
 def test_misspelt_key_in_yaml_fails(tmp_path):
@@ -107,23 +138,26 @@ def test_config_without_schema_is_refused(tmp_path):
         load_config(tmp_path / "loose.yaml")
 
 
-@pytest.mark.parametrize("name", ["nbeatsaq-synthetic", "nbeatsaq-mhl-cpu", "nbeatsaq-mhlv"])
-def test_shipped_configs_compose(name):
-    cfg = load_config(DEFAULT_CONFIG.parent / f"{name}.yaml", ["dataset.path=data.csv"])
+@pytest.mark.parametrize("name", [path.stem for path in sorted(Path(__file__).parents[1].glob("config/*.yaml"))])
+def test_shipped_configs_compose(config_dir, name):
+    cfg = load_config(config_dir / f"{name}.yaml", ["dataset.path=data.csv"])
     assert cfg.name == name
 
 
-def test_cli_applies_overrides_and_reports_errors(tmp_path, capsys):
-    args = ["--config", str(DEFAULT_CONFIG), "--fast-dev-run", *TINY_OVERRIDES, f"output_dir={tmp_path}"]
+def test_cli_trains_writes_references_applies_overrides_and_reports_errors(default_config, tiny_overrides, tmp_path, capsys):
+    args = ["--config", str(default_config), *tiny_overrides, f"output_dir={tmp_path / 'full'}"]
     assert train_adaptive_attention.main(args + ["model.width=8"]) == 0
-    config = next(tmp_path.glob("*/*/config.yaml")).read_text()
-    assert "width: 8" in config
+    printed = capsys.readouterr().out
+    assert "crossing_rate_raw" in printed and "crossing_rate_final" in printed and "seasonal_naive_168" in printed
+    metrics = json.loads(next((tmp_path / "full").glob("*/*/metrics.json")).read_text())
+    assert set(metrics["references"]) == {"seasonal_naive_168", "oracle"}
+    assert "width: 8" in next((tmp_path / "full").glob("*/*/config.yaml")).read_text()
 
-    assert train_adaptive_attention.main(["--config", str(DEFAULT_CONFIG), "model.widht=8"]) == 2
+    assert train_adaptive_attention.main(["--config", str(default_config), "model.widht=8"]) == 2
     assert "unknown config key 'model.widht'" in capsys.readouterr().err
 
     missing = tmp_path / "missing.csv"
-    mhl_config = str(DEFAULT_CONFIG.parent / "nbeatsaq-mhl-cpu.yaml")
+    mhl_config = str(default_config.parent / "nbeatsaq-mhl-cpu.yaml")
     mhl_runs = tmp_path / "mhl"
     code = train_adaptive_attention.main(["--config", mhl_config, "--fast-dev-run", f"dataset.path={missing}", f"output_dir={mhl_runs}"])
     assert code == 2 and "no such file" in capsys.readouterr().err
@@ -140,7 +174,7 @@ def test_training_in_another_precision_runs_a_fast_dev_run(tiny_config, precisio
 
 def test_bf16_true_is_refused_with_the_reason(tiny_config):
     with pytest.raises(ConfigError, match="bf16-true is not supported.*use bf16-mixed"):
-        train(tiny_config("trainer.precision=bf16-true"))
+        tiny_config("trainer.precision=bf16-true")
 
 
 @pytest.mark.slow  # torch.compile builds C++ kernels with the system compiler: a minute or more on 2 cores
@@ -152,8 +186,6 @@ def test_compiled_training_runs_a_fast_dev_run(tiny_config):
 
 def test_evaluation_ignores_bf16_autocast(tiny_config):
     """Val/test forecasts are made in fp32 even inside a bf16 autocast region (as under bf16-mixed)."""
-    from training.builders import build_data, build_datamodule, build_forecaster
-
     cfg = tiny_config()
     torch.manual_seed(0)
     model = build_forecaster(cfg).eval()
@@ -162,35 +194,39 @@ def test_evaluation_ignores_bf16_autocast(tiny_config):
     for autocast in (False, True):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             model.validation_step(batch, 0)
-        results.append({k: float(v) for k, v in model.metrics["val"].compute().items()})
-        model.metrics["val"].reset()
+        results.append(model.scorers["val"].compute().final)
+        model.scorers["val"].reset()
     assert results[0] == results[1]
 
 
-def test_overrides_cannot_add_or_delete_keys():
+def test_overrides_cannot_add_or_delete_keys(default_config):
     with pytest.raises(ConfigError, match="adds or deletes a key"):
-        load_config(DEFAULT_CONFIG, ["+trainer.max_step=10"])
+        load_config(default_config, ["+trainer.max_step=10"])
     with pytest.raises(ConfigError, match="adds or deletes a key"):
-        load_config(DEFAULT_CONFIG, ["~model.width"])
+        load_config(default_config, ["~model.width"])
 
 
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("model.scaler=bogus", "unknown scaler"),
-        ("model.conditioning=sideways", "unknown conditioning"),
-        ("sampler.kind=gaussian", "unknown level sampler"),
-        ("evaluation.intervals=[0.5,1.5]", "interval coverage"),
-        ("evaluation.calibration_levels=[0.0]", "calibration levels"),
-        ("sampler.temperature=0", "applies only to sampler.kind=adaptive"),
-        ("sampler.alpha=2", "applies only to sampler.kind=beta"),
-        ("dataset.val_start=notadate", "dataset split settings"),
-        ("trainer.precision=banana", "unknown trainer.precision"),
+        ("evaluation.intervals=[0.5,1.5]", "bad evaluation setting: interval coverage"),
+        ("evaluation.calibration_levels=[0.0]", "bad evaluation setting: calibration levels"),
+        ("sampler.temperature=0", "sampler.temperature applies only to sampler.kind=adaptive"),
+        ("sampler.alpha=2", "sampler.alpha applies only to sampler.kind=beta"),
+        ("trainer.precision=banana", "unknown trainer.precision 'banana'; choose one of 32-true, bf16-mixed"),
+        ("model.num_blocks=0", "bad model setting: need at least one block"),
+        ("model.quantile_embedding_dim=4", "the identity quantile embedding has dim 1, got dim=4"),
     ],
 )
-def test_bad_values_fail_as_config_errors_and_leave_no_run_folder(tiny_config, tmp_path, override, message):
+def test_bad_values_fail_when_the_config_is_loaded(tiny_config, tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
-        train(tiny_config(override))
+        tiny_config(override)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_bad_split_date_fails_before_a_run_folder_exists(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="dataset split settings"):
+        train(tiny_config("dataset.val_start=notadate"))
     assert not (tmp_path / "runs").exists()
 
 
@@ -221,12 +257,11 @@ ADAPTIVE = ("sampler=adaptive", "sampler.levels_per_sample=4")
         ("sampler.min_prob=0.1", r"min_prob \* num_bins = 2"),
         ("sampler.temperature=0", "temperature must be > 0"),
         ("sampler.momentum=1.0", r"momentum must be in \[0, 1\)"),
-        ("sampler.weakness=loss", "unknown weakness measure"),
     ],
 )
 def test_bad_adaptive_sampler_settings_are_config_errors(tiny_config, override, message):
     with pytest.raises(ConfigError, match=message):
-        train(tiny_config(*ADAPTIVE, override))
+        tiny_config(*ADAPTIVE, override)
 
 
 def test_sampler_config_group_selects_the_preset(tiny_config):
@@ -238,11 +273,11 @@ def test_sampler_config_group_selects_the_preset(tiny_config):
 
 
 @pytest.mark.parametrize("name", ["synthetic", "mhl-cpu", "mhlv"])
-def test_attention_configs_train_with_the_adaptive_sampler_and_base_configs_with_uniform(name):
-    attention = DEFAULT_CONFIG.parent / f"nbeatsaq-adaptive-attention-{name}.yaml"
+def test_attention_configs_train_with_the_adaptive_sampler_and_base_configs_with_uniform(config_dir, name):
+    attention = config_dir / f"nbeatsaq-adaptive-attention-{name}.yaml"
     assert load_config(attention, ["dataset.path=data.csv"]).sampler.kind == "adaptive"
     assert load_config(attention, ["dataset.path=data.csv", "sampler=uniform"]).sampler.kind == "uniform"
-    base = DEFAULT_CONFIG.parent / f"nbeatsaq-{name}.yaml"
+    base = config_dir / f"nbeatsaq-{name}.yaml"
     assert load_config(base, ["dataset.path=data.csv"]).sampler.kind == "uniform"  # the paper's setting
 
 
@@ -283,64 +318,96 @@ def test_resume_with_another_sampler_kind_fails_clearly(tiny_config):
         train(tiny_config(*ADAPTIVE, "trainer.max_steps=6"), resume="last")
 
 
-def test_training_loss_applies_the_sampler_weights(tiny_config):
-    """The training loss is the weighted mean of the pinball loss at the drawn levels."""
-    from modules.level_sampling import LevelDraw, LevelSampler
-    from modules.losses import pinball_loss
-    from training.builders import build_data, build_datamodule, build_forecaster
+class TwoLevels(LevelSampler):
+    """0.1 and 0.9 for every sample, the 0.9 with weight 0."""
 
-    class TwoLevels(LevelSampler):
-        def draw(self, batch_size, device):
-            levels = torch.tensor([[0.1, 0.9]]).expand(batch_size, -1)
-            return LevelDraw(levels, torch.tensor([[1.0, 0.0]]).expand(batch_size, -1))  # the 0.9 counts for nothing
+    kind = SamplerKind.uniform
 
-    cfg = tiny_config()
+    def draw(self, batch_size, device):
+        levels = torch.tensor([[0.1, 0.9]]).expand(batch_size, -1)
+        return LevelDraw(levels, torch.tensor([[1.0, 0.0]]).expand(batch_size, -1))  # the 0.9 counts for nothing
+
+
+@pytest.mark.parametrize("normalisation", ["window", "target", "none"])
+def test_training_loss_is_the_networks_objective_with_the_sampler_weights(tiny_config, normalisation):
+    """The training step's loss is ``network.loss``: the weighted mean of the pinball loss at the drawn
+    levels, each error divided as model.loss_normalisation says."""
+    cfg = tiny_config(f"model.loss_normalisation={normalisation}")
     model = build_forecaster(cfg)
-    model.level_sampler = TwoLevels(levels_per_sample=2)
+    model.level_sampler = TwoLevels(SamplerConfig(levels_per_sample=2))
     batch = build_datamodule(cfg, build_data(cfg)).datasets["train"][torch.arange(16)]
     with torch.no_grad():
-        loss = model._shared_step(batch, "train")
+        loss = model.training_step(batch, 0)
         forecast = model(batch, torch.tensor([[0.1]]).expand(16, -1))
-        expected = pinball_loss(forecast.prediction, batch["target"], torch.tensor([0.1]), mask=batch["target_mask"],
-                                denominator=forecast.scale.scale[:, :, None])
+        denominator = {"window": forecast.scale.scale[:, :, None], "target": batch.target.abs().clamp_min(1)[..., None],
+                       "none": None}[normalisation]
+        expected = pinball_loss(forecast.prediction, batch.target, torch.tensor([0.1]), mask=batch.target_mask,
+                                denominator=denominator)
     torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(model.network.loss(batch, model.level_sampler), expected)
 
 
-def test_adaptive_sampler_trains_the_attention_model(tmp_path):
-    from tiny_run import tiny_config as make
-
-    cfg = make(tmp_path, "model.architecture=adaptive_attention", "model.conditioning=out",
-               "model.attention.d_model=16", *ADAPTIVE, "sampler.fixed_levels=[0.05,0.5,0.95]")
+def test_adaptive_sampler_trains_the_attention_model(tiny_config):
+    cfg = tiny_config("model.architecture=adaptive_attention", "model.conditioning=out",
+                      "model.attention.d_model=16", *ADAPTIVE, "sampler.fixed_levels=[0.05,0.5,0.95]")
     summary = train(cfg)
     assert math.isfinite(summary["model"]["crps"]) and sum(summary["sampler"]["count"]) > 0
 
 
-def test_ddp_two_cpu_processes_end_with_identical_sampler_state(tmp_path):
-    """A real 2-process DDP (gloo) training run; the ranks see different batches."""
+def run_ddp(out: Path, overrides: list[str]) -> subprocess.CompletedProcess:
+    """tests/ddp_sampler_run.py: 2 CPU processes (gloo) with the adaptive sampler."""
     script = Path(__file__).with_name("ddp_sampler_run.py")
-    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=600)
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    command = [sys.executable, str(script), str(out), *overrides, "sampler=adaptive", "sampler.levels_per_sample=4",
+               "trainer.devices=2", "trainer.max_steps=6", "trainer.val_every_n_steps=3"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+
+
+def test_ddp_two_cpu_processes_end_with_identical_sampler_state(tmp_path, tiny_overrides):
+    """A real 2-process DDP (gloo) training run: the ranks end with the same sampler state, drew disjoint
+    training batches, split the cores between them, and exit cleanly (the process group is destroyed
+    when fit and test end, not left to the interpreter's exit, where gloo aborted)."""
+    done = run_ddp(tmp_path, tiny_overrides)
     assert done.returncode == 0, done.stderr[-3000:]
-    states = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+    assert "terminate called" not in done.stderr
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+    states = [rank["sampler"] for rank in ranks]
     for name in ("bin_loss", "bin_below_minus_level", "bin_count"):
         assert torch.equal(states[0][name], states[1][name]), name
     assert states[0]["_extra_state"] == states[1]["_extra_state"]
     assert states[0]["bin_count"].sum() > 0
+    seen = [{tuple(pair) for batch in rank["windows"] for pair in batch.tolist()} for rank in ranks]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]  # every window trained by one rank only
+    expected_threads = max(1, len(os.sched_getaffinity(0)) // 2) if hasattr(os, "sched_getaffinity") else None
+    if expected_threads:
+        assert [rank["threads"] for rank in ranks] == [expected_threads] * 2
     # one run folder, written by rank 0 only
     assert len(list((tmp_path / "runs").glob("*/*/metrics.json"))) == 1
 
 
-def test_evaluation_rearranges_and_reports_the_scores_before(tiny_config):
+def test_cpu_processes_split_the_cores(tiny_config):
+    assert threads_per_process(tiny_config("trainer.devices=2"), cores=2) == 1
+    assert threads_per_process(tiny_config("trainer.devices=2"), cores=16) == 8
+    assert threads_per_process(tiny_config("trainer.devices=3"), cores=2) == 1  # never fewer than one
+    assert threads_per_process(tiny_config("trainer.devices=2", "trainer.num_threads=3"), cores=2) == 3  # as asked
+    assert threads_per_process(tiny_config(), cores=2) is None  # one process keeps torch's default
+    assert threads_per_process(tiny_config("trainer.devices=2", "trainer.accelerator=gpu"), cores=2) is None
+
+
+def test_evaluation_rearranges_and_reports_both_crossing_rates(tiny_config):
     one_validation = "trainer.val_every_n_steps=4"  # both runs test the same (final) checkpoint
     summary = train(tiny_config(one_validation))
     before, after = summary["model_before_rearrangement"], summary["model"]
-    assert before["crossing_rate"] > 0.1  # 4 steps of a tiny model: its quantiles cross
-    assert after["crossing_rate"] == 0.0
+    assert before["crossing_rate_raw"] > 0.1  # 4 steps of a tiny model: its quantiles cross
+    assert after["crossing_rate_raw"] == before["crossing_rate_raw"] and after["crossing_rate_final"] == 0.0
+    assert "crossing_rate" not in after and "crossing_rate" not in before  # no name that means two things
     assert after["crps"] <= before["crps"] + 1e-9  # rearrangement never increases the grid's pinball loss
     metrics = json.loads((Path(summary["run_dir"]) / "metrics.json").read_text())
     assert metrics["model_before_rearrangement"]["crps"] == before["crps"]
     plain = train(tiny_config(one_validation, "evaluation.rearrange=false"))
     assert "model_before_rearrangement" not in plain
     assert plain["model"]["crps"] == pytest.approx(before["crps"])  # the same forecasts, scored unsorted
+    assert plain["model"]["crossing_rate_final"] == plain["model"]["crossing_rate_raw"] == before["crossing_rate_raw"]
 
 
 def test_test_stage_scores_the_paper_protocol_crps(tiny_config):
@@ -350,8 +417,8 @@ def test_test_stage_scores_the_paper_protocol_crps(tiny_config):
     assert model["crps_paper_protocol"] == pytest.approx(model["crps"], rel=0.1)
     assert model["crps_paper_protocol"] != model["crps"]
     assert "crps_paper_protocol" not in train(tiny_config("evaluation.paper_protocol_levels=0"))["model"]
-    with pytest.raises(ConfigError, match="paper_protocol_levels"):
-        train(tiny_config("evaluation.paper_protocol_levels=-1"))
+    with pytest.raises(ConfigError, match="paper_protocol_levels must be >= 0"):
+        tiny_config("evaluation.paper_protocol_levels=-1")
 
 
 # bf16 keeps 8 bits of mantissa (0.4 % relative per rounding). Through the shipped networks, at their
@@ -361,10 +428,8 @@ BF16_TOLERANCE = 0.02
 
 
 @pytest.mark.parametrize("config", ["nbeatsaq-synthetic.yaml", "nbeatsaq-adaptive-attention-synthetic.yaml"])
-def test_bf16_forward_agrees_with_fp32(config):
-    from training.builders import build_data, build_datamodule, build_forecaster
-
-    cfg = load_config(DEFAULT_CONFIG.parent / config, ["dataset.synthetic.num_series=2"])
+def test_bf16_forward_agrees_with_fp32(config_dir, config):
+    cfg = load_config(config_dir / config, ["dataset.synthetic.num_series=2"])
     torch.manual_seed(0)
     model = build_forecaster(cfg).eval()
     batch = build_datamodule(cfg, build_data(cfg)).datasets["val"][torch.arange(64)]
@@ -374,7 +439,7 @@ def test_bf16_forward_agrees_with_fp32(config):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             bf16 = model(batch, levels).prediction
     assert bf16.dtype == torch.float32  # the forecast head runs in fp32 under autocast
-    relative = (bf16 - fp32).abs().max() / batch["target"].abs().mean()  # worst difference ÷ the data's magnitude
+    relative = (bf16 - fp32).abs().max() / batch.target.abs().mean()  # worst difference ÷ the data's magnitude
     assert 0 < relative < BF16_TOLERANCE  # > 0: autocast did change the arithmetic
 
 
@@ -392,7 +457,7 @@ def test_fused_adam_is_the_default_and_takes_the_same_steps(tiny_config):
             optimizer.step()
         final[fused] = torch.cat([p.detach().flatten() for p in forecaster.parameters()])
     assert torch.allclose(final[True], final[False], atol=1e-6)
-    assert load_config(DEFAULT_CONFIG).optimizer.fused is True
+    assert tiny_config().optimizer.fused is True
 
 
 def test_resume_runs_adam_fused_as_configured_now(tiny_config):
@@ -417,6 +482,6 @@ def test_resume_runs_adam_fused_as_configured_now(tiny_config):
 
 
 def test_fp16_gradient_clipping_with_fused_adam_is_refused(tiny_config):
-    cfg = tiny_config("trainer.precision=16-mixed", "trainer.gradient_clip_val=1.0")
     with pytest.raises(ConfigError, match="optimizer.fused=false"):
-        train(cfg)
+        tiny_config("trainer.precision=16-mixed", "trainer.gradient_clip_val=1.0")
+    assert tiny_config("trainer.precision=16-mixed", "trainer.gradient_clip_val=1.0", "optimizer.fused=false")

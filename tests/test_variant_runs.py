@@ -9,8 +9,6 @@ import pytest
 from benchmarks import sampler_comparison, variant_runs
 from benchmarks.variant_runs import STANDARD_COLUMNS, Column, Variant, add_arguments, markdown_table, metric, run_variants
 
-from tiny_run import TINY_OVERRIDES
-
 VARIANTS = (Variant("a", "first"), Variant("b", "second", ("model.width=8",)), Variant("c", "never run"))
 
 
@@ -28,12 +26,12 @@ def test_markdown_table_means_and_sample_std_by_hand():
     assert len(lines) == 4  # a variant without runs has no row
 
 
-def test_run_variants_trains_each_variant_and_seed_and_writes_json(tmp_path):
+def test_run_variants_trains_each_variant_and_seed_and_writes_json(tmp_path, tiny_overrides):
     parser = argparse.ArgumentParser()
     add_arguments(parser, sampler_comparison.VARIANTS, "nbeatsaq-synthetic")
     args = parser.parse_args([
         "--steps", "3", "--seeds", "0", "1", "--only", "uniform", "adaptive", "--json", str(tmp_path / "runs.json"),
-        *TINY_OVERRIDES, f"output_dir={tmp_path}", "trainer.val_every_n_steps=3",
+        *tiny_overrides, f"output_dir={tmp_path}", "trainer.val_every_n_steps=3",
     ])
     records = run_variants(args, sampler_comparison.VARIANTS)
     assert [(r["variant"], r["seed"]) for r in records] == [("uniform", 0), ("uniform", 1), ("adaptive", 0), ("adaptive", 1)]
@@ -70,7 +68,7 @@ def test_undefined_columns_show_a_dash_and_the_labels_can_be_renamed():
 
 def test_ablation_variants_are_valid_configs_and_changes_are_against_full():
     from benchmarks import ablation
-    from training.config import load_config
+    from experiment.config import load_config
 
     names = [v.name for v in ablation.VARIANTS]
     assert names[0] == "full" and len(names) == len(set(names))

@@ -302,24 +302,24 @@ def test_window_batches_match_hand_slicing(panel):
     picks = [0, len(windows) - 1, len(windows) // 2] + gappy[:2] + gappy[-2:]
     batch = batches[torch.tensor(picks)]
 
-    assert batch["history"].shape == (len(picks), 36)
-    assert batch["target"].shape == (len(picks), 12)
-    assert batch["calendar"].shape == (len(picks), 48, calendar.shape[1])
-    assert batch["history_mask"].dtype == torch.bool and batch["target_mask"].dtype == torch.bool
+    assert batch.history.shape == (len(picks), 36)
+    assert batch.target.shape == (len(picks), 12)
+    assert batch.calendar.shape == (len(picks), 48, calendar.shape[1])
+    assert batch.history_mask.dtype == torch.bool and batch.target_mask.dtype == torch.bool
     for row, i in enumerate(picks):
         s, t = int(windows.series[i]), int(windows.origin[i])
         history = panel.values[s, t - 36 : t]
         target = panel.values[s, t : t + 12]
-        assert int(batch["series"][row]) == s and int(batch["origin"][row]) == t
-        np.testing.assert_array_equal(batch["history"][row].numpy(), filled[s, t - 36 : t].astype(np.float32))
-        np.testing.assert_array_equal(batch["history_mask"][row].numpy(), np.isfinite(history))
-        np.testing.assert_array_equal(batch["target_mask"][row].numpy(), np.isfinite(target))
-        np.testing.assert_array_equal(batch["target"][row].numpy(), np.where(np.isfinite(target), target, 0.0))
-        np.testing.assert_array_equal(batch["calendar"][row].numpy(), calendar[t - 36 : t + 12])
+        assert int(batch.series[row]) == s and int(batch.origin[row]) == t
+        np.testing.assert_array_equal(batch.history[row].numpy(), filled[s, t - 36 : t].astype(np.float32))
+        np.testing.assert_array_equal(batch.history_mask[row].numpy(), np.isfinite(history))
+        np.testing.assert_array_equal(batch.target_mask[row].numpy(), np.isfinite(target))
+        np.testing.assert_array_equal(batch.target[row].numpy(), np.where(np.isfinite(target), target, 0.0))
+        np.testing.assert_array_equal(batch.calendar[row].numpy(), calendar[t - 36 : t + 12])
         # observed history hours are the raw values
         mask = np.isfinite(history)
-        np.testing.assert_array_equal(batch["history"][row].numpy()[mask], history[mask])
-        assert torch.isfinite(batch["history"][row]).all() and torch.isfinite(batch["target"][row]).all()
+        np.testing.assert_array_equal(batch.history[row].numpy()[mask], history[mask])
+        assert torch.isfinite(batch.history[row]).all() and torch.isfinite(batch.target[row]).all()
 
 
 def test_window_batches_accept_lists_and_scalars(panel):
@@ -327,9 +327,9 @@ def test_window_batches_accept_lists_and_scalars(panel):
     windows = split_windows(panel, shape, 24, panel.num_hours, step=24)
     batches = WindowBatches(panel, shape, windows)
     one = batches[torch.tensor(3)]
-    assert one["history"].shape == (1, 24)
+    assert one.history.shape == (1, 24)
     as_list = batches[[3, 1]]
-    np.testing.assert_array_equal(as_list["origin"].numpy(), windows.origin[[3, 1]])
+    np.testing.assert_array_equal(as_list.origin.numpy(), windows.origin[[3, 1]])
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,22 +9,22 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import torch.distributed as dist
 from lightning import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from evaluation.references import reference_scores
+from experiment.builders import build_data, build_datamodule, build_training_forecaster
+from experiment.checkpoints import stored_config
+from experiment.errors import ConfigError, UsageError
 from model.metrics import headline
-from training.builders import build_data, build_datamodule, build_training_forecaster
 from training.callbacks import Throughput, WallClockBudget
-from training.config import ConfigError
+from training.cpu import native_bf16, threads_per_process
 
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
-# Not bf16-true: its bf16 weights make the evaluation's forecasts bf16 too, where adjacent grid levels
-# differ by less than the rounding, and its metric sums would be cast to bf16.
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
+METRICS_FILE = "metrics.json"
 RANK_VARIABLE = "LOCAL_RANK"  # set by Lightning in the processes it starts for DDP ranks > 0
 RUN_DIR_VARIABLE = "ANYQ_RUN_DIR"  # the run folder chosen by rank 0, inherited by the DDP processes it starts
 
@@ -32,30 +32,30 @@ RUN_DIR_VARIABLE = "ANYQ_RUN_DIR"  # the run folder chosen by rank 0, inherited 
 def train(
     cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None, callbacks: Sequence[Callback] = ()
 ) -> dict[str, Any]:
-    """Train the model of ``cfg``, evaluate it on the test split (val if there is none), return the summary.
+    """Train the model of ``cfg``, score it on the test split (val if there is none), return the summary.
 
     Args:
-        cfg: a config from ``training.config.load_config``.
+        cfg: a config from ``experiment.config.load_config``.
         fast_dev_run: one batch of train, val and test, nothing written but the run folder's config.
         resume: a checkpoint path, or ``"last"`` for the newest ``last.ckpt`` of this config's runs;
             training continues from its step (and in its run folder) up to ``trainer.max_steps``.
         callbacks: extra Lightning callbacks for the trainer.
 
+    Returns the model's scores (``model``: the final forecast's, ``model_before_rearrangement``: the
+    raw forecast's) and how training went; they are written to ``metrics.json`` in the run folder
+    (``metrics_file``; None when nothing was written). Reference forecasters are scored by
+    ``evaluation.references.add_references``, not here.
+
     With ``trainer.devices > 1`` on CPU (DDP over gloo), Lightning starts the other ranks by running
-    the same command again; they find the run folder of rank 0 in the environment, and only rank 0
-    writes files.
+    the same command again; they find the run folder of rank 0 in the environment, only rank 0
+    writes files, and the cores are split between the ranks (``training.cpu.threads_per_process``).
     """
     resume_path = _resolve_resume(cfg, resume)
     if resume_path:
         _check_same_sampler(cfg, resume_path)
-    if cfg.trainer.precision == "bf16-true":
-        raise ConfigError("trainer.precision=bf16-true is not supported: bf16 weights would make the evaluation's "
-                          "forecasts bf16 and cross; use bf16-mixed (bf16 matmuls, fp32 weights and evaluation)")
-    if cfg.trainer.precision not in PRECISIONS:
-        raise ConfigError(f"unknown trainer.precision '{cfg.trainer.precision}'; choose one of {PRECISIONS}")
-    if cfg.trainer.precision == "16-mixed" and cfg.trainer.gradient_clip_val and cfg.optimizer.fused:
-        # A fused Adam unscales fp16 gradients inside its own step, after Lightning would clip them.
-        raise ConfigError("trainer.gradient_clip_val with trainer.precision=16-mixed needs optimizer.fused=false")
+    if cfg.trainer.accelerator == "cpu" and cfg.trainer.precision == "bf16-mixed" and not native_bf16():
+        warnings.warn("this CPU has no native bf16 matrix instructions (AVX-512 BF16 or AMX): trainer.precision="
+                      "bf16-mixed is emulated here and runs several times slower than trainer.precision=32-true")
     seed_everything(cfg.seed, workers=True, verbose=False)
     # Data and model are built before the run folder exists: a bad file or setting leaves nothing behind.
     data = build_data(cfg)
@@ -70,8 +70,9 @@ def train(
         print(resolved, flush=True)
         print(f"run folder: {run_dir}", flush=True)
 
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(cfg.trainer.num_threads)
+    threads = threads_per_process(cfg)
+    if threads:
+        torch.set_num_threads(threads)
     datamodule = build_datamodule(cfg, data)
     throughput = Throughput(cfg.dataset.batch_size)
     checkpoint = ModelCheckpoint(
@@ -97,16 +98,18 @@ def train(
         fast_dev_run=fast_dev_run,
         default_root_dir=str(run_dir),
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
-    if not fast_dev_run:
-        trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
-
-    # The sampler's state where training ended (testing below loads the best checkpoint's).
-    sampler_state = model.level_sampler.state_summary()
-    best = checkpoint.best_model_path or None
-    if best is None and not fast_dev_run:
-        warnings.warn("no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best")
-    trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
+        if not fast_dev_run:
+            trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
+        # The sampler's state where training ended (testing below loads the best checkpoint's).
+        sampler_state = model.level_sampler.state_summary()
+        best = checkpoint.best_model_path or None
+        if best is None and not fast_dev_run:
+            warnings.warn("no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    finally:
+        _end_process_group()
     split = "test" if "test" in data.splits else "val"
     summary: dict[str, Any] = {
         "name": cfg.name,
@@ -124,19 +127,31 @@ def train(
         summary["model_before_rearrangement"] = headline(model.results["test_raw"])
     if sampler_state is not None:  # where an adaptive sampler ended: bin probabilities and weakness
         summary["sampler"] = sampler_state
-    if not fast_dev_run:  # one batch of model metrics would not compare with references on every window
-        summary["references"] = reference_scores(cfg, data, datamodule.datasets[split], model.evaluation_levels)
-        if trainer.is_global_zero:
-            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    metrics_file = None
+    # one batch of model metrics (fast-dev-run) is no result; and only rank 0 writes
+    if not fast_dev_run and trainer.is_global_zero:
+        metrics_file = run_dir / METRICS_FILE
+        metrics_file.write_text(json.dumps(summary, indent=2))
     summary["run_dir"] = str(run_dir)
+    summary["metrics_file"] = None if metrics_file is None else str(metrics_file)
     return summary
+
+
+def _end_process_group() -> None:
+    """Destroy the DDP process group that fit started, now rather than at interpreter exit.
+
+    Lightning destroys it at exit only for NCCL; a gloo group left to the interpreter's teardown has
+    its threads destroyed while still joinable, and the process aborts ("terminate called without
+    an active exception") after a successful run, more often when the machine is busy.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _check_same_sampler(cfg: DictConfig, checkpoint_path: Path) -> None:
     """A run resumes with the sampler kind it was trained with: an adaptive sampler's state cannot
     come from a checkpoint of another kind (nor be dropped silently)."""
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)
-    trained = checkpoint.get("forecast_config", {}).get("sampler", {}).get("kind", "uniform")
+    trained = stored_config(checkpoint_path).sampler.kind
     if trained != cfg.sampler.kind:
         raise ConfigError(
             f"--resume: {checkpoint_path} was trained with sampler.kind={trained}, this config has "
@@ -165,11 +180,12 @@ def _resolve_resume(cfg: DictConfig, resume: str | None) -> Path | None:
     if resume is None:
         return None
     if resume == "last":
-        candidates = sorted(Path(cfg.output_dir, cfg.name).glob(f"*/{CHECKPOINTS}/{LAST_CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
+        runs = Path(cfg.output_dir, cfg.name)
+        candidates = sorted(runs.glob(f"*/{CHECKPOINTS}/{LAST_CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
         if not candidates:
-            raise ConfigError(f"--resume last: no {LAST_CHECKPOINT} under {Path(cfg.output_dir, cfg.name)}")
+            raise UsageError(f"--resume last: no {LAST_CHECKPOINT} under {runs}")
         return candidates[-1]
     path = Path(resume)
     if not path.is_file():
-        raise ConfigError(f"--resume: checkpoint not found: {path}")
+        raise UsageError(f"--resume: checkpoint not found: {path}")
     return path

@@ -10,11 +10,11 @@ import pandas as pd
 import torch
 
 from dataset.loader import load_hourly_panel
+from dataset.long_format import long_forecast_frame
 from dataset.panel import HourlyPanel
 from dataset.windows import WindowBatches, WindowIndex, WindowShape
-from evaluation.long_format import long_forecast_frame
-from training.builders import load_forecaster
-from training.config import ConfigError
+from experiment.checkpoints import load_forecaster
+from experiment.errors import UsageError
 
 
 def parse_levels(text: str) -> list[float]:
@@ -22,12 +22,12 @@ def parse_levels(text: str) -> list[float]:
     try:
         levels = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"--levels must be numbers separated by commas, got '{text}'") from None
+        raise UsageError(f"--levels must be numbers separated by commas, got '{text}'") from None
     if not levels:
-        raise ConfigError("--levels is empty")
+        raise UsageError("--levels is empty")
     outside = [q for q in levels if not 0.0 < q < 1.0]
     if outside:
-        raise ConfigError(f"levels must be inside (0, 1); got {outside}")
+        raise UsageError(f"levels must be inside (0, 1); got {outside}")
     return levels
 
 
@@ -43,13 +43,13 @@ def forecast_origins(panel: HourlyPanel, shape: WindowShape, series: Sequence[st
     """One window per series: its first target hour is ``origin``, or the hour after the series' last observation."""
     unknown = sorted(set(series) - set(panel.series_ids))
     if unknown:
-        raise ConfigError(f"unknown series {unknown}; the data has {list(panel.series_ids)}")
+        raise UsageError(f"unknown series {unknown}; the data has {list(panel.series_ids)}")
     rows = np.array([panel.series_ids.index(name) for name in series], dtype=np.int64)
     observed = np.isfinite(panel.values[rows])  # [S', L]
     if origin is not None:
         start = panel.hour_index(origin)
         if start >= panel.num_hours or panel.timestamps[start] != pd.Timestamp(origin):
-            raise ConfigError(f"origin {origin} is not an hour of the data's grid")
+            raise UsageError(f"origin {origin} is not an hour of the data's grid")
         origins = np.full(len(rows), start, dtype=np.int64)
     else:
         origins = panel.num_hours - 1 - np.argmax(observed[:, ::-1], axis=1) + 1  # the hour after the last observation
@@ -57,7 +57,7 @@ def forecast_origins(panel: HourlyPanel, shape: WindowShape, series: Sequence[st
     for name, row_observed, at in zip(series, observed, origins):
         history = row_observed[max(at - T, 0):at]
         if at < T or history.mean() < min_observed_history:
-            raise ConfigError(
+            raise UsageError(
                 f"series '{name}' has too short a history before {panel.timestamps[min(at, panel.num_hours - 1)]}: "
                 f"the model needs {T} hours, at least {min_observed_history:.0%} of them observed "
                 f"(it has {int(history.sum())} observed of the {min(at, T)} before)"
@@ -74,11 +74,10 @@ def predict(checkpoint: str | Path, data: str | Path, levels: Sequence[float], s
     names = list(series) if series else list(panel.series_ids)
     windows = forecast_origins(panel, shape, names, origin, cfg.dataset.min_observed_history)
     extended = extend_grid(panel, shape.horizon)  # the horizon may lie beyond the data
-    batch = WindowBatches(extended, shape, windows)[torch.arange(len(names))]
+    batch = WindowBatches(extended, shape, windows).all()
     asked = torch.tensor(levels, dtype=torch.float32)
-    with torch.no_grad():
-        # Each level is forecast on its own (any-quantile): the 0.9 forecast does not depend on the other levels asked.
-        prediction = model(batch, asked.expand(len(names), -1)).prediction.float().numpy()  # [S', H, Q]
+    # Each level is forecast on its own (any-quantile): the 0.9 forecast does not depend on the other levels asked.
+    prediction = model.forecast(batch, asked).float().numpy()  # [S', H, Q]
     hours = windows.origin[:, None] + np.arange(shape.horizon)[None, :]  # [S', H]
     frame = long_forecast_frame(
         per_window={"series": np.asarray(names, dtype=object), "origin": extended.timestamps[windows.origin].values},

@@ -1,0 +1,206 @@
+"""Score trained checkpoints on a split and write the report: ``metrics.json`` (overall, per step, per
+series, the raw forecast's scores, conformal before/after, the references), ``forecasts.parquet``
+and ``dashboard.html``.
+
+``evaluate(...)`` is what ``evaluate.py`` calls. Every score comes from the one scoring path
+(``model/scoring.py``), on raw forecasts; the final (rearranged) forecast is what is written.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dataset.long_format import long_forecast_frame
+from dataset.windows import WindowBatches
+from evaluation.conformal import ConformalKind, IntervalConformal, LevelConformal
+from evaluation.dashboard import DashboardInputs, write_dashboard
+from evaluation.dashboard_data import attention_snapshot, choose_fan_windows, fan_windows, sampler_history, training_log
+from evaluation.ensemble import Ensemble, SplitForecasts, batches, forecast_split, load_ensemble
+from evaluation.references import reference_scores
+from experiment.builders import build_data, build_evaluation_levels
+from experiment.errors import UsageError
+from model.metrics import RandomLevelCRPS, headline
+from model.scoring import final_forecast, score_forecasts
+from modules.options import choose
+from modules.quantile_levels import EvaluationLevels, interval_ends
+
+SPLITS = ("val", "test")
+INTERVAL_METRICS = ("coverage_", "width_", "winkler_")  # what an interval (CQR) correction changes
+
+
+def evaluate(
+    checkpoints: Sequence[str | Path],
+    out_dir: str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    conformal: ConformalKind | str = ConformalKind.none,
+    overrides: Sequence[str] = (),
+    fan_series: Sequence[str] = (),
+    fan_origins: Sequence[str] = (),
+    dashboard: bool = True,
+) -> dict[str, Any]:
+    """Score the (ensemble of) checkpoint(s) on ``split``; write ``metrics.json``, ``forecasts.parquet``
+    and ``dashboard.html``.
+
+    Args:
+        data: a data file replacing the config's ``dataset.path``.
+        split: ``val`` or ``test``; default test when the config has a test split, else val.
+        conformal: fit a split-conformal correction on val and report the split's scores after it too
+            (:class:`ConformalKind`).
+        fan_series, fan_origins: the windows drawn as fan charts (default: the best, median and worst
+            series by nCRPS, at their last origin).
+    """
+    try:
+        conformal = choose(ConformalKind, conformal, "conformal")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    data_overrides = ["dataset.source=file", f"dataset.path={data}"] if data else []
+    ensemble, cfg = load_ensemble(checkpoints, [*overrides, *data_overrides])
+    forecast_data = build_data(cfg)
+    split = split or ("test" if "test" in forecast_data.splits else "val")
+    if split not in forecast_data.splits:
+        raise UsageError(f"split '{split}' does not exist for this config; it has {sorted(forecast_data.splits)}")
+    if conformal != ConformalKind.none and split == "val":
+        raise UsageError("conformal calibration is fitted on val; evaluate another split (--split test)")
+    levels = build_evaluation_levels(cfg)
+    rearrange = cfg.evaluation.rearrange
+    batch_size = cfg.dataset.eval_batch_size
+
+    windows = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits[split])
+    raw = forecast_split(ensemble, windows, levels.levels, batch_size, split)
+    scores = score_forecasts(levels, raw.prediction, raw.target, raw.mask, rearrange)
+    final = final_forecast(raw.prediction, rearrange)  # what is written and drawn
+    results: dict[str, Any] = {
+        "checkpoints": [str(path) for path in checkpoints],
+        "split": split,
+        "windows": len(windows),
+        "model": scores.final,
+    }
+    if scores.raw is not None:
+        results["model_before_rearrangement"] = headline(scores.raw)
+    results["per_step"] = per_step_scores(levels, raw, rearrange)
+    results["reliability"] = {"levels": levels.levels.tolist(), "share_below": scores.share_below}
+    results["model"].update(paper_protocol_crps(ensemble, windows, cfg.evaluation.paper_protocol_levels, batch_size))
+    results["per_series"] = {
+        forecast_data.panel.series_ids[row]: per_series_scores(levels, raw, row, rearrange)
+        for row in raw.series.unique().tolist()
+    }
+    results["references"] = reference_scores(cfg, forecast_data, windows, levels)
+    if conformal != ConformalKind.none:
+        val = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits["val"])
+        val_forecasts = forecast_split(ensemble, val, levels.levels, batch_size, "val")
+        results["conformal"] = {"kind": str(conformal), "before": headline(results["model"]),
+                                **conformal_scores(conformal, levels, val_forecasts, raw, rearrange)}
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    forecast_frame(forecast_data.panel, levels, final, raw).to_parquet(out / "forecasts.parquet")
+    if dashboard:
+        write_dashboard(out / "dashboard.html", dashboard_inputs(
+            results, ensemble, checkpoints, forecast_data.panel, windows, levels, final, raw, fan_series, fan_origins))
+    return results
+
+
+def per_step_scores(levels: EvaluationLevels, raw: SplitForecasts, rearrange: bool) -> list[dict[str, float]]:
+    """The headline scores of each horizon step on its own (step 1 first)."""
+    steps = range(raw.prediction.shape[1])
+    return [headline(score_forecasts(levels, raw.prediction[:, h : h + 1], raw.target[:, h : h + 1],
+                                     raw.mask[:, h : h + 1], rearrange).final) for h in steps]
+
+
+def per_series_scores(levels: EvaluationLevels, raw: SplitForecasts, row: int, rearrange: bool) -> dict[str, float]:
+    """The headline scores of one series' windows (``row`` of the panel)."""
+    own = raw.series == row
+    return headline(score_forecasts(levels, raw.prediction[own], raw.target[own], raw.mask[own], rearrange).final)
+
+
+def conformal_scores(
+    kind: ConformalKind, levels: EvaluationLevels, val: SplitForecasts, raw: SplitForecasts, rearrange: bool
+) -> dict[str, Any]:
+    """The scores ``after`` a conformal correction fitted on the val forecasts and applied to the split's."""
+    if kind in (ConformalKind.level, ConformalKind.level_per_step):  # every level moves: the whole forecast is rescored
+        calibrated = conformal_calibration(kind, levels, val, raw.prediction)
+        after = score_forecasts(levels, calibrated, raw.target, raw.mask, rearrange)
+        return {"after": headline(after.final), "reliability_after": after.share_below}
+    # Only the interval ends move (and may cross other levels), so only the interval scores are kept,
+    # of the final forecasts with their ends corrected, not rearranged again.
+    finished = SplitForecasts(final_forecast(val.prediction, rearrange), val.target, val.mask, val.series, val.origin)
+    calibrated = conformal_calibration(kind, levels, finished, final_forecast(raw.prediction, rearrange))
+    after = headline(score_forecasts(levels, calibrated, raw.target, raw.mask, rearrange=False).final)
+    return {"after": {name: value for name, value in after.items() if name.startswith(INTERVAL_METRICS)}}
+
+
+def conformal_calibration(
+    kind: ConformalKind, levels: EvaluationLevels, val: SplitForecasts, prediction: torch.Tensor
+) -> torch.Tensor:
+    """``prediction`` [N, H, Q] corrected by a conformal ``kind`` fitted on the ``val`` forecasts.
+
+    ``level*`` shifts every level; ``interval*`` (CQR) moves only the ends of each central interval,
+    the other levels keep their forecasts (so the result is for interval scores, not a quantile
+    curve: sorting it would mix the moved ends with other levels).
+    """
+    per_step = kind in (ConformalKind.level_per_step, ConformalKind.interval_per_step)
+    if kind in (ConformalKind.level, ConformalKind.level_per_step):
+        return LevelConformal(levels.levels, per_step=per_step).fit(val.prediction, val.target, val.mask).apply(prediction)
+    ends = torch.tensor([[levels.index(end) for end in interval_ends(c)] for c in levels.intervals])  # [I, 2]
+    correction = IntervalConformal(levels.intervals, per_step=per_step)
+    correction.fit(val.prediction[..., ends[:, 0]], val.prediction[..., ends[:, 1]], val.target, val.mask)
+    lower, upper = correction.apply(prediction[..., ends[:, 0]], prediction[..., ends[:, 1]])  # [N, H, I] each
+    calibrated = prediction.clone()
+    calibrated[..., ends[:, 0]], calibrated[..., ends[:, 1]] = lower, upper
+    return calibrated
+
+
+def dashboard_inputs(
+    results: dict[str, Any], ensemble: Ensemble, checkpoints: Sequence[str | Path], panel, windows: WindowBatches,
+    levels: EvaluationLevels, final: torch.Tensor, raw: SplitForecasts, fan_series: Sequence[str], fan_origins: Sequence[str],
+) -> DashboardInputs:
+    """What the dashboard draws besides metrics.json: fan windows, the first member's sampler history
+    and attention, and the first checkpoint's training log."""
+    split_series, split_origin = windows.windows.series, windows.windows.origin
+    per_series_ncrps = {name: scores["ncrps"] for name, scores in results["per_series"].items()}
+    chosen = choose_fan_windows(panel, split_series, split_origin, per_series_ncrps, fan_series, fan_origins)
+    crps = [score_forecasts(levels, final[i : i + 1], raw.target[i : i + 1], raw.mask[i : i + 1], rearrange=False).final["crps"]
+            for i in chosen]
+    fans = fan_windows(panel, windows, chosen, levels, final, crps, history_hours=2 * windows.shape.horizon)
+    first = ensemble.members[0]
+    label = f"{fans[0].series}, origin {fans[0].origin:%Y-%m-%d %H:%M}"
+    return DashboardInputs(
+        results=results,
+        fans=fans,
+        sampler_history=sampler_history(first),
+        sampler_kind=type(first.level_sampler).__name__,
+        attention=attention_snapshot(first, windows, chosen[0], label),
+        training=training_log(checkpoints[0]),
+    )
+
+
+def paper_protocol_crps(ensemble: Ensemble, windows: WindowBatches, count: int, batch_size: int) -> dict[str, float]:
+    """CRPS by the any-quantile paper's protocol (``count`` levels drawn per window); {} when count = 0."""
+    if not count:
+        return {}
+    metric = RandomLevelCRPS(windows.shape.horizon)
+    for batch in batches(windows, batch_size, "paper-protocol CRPS"):
+        metric.update_batch(ensemble, batch, count)
+    return {name: float(value) for name, value in metric.compute().items()}
+
+
+def forecast_frame(panel, levels: EvaluationLevels, final: torch.Tensor, raw: SplitForecasts) -> pd.DataFrame:
+    """Long format (series, origin, step, level, value, actual) at the median, interval ends and calibration levels."""
+    named = [0.5, *levels.extra_levels, *(end for c in levels.intervals for end in interval_ends(c))]
+    columns = sorted({levels.index(q) for q in named})  # by position: 0.05 and (1 - 0.9) / 2 are one level
+    wanted = levels.levels[columns].tolist()
+    frame = long_forecast_frame(
+        per_window={"series": np.asarray(panel.series_ids, dtype=object)[raw.series.numpy()],
+                    "origin": panel.timestamps[raw.origin.numpy()].values},
+        per_step={"actual": np.where(raw.mask.numpy(), raw.target.numpy(), np.nan)},  # NaN where unobserved
+        levels=wanted,
+        values=final[..., columns].numpy(),  # [N, H, L]
+    )
+    return frame[["series", "origin", "step", "level", "value", "actual"]]

@@ -1,0 +1,132 @@
+"""Turn a validated config into built objects: data, network, level sampler, forecaster.
+
+Each module is handed its own option dataclass (``OmegaConf.to_object`` of its section), so no
+option is copied here by hand; what is derived (sizes from the data's window shape, the calendar's
+width) is passed beside it. Nothing here reads files but data.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from baselines.reference import ReferenceForecaster
+from dataset.calendar import CALENDAR_FEATURES
+from dataset.datamodule import WindowDataModule
+from dataset.loader import load_hourly_panel
+from dataset.panel import HourlyPanel
+from dataset.splits import SplitBoundaries, make_splits
+from dataset.synthetic import SyntheticLoad
+from dataset.windows import WindowIndex, WindowShape
+from experiment.config import config_to_dict
+from experiment.errors import ConfigError
+from experiment.schema import Architecture, DataSource, ModelConfig
+from model.forecaster import AnyQuantileForecaster, AnyQuantileForecasterAdaptiveAttention
+from model.schedules import InverseSquareRootWarmup
+from modules.adaptive_network import AdaptiveAttentionNetwork
+from modules.forecast_network import AnyQuantileNetwork, QuantileNetwork, context_size
+from modules.level_sampling import LevelSampler, build_level_sampler
+from modules.nbeats import AnyQuantileNBeats, NBeatsStack, QuantileEmbedding
+from modules.quantile_levels import EvaluationLevels
+
+
+@dataclass(frozen=True)
+class ForecastData:
+    """Series, window shape and split windows; ``oracle`` is set when the data's true distribution is known."""
+
+    panel: HourlyPanel
+    shape: WindowShape
+    splits: dict[str, WindowIndex]
+    oracle: ReferenceForecaster | None = None
+
+
+def build_data(cfg: DictConfig) -> ForecastData:
+    """Load or generate the series named by ``cfg.dataset`` and cut them into split windows."""
+    data = cfg.dataset
+    shape = WindowShape(data.history_length, data.horizon)
+    oracle = None
+    if data.source == DataSource.synthetic:
+        synthetic = SyntheticLoad(OmegaConf.to_object(data.synthetic))
+        panel, oracle = synthetic.panel, synthetic.oracle_quantiles
+    else:  # a file: validation made sure that dataset.path is given
+        panel = load_hourly_panel(Path(data.path).expanduser(), min_length=shape.length)
+    boundaries = SplitBoundaries(
+        val_start=data.val_start, train_start=data.train_start, test_start=data.test_start, test_end=data.test_end
+    )
+    try:
+        splits = make_splits(panel, shape, boundaries, data.train_step, data.eval_step, data.min_observed_history)
+    except ValueError as error:  # unparseable or out-of-order dates, empty splits, bad steps
+        raise ConfigError(f"dataset split settings: {error}") from None
+    return ForecastData(panel=panel, shape=shape, splits=splits, oracle=oracle)
+
+
+def build_datamodule(cfg: DictConfig, data: ForecastData) -> WindowDataModule:
+    return WindowDataModule(
+        data.panel, data.shape, data.splits,
+        batch_size=cfg.dataset.batch_size, eval_batch_size=cfg.dataset.eval_batch_size,
+        seed=cfg.seed, num_workers=cfg.dataset.num_workers,
+    )
+
+
+def build_evaluation_levels(cfg: DictConfig) -> EvaluationLevels:
+    return OmegaConf.to_object(cfg.evaluation).levels()
+
+
+def build_network(cfg: DictConfig) -> QuantileNetwork:
+    """``(history, history_mask, calendar, levels) -> ScaledForecast`` for ``cfg.model``."""
+    model: ModelConfig = OmegaConf.to_object(cfg.model)
+    T, H, C = cfg.dataset.history_length, cfg.dataset.horizon, len(CALENDAR_FEATURES)
+    side_inputs = context_size(T, C, model.use_calendar, model.use_history_mask)
+    if model.architecture == Architecture.nbeats:
+        return AnyQuantileNetwork(model, AnyQuantileNBeats(model, T, H, side_inputs))
+    # The adaptive network's backbone is q-free; the level enters at its output (validation: conditioning 'out').
+    return AdaptiveAttentionNetwork(
+        model.attention, model, NBeatsStack(model, T, H, side_inputs),
+        history_length=T, horizon=H, calendar_features=C,
+        level_embedding=QuantileEmbedding(model.quantile_embedding, model.quantile_embedding_dim),
+    )
+
+
+def build_sampler(cfg: DictConfig) -> LevelSampler:
+    """The training level sampler of ``cfg.sampler``."""
+    return build_level_sampler(OmegaConf.to_object(cfg.sampler))
+
+
+def build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
+    """The LightningModule of ``cfg``, with fresh weights; a setting its parts refuse is a ConfigError."""
+    try:
+        return _build_forecaster(cfg)
+    except ConfigError:
+        raise
+    except ValueError as error:  # the modules check their own arguments (sizes, ranges) and say what is wrong
+        raise ConfigError(f"bad model setting: {error}") from None
+
+
+def build_training_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
+    """The forecaster to train: :func:`build_forecaster`, its network's forward compiled in place when
+    ``trainer.compile`` (the state dict keeps its keys, so checkpoints load without it)."""
+    forecaster = build_forecaster(cfg)
+    if cfg.trainer.compile:
+        forecaster.network.compile()
+    return forecaster
+
+
+def _build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
+    adaptive = cfg.model.architecture == Architecture.adaptive_attention
+    forecaster = AnyQuantileForecasterAdaptiveAttention if adaptive else AnyQuantileForecaster
+    return forecaster(
+        network=build_network(cfg),
+        level_sampler=build_sampler(cfg),
+        evaluation_levels=build_evaluation_levels(cfg),
+        horizon=cfg.dataset.horizon,
+        optimizer=functools.partial(
+            torch.optim.Adam, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay, fused=cfg.optimizer.fused,
+        ),
+        lr_schedule=InverseSquareRootWarmup(cfg.optimizer.warmup_steps),
+        rearrange=cfg.evaluation.rearrange,
+        paper_protocol_levels=cfg.evaluation.paper_protocol_levels,
+        config=config_to_dict(cfg),
+    )

@@ -1,0 +1,46 @@
+"""A checkpoint written by ``train`` read back: its stored config, and the forecaster rebuilt from it.
+
+Every checkpoint carries the resolved run config (``forecast_config``, stored by the forecaster's
+``on_save_checkpoint``), so a model is rebuilt from the file alone, through the same schema and
+checks as a config loaded from YAML.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from experiment.builders import build_forecaster
+from experiment.config import merge_config
+from experiment.errors import UsageError
+from model.forecaster import AnyQuantileForecaster
+
+CONFIG_KEY = "forecast_config"
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents; a missing file or one that ``train`` did not write is a UsageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"checkpoint not found: {path}")
+    # mmap: the config is read without loading every tensor into memory first.
+    checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    if CONFIG_KEY not in checkpoint:
+        raise UsageError(f"{path} has no stored config; was it written by train_adaptive_attention.py?")
+    return checkpoint
+
+
+def stored_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The run config stored in a checkpoint, with ``key=value`` overrides, checked like a loaded config."""
+    return merge_config(read_checkpoint(path)[CONFIG_KEY], overrides, source=str(path))
+
+
+def load_forecaster(path: str | Path) -> tuple[AnyQuantileForecaster, DictConfig]:
+    """Rebuild a trained forecaster (in eval mode) and its config from a checkpoint written by ``train``."""
+    checkpoint = read_checkpoint(path)
+    cfg = merge_config(checkpoint[CONFIG_KEY], source=str(path))
+    forecaster = build_forecaster(cfg)
+    forecaster.load_state_dict(checkpoint["state_dict"])
+    return forecaster.eval(), cfg

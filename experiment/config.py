@@ -1,0 +1,104 @@
+"""Loading a run's configuration: YAML composed by Hydra into the schema, then validated.
+
+Every YAML file and every ``key=value`` override is merged into the structured schema
+(``experiment/schema.py``), so a misspelt key, a value of the wrong type or a choice outside its
+allowed values fails before anything runs, with a message that names the key and suggests the
+nearest valid one (or lists the allowed values). Then ``experiment/validation.py`` checks the
+ranges and the rules that tie keys together. A config read back from a checkpoint goes through
+the same checks (:func:`merge_config`).
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from experiment.errors import ConfigError
+from experiment.schema import SCHEMA_NAME, ExperimentConfig
+from experiment.validation import validate
+
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose ``path`` (a YAML file in a Hydra config folder) with ``key=value`` overrides, and validate it.
+
+    The YAML's ``defaults`` list must start with ``experiment_schema`` so that every key is checked.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    for override in overrides:
+        if override.startswith(("+", "~")):
+            # '+key=value' would add a key the schema does not know, '~key' delete one it needs.
+            raise ConfigError(
+                f"{path}: override '{override}' adds or deletes a key; only existing keys can be set (key=value)"
+            )
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(path.parent.resolve()), version_base="1.3"):
+            cfg = compose(config_name=path.stem, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(explain(error, path)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    if OmegaConf.get_type(cfg) is not ExperimentConfig:
+        raise ConfigError(f"{path}: its defaults list must start with '{SCHEMA_NAME}' so that keys are checked")
+    validate(cfg, source=str(path))
+    return cfg
+
+
+def merge_config(base: DictConfig | dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "config") -> DictConfig:
+    """``base`` (a stored config) in the schema, with ``key=value`` overrides, checked like a loaded config."""
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), base, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as error:
+        raise ConfigError(explain(error, source)) from None
+    validate(cfg, source=source)
+    return cfg  # type: ignore[return-value]
+
+
+def config_to_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain Python containers, choices as their names (what a checkpoint stores)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+def explain(error: Exception, source: str | Path) -> str:
+    """One message that names the offending key (and the nearest valid one) or the bad value."""
+    text = "\n".join(str(e) for e in (error, error.__cause__) if e is not None)
+    key = re.search(r"full_key: ([\w.]+)", text) or re.search(r"Could not override '([^']+)'", text)
+    if key is None:
+        return f"{source}: {text}"
+    name = key.group(1)
+    choice = re.search(r"Invalid value '([^']*)', expected one of \[([^\]]*)\]", text)
+    if choice:
+        return f"{source}: bad value '{choice.group(1)}' for '{name}'; choose one of {choice.group(2)}"
+    converted = re.search(r"Value .* could not be converted to \w+|Invalid value .*", text)
+    if converted:
+        return f"{source}: bad value for '{name}': {converted.group(0)}"
+    suggestion = _nearest_key(name)
+    hint = f" Did you mean '{suggestion}'?" if suggestion else ""
+    return f"{source}: unknown config key '{name}'.{hint}"
+
+
+def _nearest_key(name: str) -> str | None:
+    valid = _all_keys(OmegaConf.structured(ExperimentConfig))
+    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for key in node.keys():
+        full = f"{prefix}{key}"
+        keys.append(full)
+        child = node[key]
+        if isinstance(child, DictConfig):
+            keys += _all_keys(child, f"{full}.")
+    return keys

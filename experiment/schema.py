@@ -1,0 +1,135 @@
+"""The run configuration's typed schema: every key, its type, default and allowed values.
+
+The sections that configure a module are that module's own option dataclass (``model.attention``
+is ``modules.adaptive_network.AdaptiveAttentionConfig``, ``sampler`` is
+``modules.level_sampling.SamplerConfig``, ``dataset.synthetic`` is
+``dataset.synthetic.SyntheticLoadSpec``; ``model`` joins ``NBeatsConfig`` and ``NetworkConfig``):
+an option is written once, beside the code that reads it, and the YAML keys are its fields. The
+rest (data windows, optimiser, evaluation, trainer) is read by ``experiment/builders.py`` and
+``training/train.py``. ``experiment/config.py`` composes and checks a run's config against it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+
+from dataset.synthetic import SyntheticLoadSpec
+from modules.adaptive_network import AdaptiveAttentionConfig
+from modules.forecast_network import NetworkConfig
+from modules.level_sampling import SamplerConfig
+from modules.nbeats import NBeatsConfig
+from modules.options import Choice, choose, require
+from modules.quantile_levels import EvaluationLevels
+
+SCHEMA_NAME = "experiment_schema"
+
+
+class DataSource(Choice):
+    synthetic = "synthetic"  # the embedded synthetic load data set (dataset/synthetic.py)
+    file = "file"  # a long-format file, dataset.path
+
+
+class Architecture(Choice):
+    nbeats = "nbeats"  # N-BEATS-AQ: the level enters the backbone (model.conditioning)
+    adaptive_attention = "adaptive_attention"  # a q-free N-BEATS refined by HATA blocks (model.attention)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "synthetic"
+    source: DataSource = DataSource.synthetic
+    path: Optional[str] = None  # the data file when source = file (CSV, CSV.gz or parquet)
+    synthetic: SyntheticLoadSpec = field(default_factory=SyntheticLoadSpec)
+    history_length: int = 168  # T hours
+    horizon: int = 48  # H hours
+    train_start: Optional[str] = None  # None: the first hour of the data
+    val_start: str = "2017-01-01"
+    test_start: Optional[str] = None  # None: no test split, the final evaluation uses val
+    test_end: Optional[str] = None  # None: the end of the data
+    train_step: int = 1  # hours between training window origins
+    eval_step: int = 24  # hours between val/test window origins
+    min_observed_history: float = 0.5  # share of history hours a window needs observed
+    batch_size: int = 1024
+    eval_batch_size: int = 256
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig(NetworkConfig, NBeatsConfig):
+    """``model.*``: the N-BEATS backbone's options (``NBeatsConfig``), the network's around it
+    (``NetworkConfig``: scaling, side inputs, loss normalisation), which architecture, and the
+    attention refinement's options (``model.attention``, used when architecture = adaptive_attention)."""
+
+    architecture: Architecture = Architecture.nbeats
+    attention: AdaptiveAttentionConfig = field(default_factory=AdaptiveAttentionConfig)
+
+    def __post_init__(self) -> None:
+        NBeatsConfig.__post_init__(self)  # both parents' checks: a dataclass runs only the first one it finds
+        NetworkConfig.__post_init__(self)
+        self.architecture = choose(Architecture, self.architecture, "architecture")
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 400  # inverse-square-root schedule after a linear warm-up
+    # Adam's update as one vectorised kernel per parameter instead of a dozen for-each passes over
+    # all of them: the same algorithm, equal within float rounding (docs/results.md, "Efficiency").
+    fused: bool = True
+
+
+@dataclass
+class EvaluationConfig:
+    grid_size: int = 99  # K midpoint levels for CRPS
+    intervals: list[float] = field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95])
+    paper_protocol_levels: int = 100  # test-time CRPS by the any-quantile paper's protocol (levels per window; 0 = off)
+    rearrange: bool = True  # sort each forecast along the level grid before scoring (the raw scores are kept)
+    calibration_levels: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.95, 0.99])  # share below each
+    seasonal_naive_lags: list[int] = field(default_factory=lambda: [168])  # reference forecasts in metrics.json
+    residual_window: int = 28 * 24  # hours of past seasonal errors for the naive quantiles
+
+    def __post_init__(self) -> None:
+        require(self.paper_protocol_levels >= 0,
+                f"paper_protocol_levels must be >= 0 (0 = off), got {self.paper_protocol_levels}")
+        self.levels()  # the level set checks the grid size, the intervals and the calibration levels
+
+    def levels(self) -> EvaluationLevels:
+        """The levels every forecast is scored at."""
+        return EvaluationLevels(self.grid_size, tuple(self.intervals), extra_levels=tuple(self.calibration_levels))
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "cpu"
+    devices: int = 1
+    precision: str = "32-true"  # one of experiment.validation.PRECISIONS
+    max_steps: int = 2000
+    max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS"; training stops at whichever comes first
+    val_every_n_steps: int = 200
+    limit_val_batches: float = 1.0
+    gradient_clip_val: Optional[float] = None
+    log_every_n_steps: int = 50
+    enable_progress_bar: bool = True
+    # torch intra-op threads per process; None: torch's default, or with several CPU processes
+    # (trainer.devices > 1) the machine's cores split between them (training.threads)
+    num_threads: Optional[int] = None
+    compile: bool = False  # torch.compile the network's forward for training (benchmarks/speed.py --compile)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "nbeatsaq"
+    seed: int = 0
+    output_dir: str = "runs"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)

@@ -1,0 +1,96 @@
+"""Every check of a run config beyond its keys and types, in one place; ``load_config`` runs it.
+
+Two kinds of rule:
+
+- a section's own rules (ranges, and rules among its fields) belong to its option dataclass, which
+  checks itself when it is created (``__post_init__``); :func:`validate` creates each checked
+  section from the config, so those checks run here, before anything is built;
+- rules that tie keys of different sections together are the functions in :data:`RULES` below.
+
+Each failure is a ``ConfigError`` whose message names the keys and what to change.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from experiment.errors import ConfigError
+from experiment.schema import Architecture, DataSource
+from modules.nbeats import Conditioning
+
+# Lightning precisions this project trains and evaluates in.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
+# Lightning precisions it refuses, with the reason.
+REFUSED_PRECISIONS = {
+    "bf16-true": "bf16 weights would make the evaluation's forecasts bf16 and cross; use bf16-mixed "
+    "(bf16 matmuls, fp32 weights and evaluation)",
+}
+# Sections created from their option dataclass (deepest first, so a message names the section that failed).
+CHECKED_SECTIONS = ("dataset.synthetic", "model.attention", "model", "sampler", "evaluation")
+
+
+def validate(cfg: DictConfig, source: str = "config") -> None:
+    """Raise a ``ConfigError`` (prefixed by ``source``, e.g. the config file) at the first broken rule."""
+    for section in CHECKED_SECTIONS:
+        try:
+            OmegaConf.to_object(OmegaConf.select(cfg, section))
+        except (ValueError, OmegaConfBaseException) as error:
+            raise ConfigError(f"{source}: bad {section} setting: {error}") from None
+    for rule in RULES:
+        problem = rule(cfg)
+        if problem:
+            raise ConfigError(f"{source}: {problem}")
+
+
+def _a_file_source_names_its_file(cfg: DictConfig) -> str | None:
+    data = cfg.dataset
+    if data.source == DataSource.file and (OmegaConf.is_missing(data, "path") or not data.path):
+        return "dataset.source is 'file' but no dataset.path is given; add dataset.path=FILE"
+    return None
+
+
+def _adaptive_attention_takes_the_level_at_the_output(cfg: DictConfig) -> str | None:
+    m = cfg.model
+    if m.architecture == Architecture.adaptive_attention and not (
+        m.conditioning == Conditioning.out and m.use_calendar and m.use_history_mask
+    ):
+        return ("model.architecture=adaptive_attention needs model.conditioning=out, model.use_calendar=true "
+                "and model.use_history_mask=true")
+    return None
+
+
+def _patches_tile_the_window(cfg: DictConfig) -> str | None:
+    if cfg.model.architecture != Architecture.adaptive_attention:
+        return None
+    P, T, H = cfg.model.attention.patch_length, cfg.dataset.history_length, cfg.dataset.horizon
+    if T % P or H % P:
+        return (f"model.attention.patch_length ({P}) must divide dataset.history_length ({T}) "
+                f"and dataset.horizon ({H})")
+    return None
+
+
+def _a_supported_precision(cfg: DictConfig) -> str | None:
+    precision = cfg.trainer.precision
+    if precision in REFUSED_PRECISIONS:
+        return f"trainer.precision={precision} is not supported: {REFUSED_PRECISIONS[precision]}"
+    if precision not in PRECISIONS:
+        return f"unknown trainer.precision '{precision}'; choose one of {', '.join(PRECISIONS)}"
+    return None
+
+
+def _fp16_clipping_needs_an_unfused_adam(cfg: DictConfig) -> str | None:
+    # A fused Adam unscales fp16 gradients inside its own step, after Lightning would clip them.
+    if cfg.trainer.precision == "16-mixed" and cfg.trainer.gradient_clip_val and cfg.optimizer.fused:
+        return "trainer.gradient_clip_val with trainer.precision=16-mixed needs optimizer.fused=false"
+    return None
+
+
+RULES: tuple[Callable[[DictConfig], str | None], ...] = (
+    _a_file_source_names_its_file,
+    _adaptive_attention_takes_the_level_at_the_output,
+    _patches_tile_the_window,
+    _a_supported_precision,
+    _fp16_clipping_needs_an_unfused_adam,
+)

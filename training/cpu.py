@@ -1,0 +1,35 @@
+"""How a training run uses a CPU machine: threads per process, and whether bf16 is native here."""
+from __future__ import annotations
+
+import os
+
+import torch
+from omegaconf import DictConfig
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def threads_per_process(cfg: DictConfig, cores: int | None = None) -> int | None:
+    """torch's intra-op threads for each training process, or None to keep torch's default.
+
+    ``trainer.num_threads`` when given. Otherwise, with several CPU processes (DDP ranks, ``trainer.devices``
+    > 1) the cores are split between them: when every rank takes every core, their OpenMP threads spin
+    waiting for each other and a run goes many times slower (measured in docs/results.md).
+    """
+    if cfg.trainer.num_threads:
+        return int(cfg.trainer.num_threads)
+    if cfg.trainer.accelerator == "cpu" and cfg.trainer.devices > 1:
+        return max(1, (cores or available_cores()) // cfg.trainer.devices)
+    return None
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX); without it torch emulates
+    them, many times slower than fp32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
