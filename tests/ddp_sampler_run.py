@@ -3,14 +3,17 @@
     PYTHONPATH=REPO python tests/ddp_sampler_run.py OUT_DIR key=value ...
 
 Lightning starts rank 1 by running the same command again. Each rank saves its sampler state when
-training ends, and the indices of every training batch it drew (``rank<r>.pt``).
+training ends, the windows of every training batch it drew and its thread count (``rank<r>.pt``),
+and after ``train`` returns whether a process group is still alive (``rank<r>-group-alive.txt``).
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from lightning import Callback
 
 from experiment.config import load_config
@@ -40,3 +43,5 @@ if __name__ == "__main__":
     out = Path(sys.argv[1])
     cfg = load_config(DEFAULT_CONFIG, [*sys.argv[2:], f"output_dir={out / 'runs'}"])
     train(cfg, callbacks=[RecordRank(out)])
+    rank = os.environ.get("LOCAL_RANK", "0")  # Lightning sets it in the processes it starts
+    (out / f"rank{rank}-group-alive.txt").write_text(str(dist.is_initialized()))
