@@ -8,6 +8,7 @@ rearrangement and conformal calibration), forecasts.parquet and dashboard.html.
 Several checkpoints form an ensemble that averages their quantile forecasts. ``key=value`` overrides
 the stored config (e.g. ``evaluation.grid_size=199``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,34 +25,66 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="a data file in place of the config's dataset.path")
     parser.add_argument("--split", choices=("val", "test"), help="default: test if the config has one, else val")
     parser.add_argument("--out", default="evaluation-out", help="output folder (default: evaluation-out)")
-    parser.add_argument("--conformal", default="none",
-                        choices=[kind.value for kind in ConformalKind],
-                        help="fit a split-conformal correction on val (of every level, or of the central "
-                             "intervals' ends as in CQR), report the scores after it")
-    parser.add_argument("--fan-series", type=_names, default=[], metavar="A,B",
-                        help="series drawn as fan charts (default: best, median and worst by CRPS)")
-    parser.add_argument("--fan-origins", type=_names, default=[], metavar="T1,T2",
-                        help="forecast origins of the fan charts (default: each series' last window)")
+    parser.add_argument(
+        "--conformal",
+        default="none",
+        choices=[kind.value for kind in ConformalKind],
+        help="fit a split-conformal correction on val (of every level, or of the central "
+        "intervals' ends as in CQR), report the scores after it",
+    )
+    parser.add_argument(
+        "--fan-series",
+        type=_names,
+        default=[],
+        metavar="A,B",
+        help="series drawn as fan charts (default: best, median and worst by CRPS)",
+    )
+    parser.add_argument(
+        "--fan-origins",
+        type=_names,
+        default=[],
+        metavar="T1,T2",
+        help="forecast origins of the fan charts (default: each series' last window)",
+    )
     parser.add_argument("--no-dashboard", action="store_true", help="skip dashboard.html")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     try:
         from evaluation.report import evaluate  # imported late: argument errors come before Lightning loads
 
-        results = evaluate(args.checkpoint, args.out, args.data, args.split, args.conformal, args.overrides,
-                           args.fan_series, args.fan_origins, dashboard=not args.no_dashboard)
+        results = evaluate(
+            args.checkpoint,
+            args.out,
+            args.data,
+            args.split,
+            args.conformal,
+            args.overrides,
+            args.fan_series,
+            args.fan_origins,
+            dashboard=not args.no_dashboard,
+        )
     except (ConfigError, UsageError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     model = results["model"]
     print(f"\n{results['split']} split, {results['windows']} windows, {len(args.checkpoint)} checkpoint(s)")
-    for name in ("crps", "crps_paper_protocol", "coverage_90", "coverage_95", "calibration_error", "mape",
-                 "crossing_rate_raw", "crossing_rate_final"):
+    for name in (
+        "crps",
+        "crps_paper_protocol",
+        "coverage_90",
+        "coverage_95",
+        "calibration_error",
+        "mape",
+        "crossing_rate_raw",
+        "crossing_rate_final",
+    ):
         if name in model:
             print(f"  {name:22s}{model[name]:12.4f}")
     if "conformal" in results:
         after = results["conformal"]["after"]
-        shown = ", ".join(f"{name} {after[name]:.4f}" for name in ("crps", "coverage_90", "coverage_95") if name in after)
+        shown = ", ".join(
+            f"{name} {after[name]:.4f}" for name in ("crps", "coverage_90", "coverage_95") if name in after
+        )
         print(f"  after conformal ({results['conformal']['kind']}): {shown}")
     written = ["metrics.json", "forecasts.parquet"] + ([] if args.no_dashboard else ["dashboard.html"])
     print("\nwritten: " + ", ".join(f"{args.out}/{name}" for name in written))

@@ -7,6 +7,7 @@ By default each series is forecast from the hour after its last observation; ``-
 the first forecast hour instead (the same for every series). The output is long format:
 series, origin, timestamp, step, level, value.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", required=True, help="comma-separated levels in (0, 1), e.g. 0.05,0.5,0.95")
     parser.add_argument("--out", required=True, help="output file, .csv or .parquet")
     parser.add_argument("--series", help="comma-separated series ids (default: all)")
-    parser.add_argument("--origin", help="first forecast hour, e.g. '2017-12-31 00:00' (default: after each series' last observation)")
+    parser.add_argument(
+        "--origin", help="first forecast hour, e.g. '2017-12-31 00:00' (default: after each series' last observation)"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     try:
@@ -41,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False) if out.suffix == ".csv" else frame.to_parquet(out)
-    print(f"{len(frame)} forecasts ({frame['series'].nunique()} series x {frame['step'].nunique()} hours x "
-          f"{frame['level'].nunique()} levels) written to {out}")
+    print(
+        f"{len(frame)} forecasts ({frame['series'].nunique()} series x {frame['step'].nunique()} hours x "
+        f"{frame['level'].nunique()} levels) written to {out}"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ Overrides use the config's dotted keys (``model.width=512 trainer.max_steps=100`
 does not exist fails with a message naming it. The resolved config, TensorBoard logs, checkpoints
 (last and best by val CRPS) and ``metrics.json`` go to ``runs/<name>/<time>/``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,12 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config, e.g. config/nbeatsaq-synthetic.yaml")
     parser.add_argument("--fast-dev-run", action="store_true", help="one batch of train/val/test, as a smoke test")
-    parser.add_argument("--resume", metavar="PATH|last", help="continue from a checkpoint, or this config's newest last.ckpt")
+    parser.add_argument(
+        "--resume", metavar="PATH|last", help="continue from a checkpoint, or this config's newest last.ckpt"
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
-        from evaluation.references import add_references  # imported late: a bad config fails fast, before Lightning loads
+        from evaluation.references import (
+            add_references,  # imported late: a bad config fails fast, before Lightning loads
+        )
         from training.train import train
 
         summary = add_references(cfg, train(cfg, fast_dev_run=args.fast_dev_run, resume=args.resume))
@@ -48,7 +53,10 @@ def print_summary(summary: dict) -> None:
         cells = "".join(f"{metrics.get(c, float('nan')):20.4f}" for c in columns)
         print(f"{name:20s}{cells}{model_crps / metrics.get('crps', float('nan')):17.3f}")
     if "references" in summary:  # a full run (not --fast-dev-run) wrote its results
-        print(f"\nresults: {summary['run_dir']}/metrics.json, checkpoints/, tensorboard/ (tensorboard --logdir {summary['run_dir']})")
+        print(
+            f"\nresults: {summary['run_dir']}/metrics.json, checkpoints/, tensorboard/ (tensorboard --logdir "
+            f"{summary['run_dir']})"
+        )
 
 
 if __name__ == "__main__":

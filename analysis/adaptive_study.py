@@ -13,6 +13,7 @@ last 10 % test) for a given number of steps. On up to 256 test windows, read at 
   quarter of those windows;
 - the maps of one window and the gate profiles, drawn with the dashboard's figures.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,15 +58,23 @@ def split_dates(length: int) -> tuple[str, str]:
 
 def adaptive_config(data_file: Path, length: int, steps: int, output_dir: Path):
     val_start, test_start = split_dates(length)
-    return load_config(CONFIG, [
-        "dataset.source=file", f"dataset.path={data_file}", "dataset.name=generated",
-        f"dataset.val_start={val_start}", f"dataset.test_start={test_start}",
-        f"trainer.max_steps={steps}", f"trainer.val_every_n_steps={steps}",
-        f"optimizer.warmup_steps={max(steps // 10, 1)}", "trainer.enable_progress_bar=false",
-        f"output_dir={output_dir}",
-        # the config's bf16 autocast where the CPU has native bf16, as the reference model trains; fp32 elsewhere
-        f"trainer.precision={'bf16-mixed' if native_bf16() else '32-true'}",
-    ])
+    return load_config(
+        CONFIG,
+        [
+            "dataset.source=file",
+            f"dataset.path={data_file}",
+            "dataset.name=generated",
+            f"dataset.val_start={val_start}",
+            f"dataset.test_start={test_start}",
+            f"trainer.max_steps={steps}",
+            f"trainer.val_every_n_steps={steps}",
+            f"optimizer.warmup_steps={max(steps // 10, 1)}",
+            "trainer.enable_progress_bar=false",
+            f"output_dir={output_dir}",
+            # the config's bf16 autocast where the CPU has native bf16, as the reference model trains; fp32 elsewhere
+            f"trainer.precision={'bf16-mixed' if native_bf16() else '32-true'}",
+        ],
+    )
 
 
 SUMMARY_FILE = "adaptive.json"
@@ -98,7 +107,9 @@ def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: b
     model, cfg = load_forecaster(summary["checkpoint"])
     data = build_data(cfg)
     windows = WindowBatches(data.panel, data.shape, data.splits["test"])
-    snapshot = attention_snapshot(model, windows, map_window=len(windows) - 1, label="last test window", gate_windows=READ_WINDOWS)
+    snapshot = attention_snapshot(
+        model, windows, map_window=len(windows) - 1, label="last test window", gate_windows=READ_WINDOWS
+    )
     (folder / "adaptive_maps.png").write_bytes(figures.attention_maps(snapshot.maps, snapshot.history_tokens))
     (folder / "adaptive_gates.png").write_bytes(figures.gate_profiles(snapshot.gates, snapshot.history_tokens))
     reading = read_attention(model, windows)
@@ -108,7 +119,10 @@ def study_adaptive(series: GeneratedSeries, steps: int, folder: Path, retrain: b
         "test_crps": summary["model"].get("crps"),
         "seasonal_naive_crps": {name: scores.get("crps") for name, scores in summary.get("references", {}).items()},
         "gate_per_head": [gates.mean(axis=1).tolist() for gates in snapshot.gates],  # per block [N]: alpha over tokens
-        "gate_history_vs_future": [[float(g[:, : snapshot.history_tokens].mean()), float(g[:, snapshot.history_tokens :].mean())] for g in snapshot.gates],
+        "gate_history_vs_future": [
+            [float(g[:, : snapshot.history_tokens].mean()), float(g[:, snapshot.history_tokens :].mean())]
+            for g in snapshot.gates
+        ],
         "beta": snapshot.betas,
         "entropy": reading.entropy.mean(axis=0).tolist(),  # per block, per head
     }
@@ -133,7 +147,9 @@ def read_attention(model, windows: WindowBatches) -> AttentionReading:
     batch = windows[indices]
     analysis = model.attention_maps(batch, torch.full((len(indices), 1), 0.5))
     entropy, gate = [], []
-    for weights, alpha in zip(analysis["attention"], analysis["gates"]):  # per block: [W, N, L, L], broadcastable to [W, N, L, 1]
+    for weights, alpha in zip(
+        analysis["attention"], analysis["gates"]
+    ):  # per block: [W, N, L, L], broadcastable to [W, N, L, 1]
         entropy.append(row_entropy(weights.float().numpy()).mean(axis=-1))  # [W, N]
         gate.append(alpha.float().expand(*weights.shape[:3], 1).mean(dim=(1, 2, 3)).numpy())  # [W]
     return AttentionReading(np.stack(entropy, axis=1), np.stack(gate, axis=1), batch.origin.numpy())
@@ -146,5 +162,8 @@ def turbulence_contrast(series: GeneratedSeries, reading: AttentionReading, hist
         return None
     history = reading.origins[:, None] - history_length + np.arange(history_length)  # [W, T] series index
     volatility = series.state["volatility"][history].mean(axis=1)
-    return calm_vs_turbulent("entropy", reading.entropy, volatility) | calm_vs_turbulent("gate", reading.gate, volatility) | {
-        "windows": len(volatility)}
+    return (
+        calm_vs_turbulent("entropy", reading.entropy, volatility)
+        | calm_vs_turbulent("gate", reading.gate, volatility)
+        | {"windows": len(volatility)}
+    )

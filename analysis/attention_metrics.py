@@ -16,6 +16,7 @@
 
 For a map of one window with rows i (attending) and columns j (attended), as drawn in the heat maps.
 """
+
 from __future__ import annotations
 
 import math

@@ -19,6 +19,7 @@ analysis/questions.py), ``reference_model.pt`` (reused by a later run with the s
 ``OUT/comparison.png`` across generators. ``--quick`` (short series, few steps) runs all nine
 generators in a few minutes on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,18 +36,31 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from analysis import reference_transformer
 from analysis.adaptive_study import study_adaptive
 from analysis.attention_metrics import pattern_strengths, recency, row_entropy, row_gini, stripe_periodicity
 from analysis.questions import (
-    calm_vs_turbulent, error_by_time_since_change, event_lift, last_change, post_change_lift,
+    calm_vs_turbulent,
+    error_by_time_since_change,
+    event_lift,
+    last_change,
+    post_change_lift,
 )
-from analysis import reference_transformer
 from analysis.reference_transformer import ReferenceTransformer
 from dataset.generators import FAMILIES, GENERATORS, STATIONARY, GeneratedSeries, generate
 from training.cpu import native_bf16
 
 INPUT, OUTPUT = 100, 20
-SHARES = ("entropy", "gini", "diagonal", "horizontal", "vertical", "stripe", "stripe_share", "recency")  # per-head numbers averaged in the summary
+SHARES = (
+    "entropy",
+    "gini",
+    "diagonal",
+    "horizontal",
+    "vertical",
+    "stripe",
+    "stripe_share",
+    "recency",
+)  # per-head numbers averaged in the summary
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,9 @@ def split_windows(values: np.ndarray, settings: StudySettings) -> StudyWindows:
     held = windows_of(values[validation_end:], settings.stride)[: settings.held_out_windows]
     return StudyWindows(
         train=windows_of(values[:train_end], 1),
-        validation=windows_of(values[train_end:validation_end], settings.stride)[: settings.held_out_windows],  # same cap as held out
+        validation=windows_of(values[train_end:validation_end], settings.stride)[
+            : settings.held_out_windows
+        ],  # same cap as held out
         held_out=HeldOut(held, validation_end + np.arange(len(held)) * settings.stride),
     )
 
@@ -157,10 +173,16 @@ def describe(attention: np.ndarray, focus: dict[str, np.ndarray]) -> list[dict]:
     for layer in range(layers):
         for head in range(heads):
             mean_map = attention[layer, :, head].mean(axis=0)  # [T, T]
-            rows.append({"layer": layer + 1, "head": head + 1,
-                         **{name: float(values[layer, :, head].mean()) for name, values in focus.items()},
-                         **pattern_strengths(mean_map), "recency": recency(mean_map),
-                         **dict(zip(("stripe_period", "stripe_share"), stripe_periodicity(mean_map)))})
+            rows.append(
+                {
+                    "layer": layer + 1,
+                    "head": head + 1,
+                    **{name: float(values[layer, :, head].mean()) for name, values in focus.items()},
+                    **pattern_strengths(mean_map),
+                    "recency": recency(mean_map),
+                    **dict(zip(("stripe_period", "stripe_share"), stripe_periodicity(mean_map))),
+                }
+            )
     return rows
 
 
@@ -188,8 +210,13 @@ def changes_of(series: GeneratedSeries) -> np.ndarray | None:
     return None if marked is None else marked.astype(bool)
 
 
-def ask_questions(series: GeneratedSeries, held: HeldOut, attention: np.ndarray, squared_error: np.ndarray,
-                  focus: dict[str, np.ndarray]) -> dict:
+def ask_questions(
+    series: GeneratedSeries,
+    held: HeldOut,
+    attention: np.ndarray,
+    squared_error: np.ndarray,
+    focus: dict[str, np.ndarray],
+) -> dict:
     """The study's questions that this generator's hidden state can answer (analysis/questions.py),
     per layer, each a list over heads. ``attention`` [layers, W, heads, T, T], ``squared_error`` [W],
     ``focus`` from :func:`row_focus`."""
@@ -213,7 +240,9 @@ def ask_questions(series: GeneratedSeries, held: HeldOut, attention: np.ndarray,
         # A change inside the forecast horizon cannot be foreseen: those windows are left out of the error.
         foreseeable = ~changes[outputs].any(axis=1)
         if foreseeable.any():
-            answers["error_after_change"] = error_by_time_since_change(squared_error[foreseeable], change_at[foreseeable], INPUT)
+            answers["error_after_change"] = error_by_time_since_change(
+                squared_error[foreseeable], change_at[foreseeable], INPUT
+            )
     return answers
 
 
@@ -227,11 +256,20 @@ def training_key(series: GeneratedSeries, settings: StudySettings) -> dict:
     retrains even where its parameter shapes stay the same)."""
     key = {name: value for name, value in asdict(settings).items() if name not in NOT_TRAINING}
     architecture = hashlib.sha256(inspect.getsource(reference_transformer).encode()).hexdigest()[:16]
-    return {**key, "series": series.fingerprint(), "input": INPUT, "output": OUTPUT,
-            "train_share": TRAIN_SHARE, "validation_share": VALIDATION_SHARE, "architecture": architecture}
+    return {
+        **key,
+        "series": series.fingerprint(),
+        "input": INPUT,
+        "output": OUTPUT,
+        "train_share": TRAIN_SHARE,
+        "validation_share": VALIDATION_SHARE,
+        "architecture": architecture,
+    }
 
 
-def trained_reference(series: GeneratedSeries, settings: StudySettings, folder: Path, retrain: bool) -> tuple[ReferenceTransformer, dict, HeldOut]:
+def trained_reference(
+    series: GeneratedSeries, settings: StudySettings, folder: Path, retrain: bool
+) -> tuple[ReferenceTransformer, dict, HeldOut]:
     """Train, or load the model an earlier run saved in ``folder`` for the same :func:`training_key`."""
     saved = folder / MODEL_FILE
     key = training_key(series, settings)
@@ -261,15 +299,23 @@ def study(name: str, settings: StudySettings, out: Path, retrain: bool = False) 
     for layer in range(attention.shape[0]):
         for head in range(attention.shape[2]):
             for sample in range(min(settings.samples, attention.shape[1])):
-                figure = _map_figure(attention[layer, sample, head], f"{name}: layer {layer + 1}, head {head + 1}, window {sample + 1}")
+                figure = _map_figure(
+                    attention[layer, sample, head], f"{name}: layer {layer + 1}, head {head + 1}, window {sample + 1}"
+                )
                 figure.savefig(folder / f"attention_L{layer + 1}_H{head + 1}_S{sample + 1}.png", dpi=80)
     (folder / "attention_metrics.json").write_text(json.dumps(json_safe(metrics), indent=2))
-    summary = {"generator": name, "family": FAMILIES[name], "settings": asdict(settings), "held_out_windows": len(held.windows),
-               "kept_step": curves["best_step"], "held_out_mse": float(squared_error.mean()),  # of the kept (best validation) state
-               "held_out_variance": float(held.windows[:, INPUT:].var()),
-               "mean": {key: float(np.mean([m[key] for m in metrics])) for key in SHARES},
-               "most_periodic_head": max(metrics, key=lambda m: m["stripe_share"]),
-               "questions": ask_questions(series, held, attention, squared_error, focus)}
+    summary = {
+        "generator": name,
+        "family": FAMILIES[name],
+        "settings": asdict(settings),
+        "held_out_windows": len(held.windows),
+        "kept_step": curves["best_step"],
+        "held_out_mse": float(squared_error.mean()),  # of the kept (best validation) state
+        "held_out_variance": float(held.windows[:, INPUT:].var()),
+        "mean": {key: float(np.mean([m[key] for m in metrics])) for key in SHARES},
+        "most_periodic_head": max(metrics, key=lambda m: m["stripe_share"]),
+        "questions": ask_questions(series, held, attention, squared_error, focus),
+    }
     if settings.adaptive_steps:
         summary["adaptive"] = study_adaptive(series, settings.adaptive_steps, folder, retrain)
     (folder / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
@@ -296,9 +342,16 @@ def comparison(summaries: list[dict], out: Path) -> str:
     """A markdown table of the per-generator means (over layers and heads) and the answers to the
     study's questions, and a figure of the means."""
     keys = SHARES
-    lines = ["| generator | family | held-out MSE ÷ variance | " + " | ".join(keys) + " |", "|---|---|---:|" + "---:|" * len(keys)]
+    lines = [
+        "| generator | family | held-out MSE ÷ variance | " + " | ".join(keys) + " |",
+        "|---|---|---:|" + "---:|" * len(keys),
+    ]
     for s in summaries:
-        lines.append(f"| {s['generator']} | {s['family']} | {relative_mse(s):.3f} | " + " | ".join(f"{s['mean'][k]:.3f}" for k in keys) + " |")
+        lines.append(
+            f"| {s['generator']} | {s['family']} | {relative_mse(s):.3f} | "
+            + " | ".join(f"{s['mean'][k]:.3f}" for k in keys)
+            + " |"
+        )
     table = "\n".join(lines) + "\n\n" + questions_report(summaries)
     (out / "comparison.md").write_text(table + "\n")
     figure = Figure(figsize=(11, 4), layout="constrained")
@@ -335,8 +388,14 @@ def markdown_section(title: str, note: str, columns: list[str], align: str, rows
 def questions_report(summaries: list[dict]) -> str:
     """Markdown sections answering the study's questions from the summaries (layer by layer, mean and
     range over heads); a question no generator could be asked has no section."""
-    sections = [_spike_section(summaries), *(_turbulence_section(s) for s in summaries), _change_section(summaries),
-                _stationarity_section(summaries), _adaptive_section(summaries), _stripe_section(summaries)]
+    sections = [
+        _spike_section(summaries),
+        *(_turbulence_section(s) for s in summaries),
+        _change_section(summaries),
+        _stationarity_section(summaries),
+        _adaptive_section(summaries),
+        _stripe_section(summaries),
+    ]
     return "\n\n".join(section for section in sections if section)
 
 
@@ -344,12 +403,20 @@ def _spike_section(summaries: list[dict]) -> str | None:
     spiky = [s for s in summaries if "spike_lift" in s["questions"]]
     if not spiky:
         return None
-    rows = [f"| {s['generator']} | {s['questions']['spike_windows']} | " + " | ".join(_heads(l) for l in s["questions"]["spike_lift"]) + " |"
-            for s in spiky]
+    rows = [
+        f"| {s['generator']} | {s['questions']['spike_windows']} | "
+        + " | ".join(_heads(l) for l in s["questions"]["spike_lift"])
+        + " |"
+        for s in spiky
+    ]
     layers = len(spiky[0]["questions"]["spike_lift"])
-    return markdown_section("Do heads over-react to spikes?",
-                            "Attention received by spikes ÷ attention received at the same positions without one (1 = like any point).",
-                            ["generator", "windows with a spike", *(f"layer {l + 1}" for l in range(layers))], "lr" + "l" * layers, rows)
+    return markdown_section(
+        "Do heads over-react to spikes?",
+        "Attention received by spikes ÷ attention received at the same positions without one (1 = like any point).",
+        ["generator", "windows with a spike", *(f"layer {l + 1}" for l in range(layers))],
+        "lr" + "l" * layers,
+        rows,
+    )
 
 
 def _turbulence_section(summary: dict) -> str | None:
@@ -359,12 +426,24 @@ def _turbulence_section(summary: dict) -> str | None:
     rows = []
     for layer in range(len(q["entropy_calm"])):
         calm, turbulent = np.array(q["entropy_calm"][layer]), np.array(q["entropy_turbulent"][layer])
-        rows.append(f"| {layer + 1} | {_heads(calm)} | {_heads(turbulent)} | {_heads(q['gini_calm'][layer])} | "
-                    f"{_heads(q['gini_turbulent'][layer])} | {int((turbulent < calm).sum())} of {len(calm)} |")
-    return markdown_section(f"Is attention more concentrated in turbulent periods? ({summary['generator']})",
-                            "Calmest vs most turbulent quarter of held-out windows by mean volatility; entropy 1 = uniform.",
-                            ["layer", "entropy calm", "entropy turbulent", "Gini calm", "Gini turbulent", "heads lower-entropy when turbulent"],
-                            "rllllr", rows)
+        rows.append(
+            f"| {layer + 1} | {_heads(calm)} | {_heads(turbulent)} | {_heads(q['gini_calm'][layer])} | "
+            f"{_heads(q['gini_turbulent'][layer])} | {int((turbulent < calm).sum())} of {len(calm)} |"
+        )
+    return markdown_section(
+        f"Is attention more concentrated in turbulent periods? ({summary['generator']})",
+        "Calmest vs most turbulent quarter of held-out windows by mean volatility; entropy 1 = uniform.",
+        [
+            "layer",
+            "entropy calm",
+            "entropy turbulent",
+            "Gini calm",
+            "Gini turbulent",
+            "heads lower-entropy when turbulent",
+        ],
+        "rllllr",
+        rows,
+    )
 
 
 def _change_section(summaries: list[dict]) -> str | None:
@@ -376,26 +455,59 @@ def _change_section(summaries: list[dict]) -> str | None:
     for s in changing:
         q = s["questions"]
         for layer, lift in enumerate(q["post_change_lift"]):
-            rows.append(f"| {s['generator']} | attention lift, layer {layer + 1} | " + " | ".join(_heads(lift[b]) for b in bins) + " | |")
-        rows.append(f"| {s['generator']} | windows | " + " | ".join(str(int(q["post_change_lift"][0][f"{b} windows"])) for b in bins) + " | |")
+            rows.append(
+                f"| {s['generator']} | attention lift, layer {layer + 1} | "
+                + " | ".join(_heads(lift[b]) for b in bins)
+                + " | |"
+            )
+        rows.append(
+            f"| {s['generator']} | windows | "
+            + " | ".join(str(int(q["post_change_lift"][0][f"{b} windows"])) for b in bins)
+            + " | |"
+        )
         if "error_after_change" in q:
-            rows.append(f"| {s['generator']} | MSE ratio | " + " | ".join(_number(q["error_after_change"][b]) for b in [*bins, "none"]) + " |")
-    note = ("Attention on the points since the last change ÷ the same span in windows without a change, and held-out MSE ÷ "
-            "the mean of all windows (windows with a change in their forecast horizon left out), by points since the change "
-            "(none: no change in the input).")
-    return markdown_section("Does the model follow and recover after a change?", note,
-                            ["generator", "what", *bins, "none"], "ll" + "l" * (len(bins) + 1), rows)
+            rows.append(
+                f"| {s['generator']} | MSE ratio | "
+                + " | ".join(_number(q["error_after_change"][b]) for b in [*bins, "none"])
+                + " |"
+            )
+    note = (
+        "Attention on the points since the last change ÷ the same span in windows without a change, and held-out MSE ÷ "
+        "the mean of all windows (windows with a change in their forecast horizon left out), by points since the "
+        "change "
+        "(none: no change in the input)."
+    )
+    return markdown_section(
+        "Does the model follow and recover after a change?",
+        note,
+        ["generator", "what", *bins, "none"],
+        "ll" + "l" * (len(bins) + 1),
+        rows,
+    )
 
 
 def _stationarity_section(summaries: list[dict]) -> str:
     rows = []
-    for label, group in (("stationary", [s for s in summaries if s["generator"] in STATIONARY]),
-                         ("non-stationary", [s for s in summaries if s["generator"] not in STATIONARY])):
+    for label, group in (
+        ("stationary", [s for s in summaries if s["generator"] in STATIONARY]),
+        ("non-stationary", [s for s in summaries if s["generator"] not in STATIONARY]),
+    ):
         if group:
-            rows.append(f"| {label} | {', '.join(s['generator'] for s in group)} | {np.mean([relative_mse(s) for s in group]):.3f} | "
-                        + " | ".join(f"{np.mean([s['mean'][k] for s in group]):.3f}" for k in ("entropy", "diagonal", "recency")) + " |")
-    return markdown_section("Stationary vs non-stationary", "Means over the generators of each group (over layers and heads).",
-                            ["group", "generators", "held-out MSE ÷ variance", "entropy", "diagonal", "recency (last 10)"], "llrrrr", rows)
+            rows.append(
+                f"| {label} | {', '.join(s['generator'] for s in group)} | "
+                f"{np.mean([relative_mse(s) for s in group]):.3f} | "
+                + " | ".join(
+                    f"{np.mean([s['mean'][k] for s in group]):.3f}" for k in ("entropy", "diagonal", "recency")
+                )
+                + " |"
+            )
+    return markdown_section(
+        "Stationary vs non-stationary",
+        "Means over the generators of each group (over layers and heads).",
+        ["group", "generators", "held-out MSE ÷ variance", "entropy", "diagonal", "recency (last 10)"],
+        "llrrrr",
+        rows,
+    )
 
 
 def _adaptive_section(summaries: list[dict]) -> str | None:
@@ -414,26 +526,52 @@ def _adaptive_section(summaries: list[dict]) -> str | None:
     for s in adaptive:
         if "turbulence" in s["adaptive"]:
             t = s["adaptive"]["turbulence"]
-            rows += ["", f"Our model on {s['generator']}, calmest vs most turbulent quarter of {t['windows']} test windows:", "",
-                     "| block | entropy calm | entropy turbulent | gate α calm | gate α turbulent |", "|---:|---|---|---:|---:|"]
-            rows += [f"| {b + 1} | {_heads(t['entropy_calm'][b])} | {_heads(t['entropy_turbulent'][b])} | "
-                     f"{t['gate_calm'][b]:.3f} | {t['gate_turbulent'][b]:.3f} |" for b in range(len(t["gate_calm"]))]
-    note = ("Gate α = the local heads' share (global heads get 1 − α), mean over tokens and test windows; β = learnt "
-            "locality bias per head; entropy per head (1 = uniform). Block 1 \\| block 2.")
-    return markdown_section("Our adaptive-attention model on the same series", note,
-                            ["generator", "steps", "test CRPS ÷ seasonal naive 168 h", "gate α", "β per head", "entropy per head"], "lrrlll", rows)
+            rows += [
+                "",
+                f"Our model on {s['generator']}, calmest vs most turbulent quarter of {t['windows']} test windows:",
+                "",
+                "| block | entropy calm | entropy turbulent | gate α calm | gate α turbulent |",
+                "|---:|---|---|---:|---:|",
+            ]
+            rows += [
+                f"| {b + 1} | {_heads(t['entropy_calm'][b])} | {_heads(t['entropy_turbulent'][b])} | "
+                f"{t['gate_calm'][b]:.3f} | {t['gate_turbulent'][b]:.3f} |"
+                for b in range(len(t["gate_calm"]))
+            ]
+    note = (
+        "Gate α = the local heads' share (global heads get 1 − α), mean over tokens and test windows; β = learnt "
+        "locality bias per head; entropy per head (1 = uniform). Block 1 \\| block 2."
+    )
+    return markdown_section(
+        "Our adaptive-attention model on the same series",
+        note,
+        ["generator", "steps", "test CRPS ÷ seasonal naive 168 h", "gate α", "β per head", "entropy per head"],
+        "lrrlll",
+        rows,
+    )
 
 
 def _stripe_section(summaries: list[dict]) -> str:
     rows = []
     for s in summaries:
         head = s["most_periodic_head"]
-        rows.append(f"| {s['generator']} | {s['family']} | {s['mean']['stripe_share']:.2f} | L{head['layer']} H{head['head']} | "
-                    f"{_number(head['stripe_period'], 1)} | {head['stripe_share']:.2f} |")
-    note = ("Stripe share = share of the detrended lag profile's variance (mean weight at each lag i − j of the mean map) in its "
-            "strongest periodic component (1 = a pure cosine in the lag); mean over heads, and the most periodic head.")
-    return markdown_section("Do periodic series give striped maps?", note,
-                            ["generator", "family", "stripe share", "most periodic head", "its period (lags)", "its share"], "llrlrr", rows)
+        rows.append(
+            f"| {s['generator']} | {s['family']} | {s['mean']['stripe_share']:.2f} | L{head['layer']} "
+            f"H{head['head']} | "
+            f"{_number(head['stripe_period'], 1)} | {head['stripe_share']:.2f} |"
+        )
+    note = (
+        "Stripe share = share of the detrended lag profile's variance (mean weight at each lag i − j of the mean "
+        "map) in its "
+        "strongest periodic component (1 = a pure cosine in the lag); mean over heads, and the most periodic head."
+    )
+    return markdown_section(
+        "Do periodic series give striped maps?",
+        note,
+        ["generator", "family", "stripe share", "most periodic head", "its period (lags)", "its share"],
+        "llrlrr",
+        rows,
+    )
 
 
 def _training_figure(curves: dict, name: str) -> Figure:
@@ -487,13 +625,23 @@ def _map_figure(weights: np.ndarray, title: str) -> Figure:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generators", nargs="+", default=sorted(GENERATORS), metavar="NAME", help=f"from {sorted(GENERATORS)}")
+    parser.add_argument(
+        "--generators", nargs="+", default=sorted(GENERATORS), metavar="NAME", help=f"from {sorted(GENERATORS)}"
+    )
     parser.add_argument("--quick", action="store_true", help="short series and few steps (minutes for all generators)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
-    parser.add_argument("--adaptive-steps", type=int, metavar="N",
-                        help=f"train our adaptive-attention model N steps per generator too (default {StudySettings.adaptive_steps}; "
-                             "0 skips it; --quick skips it unless given)")
-    parser.add_argument("--retrain", action="store_true", help=f"train even where OUT/<generator>/ holds a model of the same settings ({MODEL_FILE}, adaptive.json)")
+    parser.add_argument(
+        "--adaptive-steps",
+        type=int,
+        metavar="N",
+        help=f"train our adaptive-attention model N steps per generator too (default {StudySettings.adaptive_steps}; "
+        "0 skips it; --quick skips it unless given)",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help=f"train even where OUT/<generator>/ holds a model of the same settings ({MODEL_FILE}, adaptive.json)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.generators) - set(GENERATORS))
     if unknown:
@@ -505,7 +653,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = QUICK if args.quick else StudySettings()
     if args.adaptive_steps is not None:
         settings = replace(settings, adaptive_steps=args.adaptive_steps)
-    summaries = [study(name, settings, args.out, args.retrain) for name in tqdm(args.generators, desc="generators", unit="generator")]
+    summaries = [
+        study(name, settings, args.out, args.retrain)
+        for name in tqdm(args.generators, desc="generators", unit="generator")
+    ]
     print(comparison(summaries, args.out))
     print(f"\nwritten: {args.out}/<generator>/ and {args.out}/comparison.md, comparison.png")
     return 0

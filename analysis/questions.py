@@ -18,6 +18,7 @@ attending, columns attended), and per-window facts aligned with the T input poin
   the time since the last change in their input (and of windows without one), divided by the mean
   MSE of all windows.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,9 @@ def event_lift(attention: np.ndarray, events: np.ndarray) -> np.ndarray:
     events = np.asarray(events, dtype=bool)
     quiet = ~events
     quiet_count = quiet.sum(axis=0)  # [T]
-    baseline = (got * quiet[:, None, :]).sum(axis=0) / np.maximum(quiet_count, 1)  # [N, T]: mean at each position without an event
+    baseline = (got * quiet[:, None, :]).sum(axis=0) / np.maximum(
+        quiet_count, 1
+    )  # [N, T]: mean at each position without an event
     usable = events & (quiet_count > 0)[None, :]  # [W, T]
     if not usable.any():
         return np.full(got.shape[1], np.nan)
@@ -107,4 +110,7 @@ def error_by_time_since_change(squared_error: np.ndarray, change_at: np.ndarray,
     since = input_length - change_at
     groups = {f"{low}-{high}": (change_at >= 0) & (since >= low) & (since <= high) for low, high in CHANGE_BINS}
     groups["none"] = change_at < 0
-    return {key: float(squared_error[chosen].mean() / reference) if chosen.any() else float("nan") for key, chosen in groups.items()}
+    return {
+        key: float(squared_error[chosen].mean() / reference) if chosen.any() else float("nan")
+        for key, chosen in groups.items()
+    }

@@ -7,6 +7,7 @@ deviation (so trending and level-shifting series share one model) and the foreca
 Tokens are single time points: value embedding plus a learned position embedding; the forecast is
 a linear read-out of all token states.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,9 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, return_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attention(x, x, x, need_weights=return_weights, average_attn_weights=False)  # weights [B, N, T, T]
+        attended, weights = self.attention(
+            x, x, x, need_weights=return_weights, average_attn_weights=False
+        )  # weights [B, N, T, T]
         x = self.norm1(x + self.dropout(attended))
         return self.norm2(x + self.dropout(self.ffn(x))), weights
 
@@ -33,8 +36,16 @@ class ReferenceTransformer(nn.Module):
     """``history [B, T] -> forecast [B, H]``; ``forward(..., return_attention=True)`` also returns the
     attention weights of every layer, each [B, heads, T (attending), T (attended)]."""
 
-    def __init__(self, input_length: int = 100, horizon: int = 20, d_model: int = 64, num_heads: int = 4,
-                 num_layers: int = 2, ffn: int = 256, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        input_length: int = 100,
+        horizon: int = 20,
+        d_model: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        ffn: int = 256,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         self.input_length, self.horizon = input_length, horizon
         self.embed = nn.Linear(1, d_model)

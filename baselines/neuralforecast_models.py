@@ -17,6 +17,7 @@ Levels:
   ``predict(quantiles=[q])``. (``NeuralForecast.predict(quantiles=...)`` would instead take
   quantiles over 11 fixed-level forecasts and not return the level asked for.)
 """
+
 from __future__ import annotations
 
 import time
@@ -89,7 +90,9 @@ class NeuralForecastBaseline:
         self._fitted = nf.models[0]  # fit trains copies of the models it was given
         # its log of (step, loss), one entry per training step: the trainer is not kept after fit
         self.training.steps = len(self._fitted.train_trajectories)
-        self.training.samples_per_second = self.training.steps * self.windows_batch_size / max(self.training.seconds, 1e-9)
+        self.training.samples_per_second = (
+            self.training.steps * self.windows_batch_size / max(self.training.seconds, 1e-9)
+        )
         return self
 
     def __call__(self, series: np.ndarray, origin: np.ndarray, horizon: int, levels: torch.Tensor) -> torch.Tensor:
@@ -106,7 +109,11 @@ class NeuralForecastBaseline:
         parts = []
         for start in range(0, len(origin), self.inference_batch_size):
             chunk = slice(start, start + self.inference_batch_size)
-            parts.append(self._forecast(window_dataset(panel, series[chunk], origin[chunk], self.history_length, self.horizon), levels))
+            parts.append(
+                self._forecast(
+                    window_dataset(panel, series[chunk], origin[chunk], self.history_length, self.horizon), levels
+                )
+            )
         return torch.cat(parts) if parts else torch.zeros(0, self.horizon, len(levels))
 
     def _forecast(self, dataset, levels: list[float]) -> torch.Tensor:
@@ -155,12 +162,16 @@ def training_frame(panel: HourlyPanel, train_end: int) -> pd.DataFrame:
         if not observed.any():
             continue
         first = int(np.argmax(observed))
-        frames.append(pd.DataFrame({
-            ID: name,
-            TIME: panel.timestamps[first:train_end],
-            TARGET: filled[row, first:train_end].astype(np.float64),
-            MASK: observed[first:].astype(np.float64),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    ID: name,
+                    TIME: panel.timestamps[first:train_end],
+                    TARGET: filled[row, first:train_end].astype(np.float64),
+                    MASK: observed[first:].astype(np.float64),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -179,12 +190,14 @@ def window_dataset(panel: HourlyPanel, series: np.ndarray, origin: np.ndarray, h
     values = np.where(available, values, np.nan_to_num(values))
     values[:, history_length:] = 0.0
     width = len(str(N))
-    frame = pd.DataFrame({
-        ID: np.repeat([f"{i:0{width}d}" for i in range(N)], length),  # zero-padded: sorted ids keep window order
-        TIME: panel.timestamps[hours.ravel()],
-        TARGET: values.ravel(),
-        MASK: available.ravel().astype(np.float64),
-    })
+    frame = pd.DataFrame(
+        {
+            ID: np.repeat([f"{i:0{width}d}" for i in range(N)], length),  # zero-padded: sorted ids keep window order
+            TIME: panel.timestamps[hours.ravel()],
+            TARGET: values.ravel(),
+            MASK: available.ravel().astype(np.float64),
+        }
+    )
     dataset, ids, _, _ = TimeSeriesDataset.from_df(frame, id_col=ID, time_col=TIME, target_col=TARGET)
     if list(ids) != sorted(ids):  # the forecasts are read back in id order
         raise RuntimeError("neuralforecast did not keep the windows in id order")

@@ -4,6 +4,7 @@ Seasonal naive, the neuralforecast baselines and the synthetic data's oracle all
 that they forecast the model's very windows and are scored by the model's own scoring path
 (``model/scoring.py``).
 """
+
 from __future__ import annotations
 
 from typing import Callable

@@ -1,4 +1,5 @@
 """Seasonal naive quantile forecasts: last season's value plus quantiles of past seasonal errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,12 @@ class SeasonalNaive:
         """Quantile forecasts ``[N, H, Q]`` for windows (series [N], origin [N]) at ``levels`` [Q]."""
         levels = torch.as_tensor(levels, dtype=torch.float32)
         parts = [
-            self._forecast(torch.as_tensor(series[i : i + self.chunk]), torch.as_tensor(origin[i : i + self.chunk]), horizon, levels)
+            self._forecast(
+                torch.as_tensor(series[i : i + self.chunk]),
+                torch.as_tensor(origin[i : i + self.chunk]),
+                horizon,
+                levels,
+            )
             for i in range(0, len(origin), self.chunk)
         ]
         return torch.cat(parts) if parts else torch.zeros(0, horizon, len(levels))
@@ -43,8 +49,12 @@ class SeasonalNaive:
         spread = torch.zeros(len(origin), horizon, len(levels))  # [N, H, Q]
         for k in seasons_back.unique().tolist():
             earlier = past - k * self.lag  # [N, R]
-            errors = self.values[rows, past.clamp_min(0)] - self.values[rows, earlier.clamp_min(0)]  # [N, R], NaN if missing
+            errors = (
+                self.values[rows, past.clamp_min(0)] - self.values[rows, earlier.clamp_min(0)]
+            )  # [N, R], NaN if missing
             errors = torch.where(earlier >= 0, errors, torch.full_like(errors, float("nan")))
-            quantiles = torch.nan_to_num(torch.nanquantile(errors, levels, dim=1).T, nan=0.0)  # [N, Q]; none usable: a point
+            quantiles = torch.nan_to_num(
+                torch.nanquantile(errors, levels, dim=1).T, nan=0.0
+            )  # [N, Q]; none usable: a point
             spread[:, seasons_back == k] = quantiles[:, None, :]
         return base[:, :, None] + spread  # [N, H, Q]

@@ -12,12 +12,21 @@ wall-clock instead, which charges each part its cost. The table gives mean ± st
 the change of the mean CRPS against "full" (negative = better without the part); a change smaller
 than the seeds' std is not resolved.
 """
+
 from __future__ import annotations
 
 import argparse
 
 from benchmarks import attention_components, sampler_comparison
-from benchmarks.variant_runs import STANDARD_COLUMNS, Column, Variant, add_arguments, markdown_table, metric, run_variants
+from benchmarks.variant_runs import (
+    STANDARD_COLUMNS,
+    Column,
+    Variant,
+    add_arguments,
+    markdown_table,
+    metric,
+    run_variants,
+)
 
 SAMPLER_VARIANTS = tuple(
     Variant(v.name if v.name.startswith("adaptive_") else f"sampler_{v.name}", f"sampler: {v.description}", v.overrides)
@@ -44,7 +53,10 @@ def main() -> None:
     records = run_variants(args, VARIANTS)
     full = [metric("crps")(r) for r in records if r["variant"] == "full"]
     full_crps = sum(full) / len(full)
-    print(f"\n{args.config}, seeds {args.seeds}, scored on the {records[-1]['split']} split; full model CRPS {full_crps:.2f}\n")
+    print(
+        f"\n{args.config}, seeds {args.seeds}, scored on the {records[-1]['split']} split; full model CRPS "
+        f"{full_crps:.2f}\n"
+    )
     calibration = Column("calibration error", metric("calibration_error"))
     print(markdown_table(records, VARIANTS, (*STANDARD_COLUMNS, *change_columns(full_crps), calibration)))
 

@@ -4,9 +4,11 @@
 
 For each T, one AdaptiveTemporalAttention block (d_model 64, 4 heads) with all heads local on
 the banded path, and all heads global (the fused dense pass, which local heads also take below
-BANDED_MIN_RATIO * (2w + 1)), forward + backward on the fast path, fp32. "saved MB" is the activation memory autograd keeps for the backward pass (the bytes of every
-tensor saved for backward), which is what grows with T; time is the median of a few repeats.
+BANDED_MIN_RATIO * (2w + 1)), forward + backward on the fast path, fp32. "saved MB" is the activation
+memory autograd keeps for the backward pass (the bytes of every tensor saved for backward), which is
+what grows with T; time is the median of a few repeats.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +57,11 @@ def main() -> None:
             attention = AdaptiveTemporalAttention(config, local_path="banded")
             row.append(saved_bytes_and_seconds(attention, x, args.repeats))
         (local_mb, local_s), (global_mb, global_s) = row
-        print(f"| {length} | {local_mb:.1f} | {1000 * local_s:.1f} | {global_mb:.1f} | {1000 * global_s:.1f} | {global_s / local_s:.1f}x |", flush=True)
+        print(
+            f"| {length} | {local_mb:.1f} | {1000 * local_s:.1f} | {global_mb:.1f} | {1000 * global_s:.1f} | "
+            f"{global_s / local_s:.1f}x |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

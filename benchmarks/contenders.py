@@ -12,6 +12,7 @@ final one, are reported. Three kinds:
 - :class:`NeuralForecastContender`: a Nixtla neuralforecast model (``baselines.neuralforecast_models``)
   trained on the same training hours within the same budget.
 """
+
 from __future__ import annotations
 
 import time
@@ -76,7 +77,9 @@ class ReferenceContender:
     def run(self, bench: Bench, seed: int) -> Forecasts:
         forecaster = self.make(bench)
         start = time.perf_counter()
-        prediction = forecaster(bench.windows.windows.series, bench.windows.windows.origin, bench.windows.shape.horizon, bench.levels.levels)
+        prediction = forecaster(
+            bench.windows.windows.series, bench.windows.windows.origin, bench.windows.shape.horizon, bench.levels.levels
+        )
         return Forecasts(prediction=prediction.float(), eval_seconds=time.perf_counter() - start)
 
 
@@ -91,20 +94,29 @@ class OurContender:
     def run(self, bench: Bench, seed: int) -> Forecasts:
         budget = [f"trainer.max_time={bench.budget}"] if bench.budget else []
         budget += [f"trainer.max_steps={bench.max_steps}"] if bench.max_steps else []
-        cfg = load_config(CONFIG_DIR / f"{self.config}.yaml", [*bench.overrides, *budget, *self.overrides, f"seed={seed}"])
+        cfg = load_config(
+            CONFIG_DIR / f"{self.config}.yaml", [*bench.overrides, *budget, *self.overrides, f"seed={seed}"]
+        )
         if OmegaConf.to_container(cfg.dataset) != OmegaConf.to_container(bench.cfg.dataset):
-            raise ValueError(f"{self.name}: config {self.config} reads other data or windows than the benchmark's base config")
+            raise ValueError(
+                f"{self.name}: config {self.config} reads other data or windows than the benchmark's base config"
+            )
         summary = train(cfg)
         if not Path(summary["checkpoint"]).is_file():
-            raise RuntimeError(f"{self.name}: training left no checkpoint ({summary['checkpoint']}); give it more budget")
+            raise RuntimeError(
+                f"{self.name}: training left no checkpoint ({summary['checkpoint']}); give it more budget"
+            )
         ensemble = Ensemble([load_forecaster(summary["checkpoint"])[0]])
         batch_size = cfg.dataset.eval_batch_size
         start = time.perf_counter()
         prediction = forecast_split(ensemble, bench.windows, bench.levels.levels, batch_size, self.name).prediction
         eval_seconds = time.perf_counter() - start
         paper = paper_protocol_crps(ensemble, bench.windows, bench.cfg.evaluation.paper_protocol_levels, batch_size)
-        training = {"seconds": summary["train_seconds"], "steps": summary["train_steps"],
-                    "samples_per_second": summary["train_samples_per_second"]}
+        training = {
+            "seconds": summary["train_seconds"],
+            "steps": summary["train_steps"],
+            "samples_per_second": summary["train_samples_per_second"],
+        }
         return Forecasts(prediction=prediction, eval_seconds=eval_seconds, training=training, extra_metrics=paper)
 
 
@@ -118,14 +130,25 @@ class NeuralForecastContender:
 
     def run(self, bench: Bench, seed: int) -> Forecasts:
         baseline = NeuralForecastBaseline(
-            self.model, self.loss, bench.cfg.dataset.history_length, bench.cfg.dataset.horizon,
-            levels=tuple(bench.levels.levels.tolist()), seed=seed, max_time=bench.budget,
-            max_steps=bench.max_steps or 1_000_000, precision=bench.cfg.trainer.precision,
+            self.model,
+            self.loss,
+            bench.cfg.dataset.history_length,
+            bench.cfg.dataset.horizon,
+            levels=tuple(bench.levels.levels.tolist()),
+            seed=seed,
+            max_time=bench.budget,
+            max_steps=bench.max_steps or 1_000_000,
+            precision=bench.cfg.trainer.precision,
         ).fit(bench.data.panel, bench.train_end)
         start = time.perf_counter()
-        prediction = baseline(bench.windows.windows.series, bench.windows.windows.origin, bench.windows.shape.horizon, bench.levels.levels)
-        training = {"seconds": baseline.training.seconds, "steps": baseline.training.steps,
-                    "samples_per_second": baseline.training.samples_per_second}
+        prediction = baseline(
+            bench.windows.windows.series, bench.windows.windows.origin, bench.windows.shape.horizon, bench.levels.levels
+        )
+        training = {
+            "seconds": baseline.training.seconds,
+            "steps": baseline.training.steps,
+            "samples_per_second": baseline.training.samples_per_second,
+        }
         return Forecasts(prediction=prediction, eval_seconds=time.perf_counter() - start, training=training)
 
 
@@ -134,26 +157,44 @@ Contender = ReferenceContender | OurContender | NeuralForecastContender
 
 def seasonal_naive(lag: int) -> ReferenceContender:
     return ReferenceContender(
-        f"seasonal_naive_{lag}", f"the value {lag} h earlier + quantiles of past {lag}-h errors",
+        f"seasonal_naive_{lag}",
+        f"the value {lag} h earlier + quantiles of past {lag}-h errors",
         lambda bench: SeasonalNaive(bench.data.panel, lag, bench.cfg.evaluation.residual_window),
     )
 
 
-ORACLE = ReferenceContender("oracle", "the true conditional distribution (synthetic data only)", lambda bench: bench.data.oracle)
+ORACLE = ReferenceContender(
+    "oracle", "the true conditional distribution (synthetic data only)", lambda bench: bench.data.oracle
+)
 
 
 def contenders(base_config: str, attention_config: str, synthetic: bool) -> list[Contender]:
     """Every contender, in table order."""
     ours = [
-        OurContender("nbeatsaq_cat", "our N-BEATS-AQ, level concatenated to the input", base_config, ("model.conditioning=cat",)),
+        OurContender(
+            "nbeatsaq_cat", "our N-BEATS-AQ, level concatenated to the input", base_config, ("model.conditioning=cat",)
+        ),
         OurContender("nbeatsaq_film", "our N-BEATS-AQ, level by FiLM", base_config, ("model.conditioning=film",)),
-        *(OurContender(f"adaptive_attention_{kind}", f"our adaptive-attention model, {kind} level sampler", attention_config,
-                       (f"sampler={kind}",)) for kind in ("uniform", "beta", "adaptive")),
+        *(
+            OurContender(
+                f"adaptive_attention_{kind}",
+                f"our adaptive-attention model, {kind} level sampler",
+                attention_config,
+                (f"sampler={kind}",),
+            )
+            for kind in ("uniform", "beta", "adaptive")
+        ),
     ]
     nixtla = [
-        NeuralForecastContender("neuralforecast_nbeats_mq", "neuralforecast NBEATS, MQLoss at the evaluation levels", "NBEATS", "mq"),
-        NeuralForecastContender("neuralforecast_nbeats_iq", "neuralforecast NBEATS, IQLoss, asked level by level", "NBEATS", "iq"),
-        NeuralForecastContender("neuralforecast_nhits_mq", "neuralforecast NHITS, MQLoss at the evaluation levels", "NHITS", "mq"),
+        NeuralForecastContender(
+            "neuralforecast_nbeats_mq", "neuralforecast NBEATS, MQLoss at the evaluation levels", "NBEATS", "mq"
+        ),
+        NeuralForecastContender(
+            "neuralforecast_nbeats_iq", "neuralforecast NBEATS, IQLoss, asked level by level", "NBEATS", "iq"
+        ),
+        NeuralForecastContender(
+            "neuralforecast_nhits_mq", "neuralforecast NHITS, MQLoss at the evaluation levels", "NHITS", "mq"
+        ),
     ]
     references = [seasonal_naive(24), seasonal_naive(168)] + ([ORACLE] if synthetic else [])
     return [*references, *nixtla, *ours]

@@ -17,6 +17,7 @@ validation 2017-07..09 (checkpoint choice) and test 2017-10..12 (the table). ``k
 overrides apply to every config of ours and to the data. ``--paper-size`` trains our models at the
 paper's sizes (``nbeatsaq-mhlv`` configs, 30 blocks x 1024 wide; meant for a GPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,8 @@ from typing import Any, Sequence
 
 from benchmarks.contenders import CONFIG_DIR, Bench, contenders, run_contender
 from benchmarks.variant_runs import Column, markdown_table, metric
-from dataset.windows import WindowBatches
 from dataset.loader import DataValidationError
+from dataset.windows import WindowBatches
 from experiment.builders import build_data, build_evaluation_levels
 from experiment.config import load_config
 from experiment.errors import ConfigError, UsageError
@@ -61,7 +62,9 @@ def columns(with_oracle: bool, oracle_crps: float | None) -> list[Column]:
         Column("crossing raw", metric("crossing_rate_raw")),
         Column("crossing final", metric("crossing_rate_final")),
         Column("train s", lambda r: NAN if r["train_seconds"] is None else r["train_seconds"], 0),
-        Column("samples/s", lambda r: NAN if r["train_samples_per_second"] is None else r["train_samples_per_second"], 0),
+        Column(
+            "samples/s", lambda r: NAN if r["train_samples_per_second"] is None else r["train_samples_per_second"], 0
+        ),
         Column("eval s", lambda r: r["eval_seconds"], 1),
     ]
     return table
@@ -104,15 +107,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="synthetic", help="synthetic, mhl or an MHL-format file")
     parser.add_argument("--budget-minutes", type=float, default=5.0, help="training wall-clock per trained contender")
     parser.add_argument("--max-steps", type=int, help="also cap every trained contender at this many steps")
-    parser.add_argument("--paper-size", action="store_true", help="our models at the paper's sizes (configs *-mhlv; for a GPU)")
+    parser.add_argument(
+        "--paper-size", action="store_true", help="our models at the paper's sizes (configs *-mhlv; for a GPU)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="a subset of the contenders")
     parser.add_argument("--json", type=Path, help="the results file (default results/benchmark-<data>.json)")
-    parser.add_argument("--report", type=Path, metavar="JSON", help="only print the table of a results file, run nothing")
+    parser.add_argument(
+        "--report", type=Path, metavar="JSON", help="only print the table of a results file, run nothing"
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     try:
-        bench, base, attention = build_bench(args.data, args.budget_minutes, args.max_steps, args.overrides, args.paper_size)
+        bench, base, attention = build_bench(
+            args.data, args.budget_minutes, args.max_steps, args.overrides, args.paper_size
+        )
         table = contenders(base, attention, synthetic=bench.data.oracle is not None)
         names = [c.name for c in table]
         unknown = sorted(set(args.only or ()) - set(names))
@@ -125,11 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         print(report(json.loads(args.report.read_text()), selected))
         return 0
-    out = args.json or REPO / "results" / f"benchmark-{Path(args.data).stem if args.data not in CONFIGS else args.data}.json"
+    out = (
+        args.json
+        or REPO / "results" / f"benchmark-{Path(args.data).stem if args.data not in CONFIGS else args.data}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     records = run_all(selected, bench, args.seeds, out)
-    print(f"\n{args.data}: {len(bench.windows):,} test windows, {args.budget_minutes:g} min of training per trained "
-          f"contender{f' (at most {args.max_steps} steps)' if args.max_steps else ''}, seeds {args.seeds}\n")
+    print(
+        f"\n{args.data}: {len(bench.windows):,} test windows, {args.budget_minutes:g} min of training per trained "
+        f"contender{f' (at most {args.max_steps} steps)' if args.max_steps else ''}, seeds {args.seeds}\n"
+    )
     print(report(records, selected))
     print(f"\nrecords: {out}")
     return 0
@@ -138,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 def report(records: list[dict[str, Any]], selected) -> str:
     """The markdown table of ``records`` (CRPS ÷ oracle when the oracle ran)."""
     oracle = [r["model"]["crps"] for r in records if r["variant"] == "oracle"]
-    return markdown_table(records, selected, columns(bool(oracle), sum(oracle) / len(oracle) if oracle else None), ("contender", "what"))
+    return markdown_table(
+        records, selected, columns(bool(oracle), sum(oracle) / len(oracle) if oracle else None), ("contender", "what")
+    )
 
 
 def run_all(selected, bench: Bench, seeds: Sequence[int], out: Path) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ and 0.99 forecasts; a calibrated forecast gives the level itself).
 Runs go through benchmarks/variant_runs.py. ``--steps`` gives every sampler the same number of
 optimiser steps (samplers cost the same per step), so the comparison does not depend on machine load.
 """
+
 from __future__ import annotations
 
 from benchmarks.variant_runs import Column, Variant, main, metric
@@ -17,14 +18,27 @@ VARIANTS = (
     Variant("uniform", "levels uniform on (0, 1)", ("sampler=uniform",)),
     Variant("beta", "levels from Beta(0.5, 0.5)", ("sampler=beta",)),
     Variant("adaptive", "adaptive, gaussian weakness, importance-weighted", ("sampler=adaptive",)),
-    Variant("adaptive_unweighted", "adaptive, gaussian weakness, no importance weights",
-            ("sampler=adaptive", "sampler.importance_weighting=false")),
-    Variant("adaptive_sharp", "adaptive, gaussian weakness, weighted, temperature 0.25",
-            ("sampler=adaptive", "sampler.temperature=0.25")),
-    Variant("adaptive_raw", "adaptive, raw pinball as weakness, weighted", ("sampler=adaptive", "sampler.weakness=raw")),
-    Variant("adaptive_variance", "adaptive, pinball / q(1-q), weighted", ("sampler=adaptive", "sampler.weakness=variance")),
-    Variant("adaptive_calibration", "adaptive, calibration error, weighted",
-            ("sampler=adaptive", "sampler.weakness=calibration")),
+    Variant(
+        "adaptive_unweighted",
+        "adaptive, gaussian weakness, no importance weights",
+        ("sampler=adaptive", "sampler.importance_weighting=false"),
+    ),
+    Variant(
+        "adaptive_sharp",
+        "adaptive, gaussian weakness, weighted, temperature 0.25",
+        ("sampler=adaptive", "sampler.temperature=0.25"),
+    ),
+    Variant(
+        "adaptive_raw", "adaptive, raw pinball as weakness, weighted", ("sampler=adaptive", "sampler.weakness=raw")
+    ),
+    Variant(
+        "adaptive_variance", "adaptive, pinball / q(1-q), weighted", ("sampler=adaptive", "sampler.weakness=variance")
+    ),
+    Variant(
+        "adaptive_calibration",
+        "adaptive, calibration error, weighted",
+        ("sampler=adaptive", "sampler.weakness=calibration"),
+    ),
 )
 
 COLUMNS = (

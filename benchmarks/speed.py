@@ -22,6 +22,7 @@ needed. Per model and precision:
 ``--compile`` adds rows with ``trainer.compile=true`` (torch.compile of the network's forward);
 ``key=value`` overrides apply to every model's config.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,10 @@ SYNTHETIC = ["dataset=synthetic", "trainer=cpu", "trainer.enable_progress_bar=fa
 MODELS: dict[str, tuple[str, list[str]]] = {
     "cat": ("nbeatsaq-mhl-cpu", ["model.conditioning=cat", "model.num_blocks=10"]),
     "film": ("nbeatsaq-mhl-cpu", []),
-    "out": ("nbeatsaq-mhl-cpu", ["model.conditioning=out", "model.quantile_embedding=normal", "model.quantile_embedding_dim=2"]),
+    "out": (
+        "nbeatsaq-mhl-cpu",
+        ["model.conditioning=out", "model.quantile_embedding=normal", "model.quantile_embedding_dim=2"],
+    ),
     "attention": ("nbeatsaq-adaptive-attention-mhl-cpu", []),
 }
 DESCRIPTIONS = {
@@ -75,9 +79,16 @@ class Subject:
 
 def model_config(model: Subject, precision: str, compile: bool = False):
     config, overrides = MODELS[model.name]
-    return load_config(CONFIG_DIR / f"{config}.yaml", [
-        *SYNTHETIC, *overrides, f"trainer.precision={precision}", f"trainer.compile={str(compile).lower()}", *model.overrides,
-    ])
+    return load_config(
+        CONFIG_DIR / f"{config}.yaml",
+        [
+            *SYNTHETIC,
+            *overrides,
+            f"trainer.precision={precision}",
+            f"trainer.compile={str(compile).lower()}",
+            *model.overrides,
+        ],
+    )
 
 
 def _setup(model: Subject, precision: str, compile: bool = False):
@@ -104,9 +115,17 @@ def lightning_rate(model: Subject, precision: str, steps: int, compile: bool) ->
     throughput = Throughput(cfg.dataset.batch_size, skip_steps=min(UNTIMED_STEPS, steps - 2))
     with quiet_lightning():
         trainer = Trainer(
-            accelerator="cpu", devices=1, precision=precision, max_steps=steps, limit_val_batches=0,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            use_distributed_sampler=False, callbacks=[throughput],
+            accelerator="cpu",
+            devices=1,
+            precision=precision,
+            max_steps=steps,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+            callbacks=[throughput],
         )
     with quiet_lightning():
         trainer.fit(forecaster, datamodule=datamodule)
@@ -200,7 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"], choices=["32-true", "bf16-mixed"])
-    parser.add_argument("--steps", type=int, default=15, help=f"training steps per measurement (first {UNTIMED_STEPS} untimed)")
+    parser.add_argument(
+        "--steps", type=int, default=15, help=f"training steps per measurement (first {UNTIMED_STEPS} untimed)"
+    )
     parser.add_argument("--loader-batches", type=int, default=30)
     parser.add_argument("--eval-windows", type=int, default=256, help="windows for the evaluation table (0 skips it)")
     parser.add_argument("--compile", action="store_true", help="also measure with trainer.compile=true")
@@ -215,12 +236,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     peaks = {"32-true": matmul_peak(torch.float32), "bf16-mixed": matmul_peak(torch.bfloat16)}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 2048² matmul peak: "
-          f"fp32 {peaks['32-true']:.0f} GFLOP/s, bf16 {peaks['bf16-mixed']:.0f} GFLOP/s\n")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; 2048² matmul peak: "
+        f"fp32 {peaks['32-true']:.0f} GFLOP/s, bf16 {peaks['bf16-mixed']:.0f} GFLOP/s\n"
+    )
 
     print(f"Training (batch {model_config(subjects[0], '32-true').dataset.batch_size}; samples/s)\n")
-    print("| model | precision | compile | params (M) | loader alone | Lightning path | Lightning step alone | plain loop | "
-          "plain GFLOP/s | % of matmul peak |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    print(
+        "| model | precision | compile | params (M) | loader alone | Lightning path | Lightning step alone | plain "
+        "loop | "
+        "plain GFLOP/s | % of matmul peak |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        flush=True,
+    )
     for model in subjects:
         loader = loader_rate(model, args.loader_batches)
         flops = flops_per_sample(model)
@@ -229,17 +256,31 @@ def main(argv: list[str] | None = None) -> None:
                 params, path, step = lightning_rate(model, precision, args.steps, compile)
                 plain = plain_rate(model, precision, args.steps, compile)
                 gflops = flops * plain / 1e9
-                print(f"| {model.description} | {precision} | {'yes' if compile else 'no'} | {params:.2f} | {loader:,.0f} | "
-                      f"{path:,.0f} | {step:,.0f} | {plain:,.0f} | {gflops:.1f} | {100 * gflops / peaks[precision]:.1f} % |", flush=True)
+                print(
+                    f"| {model.description} | {precision} | {'yes' if compile else 'no'} | {params:.2f} | "
+                    f"{loader:,.0f} | "
+                    f"{path:,.0f} | {step:,.0f} | {plain:,.0f} | {gflops:.1f} | "
+                    f"{100 * gflops / peaks[precision]:.1f} % |",
+                    flush=True,
+                )
 
     if args.eval_windows == 0:
         return
     print(f"\nEvaluation (fp32, no gradients, {args.eval_windows} windows; milliseconds, best of {EVAL_REPEATS})\n")
-    print("| model | " + " | ".join(f"{n} level{'s' if n > 1 else ''}" for n in EVAL_LEVELS) + f" | {EVAL_LEVELS[-1]} ÷ 1 |")
+    print(
+        "| model | "
+        + " | ".join(f"{n} level{'s' if n > 1 else ''}" for n in EVAL_LEVELS)
+        + f" | {EVAL_LEVELS[-1]} ÷ 1 |"
+    )
     print("|---|" + "---:|" * (len(EVAL_LEVELS) + 1), flush=True)
     for model in subjects:
         s = evaluation_seconds(model, args.eval_windows)
-        print(f"| {model.description} | " + " | ".join(f"{1000 * s[n]:.1f}" for n in EVAL_LEVELS) + f" | {s[EVAL_LEVELS[-1]] / s[1]:.1f}x |", flush=True)
+        print(
+            f"| {model.description} | "
+            + " | ".join(f"{1000 * s[n]:.1f}" for n in EVAL_LEVELS)
+            + f" | {s[EVAL_LEVELS[-1]] / s[1]:.1f}x |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ through ``training.train.train`` like any other run (checkpoints and metrics.jso
 ``output_dir``). Runs are sequential, so each has the whole machine. Each finished run is appended
 to a JSON file at once, so an interrupted comparison keeps what it has.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from model.metrics import headline
 from experiment.config import load_config
+from model.metrics import headline
 from training.train import train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
@@ -52,14 +53,23 @@ STANDARD_COLUMNS = (
 
 
 def add_arguments(
-    parser: argparse.ArgumentParser, variants: Sequence[Variant], default_config: str,
-    default_budget: str | None = None, default_steps: int | None = None,
+    parser: argparse.ArgumentParser,
+    variants: Sequence[Variant],
+    default_config: str,
+    default_budget: str | None = None,
+    default_steps: int | None = None,
 ) -> None:
     """The shared options; a run's budget is ``--budget`` or ``--steps`` (given, else the script's default)."""
     parser.add_argument("--config", default=default_config, help="a config name in config/")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--budget", help=f"trainer.max_time of every run (DD:HH:MM:SS): equal wall-clock; default {default_budget}")
-    budget.add_argument("--steps", type=int, help=f"trainer.max_steps of every run: equal work, immune to machine load; default {default_steps}")
+    budget.add_argument(
+        "--budget", help=f"trainer.max_time of every run (DD:HH:MM:SS): equal wall-clock; default {default_budget}"
+    )
+    budget.add_argument(
+        "--steps",
+        type=int,
+        help=f"trainer.max_steps of every run: equal work, immune to machine load; default {default_steps}",
+    )
     parser.set_defaults(default_budget=default_budget, default_steps=default_steps)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run each variant with")
     names = [v.name for v in variants]
@@ -78,7 +88,9 @@ def run_variants(args: argparse.Namespace, variants: Sequence[Variant]) -> list[
     records: list[dict[str, Any]] = []
     for variant in selected:
         for seed in args.seeds:
-            cfg = load_config(CONFIG_DIR / f"{args.config}.yaml", [*args.overrides, *budget, *variant.overrides, f"seed={seed}"])
+            cfg = load_config(
+                CONFIG_DIR / f"{args.config}.yaml", [*args.overrides, *budget, *variant.overrides, f"seed={seed}"]
+            )
             summary = train(cfg)
             summary["model"] = headline(summary["model"])
             records.append({"variant": variant.name, "seed": seed, **summary})
@@ -89,7 +101,10 @@ def run_variants(args: argparse.Namespace, variants: Sequence[Variant]) -> list[
 
 
 def markdown_table(
-    records: list[dict[str, Any]], variants: Sequence[Variant], columns: Sequence[Column], labels: tuple[str, str] = ("variant", "change")
+    records: list[dict[str, Any]],
+    variants: Sequence[Variant],
+    columns: Sequence[Column],
+    labels: tuple[str, str] = ("variant", "change"),
 ) -> str:
     """One row per variant: each column's mean over seeds, ± the sample std when there are several
     ("–" where a column is not defined for a variant)."""
@@ -115,13 +130,23 @@ def markdown_table(
 
 
 def main(
-    description: str, variants: Sequence[Variant], columns: Sequence[Column], default_config: str,
-    default_budget: str | None = None, default_steps: int | None = None,
+    description: str,
+    variants: Sequence[Variant],
+    columns: Sequence[Column],
+    default_config: str,
+    default_budget: str | None = None,
+    default_steps: int | None = None,
 ) -> None:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, variants, default_config, default_budget, default_steps)
     args = parser.parse_args()
     records = run_variants(args, variants)
-    budget = args.budget and f"{args.budget} per run" or args.steps and f"{args.steps} steps per run" or "the config's budget"
+    budget = (
+        args.budget
+        and f"{args.budget} per run"
+        or args.steps
+        and f"{args.steps} steps per run"
+        or "the config's budget"
+    )
     print(f"\n{args.config}, {budget}, seeds {args.seeds}, scored on the {records[-1]['split']} split\n")
     print(markdown_table(records, variants, columns))

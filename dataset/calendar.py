@@ -1,11 +1,18 @@
 """Calendar features of an hourly grid: smooth (sin/cos) encodings of the daily, weekly, annual cycles."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 CALENDAR_FEATURES = (
-    "hour_sin", "hour_cos", "weekday_sin", "weekday_cos", "year_sin", "year_cos", "is_weekend",
+    "hour_sin",
+    "hour_cos",
+    "weekday_sin",
+    "weekday_cos",
+    "year_sin",
+    "year_cos",
+    "is_weekend",
 )
 
 

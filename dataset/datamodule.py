@@ -1,4 +1,5 @@
 """Lightning data module over window batches: shuffled index batches in, gathered tensors out."""
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -22,7 +23,9 @@ class IndexBatchSampler(Sampler[torch.Tensor]):
     rank is left without a batch while there are at least ``world_size`` windows.
     """
 
-    def __init__(self, num_items: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self, num_items: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.num_items, self.batch_size, self.shuffle = num_items, batch_size, shuffle

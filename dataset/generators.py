@@ -13,6 +13,7 @@ Each returns a :class:`GeneratedSeries`: the values, the hidden state the tests 
 distribution is known (AR(1), GARCH(1,1), random walk), ``oracle_quantiles(levels)``: the q-quantile
 of y_t given everything before t, [L, Q] (NaN at t = 0).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,14 +43,18 @@ class GeneratedSeries:
 
 def _one_step(centre: np.ndarray, scale: np.ndarray, ppf: Callable[[np.ndarray], np.ndarray]):
     """Oracle of y_t = centre_t + scale_t * e_t (centre, scale known before t; e_t with quantile function ``ppf``)."""
+
     def quantiles(levels: np.ndarray) -> np.ndarray:
         result = centre[:, None] + scale[:, None] * ppf(levels)[None, :]  # [L, Q]
         result[0] = np.nan  # nothing is known before the first value
         return result
+
     return quantiles
 
 
-def ar1_student_t(length: int, rng: np.random.Generator, phi: float = 0.8, scale: float = 1.0, dof: float = 3.0) -> GeneratedSeries:
+def ar1_student_t(
+    length: int, rng: np.random.Generator, phi: float = 0.8, scale: float = 1.0, dof: float = 3.0
+) -> GeneratedSeries:
     """y_t = phi y_(t-1) + scale * e_t, e_t ~ Student-t(dof): heavy-tailed shocks around a mean-reverting level."""
     shocks = scale * rng.standard_t(dof, size=length)
     values = np.empty(length)
@@ -57,11 +62,17 @@ def ar1_student_t(length: int, rng: np.random.Generator, phi: float = 0.8, scale
     for t in range(1, length):
         values[t] = phi * values[t - 1] + shocks[t]
     centre = np.concatenate([[0.0], phi * values[:-1]])
-    return GeneratedSeries("ar1_student_t", values, {"shock": shocks},
-                           _one_step(centre, np.full(length, scale), lambda q: stats.t.ppf(q, dof)))
+    return GeneratedSeries(
+        "ar1_student_t",
+        values,
+        {"shock": shocks},
+        _one_step(centre, np.full(length, scale), lambda q: stats.t.ppf(q, dof)),
+    )
 
 
-def garch(length: int, rng: np.random.Generator, omega: float = 0.05, alpha: float = 0.1, beta: float = 0.85) -> GeneratedSeries:
+def garch(
+    length: int, rng: np.random.Generator, omega: float = 0.05, alpha: float = 0.1, beta: float = 0.85
+) -> GeneratedSeries:
     """GARCH(1,1) returns: r_t = sigma_t z_t, sigma_t^2 = omega + alpha r_(t-1)^2 + beta sigma_(t-1)^2, z_t ~ N(0, 1).
     Calm and turbulent periods alternate (volatility clustering); sigma_t is known one step ahead."""
     if alpha + beta >= 1:
@@ -78,17 +89,30 @@ def garch(length: int, rng: np.random.Generator, omega: float = 0.05, alpha: flo
     return GeneratedSeries("garch", values, {"volatility": sigma}, _one_step(np.zeros(length), sigma, stats.norm.ppf))
 
 
-def jump_diffusion(length: int, rng: np.random.Generator, drift: float = 0.0, volatility: float = 0.5,
-                   jump_probability: float = 0.02, jump_scale: float = 5.0) -> GeneratedSeries:
-    """Cumulated increments drift + volatility * N(0, 1), plus with probability ``jump_probability`` a jump N(0, jump_scale^2)."""
+def jump_diffusion(
+    length: int,
+    rng: np.random.Generator,
+    drift: float = 0.0,
+    volatility: float = 0.5,
+    jump_probability: float = 0.02,
+    jump_scale: float = 5.0,
+) -> GeneratedSeries:
+    """Cumulated increments drift + volatility * N(0, 1), plus with probability ``jump_probability`` a jump
+    N(0, jump_scale^2)."""
     jumps = rng.random(length) < jump_probability
     increments = drift + volatility * rng.standard_normal(length) + jumps * jump_scale * rng.standard_normal(length)
     return GeneratedSeries("jump_diffusion", np.cumsum(increments), {"jump": jumps.astype(np.float64)})
 
 
-def regime_switching(length: int, rng: np.random.Generator, means: tuple[float, float] = (0.0, 5.0),
-                     stay_probability: float = 0.98, noise: float = 1.0) -> GeneratedSeries:
-    """A two-state Markov chain (each step stays with ``stay_probability``) switching the mean; N(0, noise^2) around it."""
+def regime_switching(
+    length: int,
+    rng: np.random.Generator,
+    means: tuple[float, float] = (0.0, 5.0),
+    stay_probability: float = 0.98,
+    noise: float = 1.0,
+) -> GeneratedSeries:
+    """A two-state Markov chain (each step stays with ``stay_probability``) switching the mean; N(0, noise^2)
+    around it."""
     regime = np.empty(length, dtype=np.int64)
     regime[0] = rng.integers(2)
     switches = rng.random(length) > stay_probability
@@ -98,8 +122,13 @@ def regime_switching(length: int, rng: np.random.Generator, means: tuple[float, 
     return GeneratedSeries("regime_switching", values, {"regime": regime.astype(np.float64)})
 
 
-def trend_breaks(length: int, rng: np.random.Generator, break_probability: float = 0.005, slope_scale: float = 0.1,
-                 noise: float = 1.0) -> GeneratedSeries:
+def trend_breaks(
+    length: int,
+    rng: np.random.Generator,
+    break_probability: float = 0.005,
+    slope_scale: float = 0.1,
+    noise: float = 1.0,
+) -> GeneratedSeries:
     """A piecewise-linear trend whose slope is redrawn N(0, slope_scale^2) at breaks (each step with
     ``break_probability``), continuous at the breaks, plus N(0, noise^2)."""
     breaks = rng.random(length) < break_probability
@@ -107,8 +136,11 @@ def trend_breaks(length: int, rng: np.random.Generator, break_probability: float
     segment = np.cumsum(breaks) - 1
     slopes = slope_scale * rng.standard_normal(segment[-1] + 1)
     trend = np.cumsum(slopes[segment])
-    return GeneratedSeries("trend_breaks", trend + noise * rng.standard_normal(length),
-                           {"break": breaks.astype(np.float64), "slope": slopes[segment]})
+    return GeneratedSeries(
+        "trend_breaks",
+        trend + noise * rng.standard_normal(length),
+        {"break": breaks.astype(np.float64), "slope": slopes[segment]},
+    )
 
 
 def random_walk(length: int, rng: np.random.Generator, step: float = 1.0) -> GeneratedSeries:
@@ -118,19 +150,33 @@ def random_walk(length: int, rng: np.random.Generator, step: float = 1.0) -> Gen
     return GeneratedSeries("random_walk", values, {}, _one_step(centre, np.full(length, step), stats.norm.ppf))
 
 
-def sinusoid_outliers(length: int, rng: np.random.Generator, period: float = 24.0, amplitude: float = 3.0,
-                      slope: float = 0.01, noise: float = 0.5, outlier_probability: float = 0.01,
-                      outlier_size: float = 8.0) -> GeneratedSeries:
+def sinusoid_outliers(
+    length: int,
+    rng: np.random.Generator,
+    period: float = 24.0,
+    amplitude: float = 3.0,
+    slope: float = 0.01,
+    noise: float = 0.5,
+    outlier_probability: float = 0.01,
+    outlier_size: float = 8.0,
+) -> GeneratedSeries:
     """amplitude * sin(2 pi t / period) + slope * t + N(0, noise^2), and sparse outliers of +-outlier_size."""
     t = np.arange(length)
     outliers = rng.random(length) < outlier_probability
     signs = rng.choice([-1.0, 1.0], size=length)
     values = amplitude * np.sin(2 * np.pi * t / period) + slope * t + noise * rng.standard_normal(length)
-    return GeneratedSeries("sinusoid_outliers", values + outliers * signs * outlier_size, {"outlier": outliers.astype(np.float64)})
+    return GeneratedSeries(
+        "sinusoid_outliers", values + outliers * signs * outlier_size, {"outlier": outliers.astype(np.float64)}
+    )
 
 
-def multi_seasonal(length: int, rng: np.random.Generator, periods: tuple[float, ...] = (24.0, 168.0, 12.0),
-                   amplitudes: tuple[float, ...] = (3.0, 2.0, 1.0), noise: float = 0.5) -> GeneratedSeries:
+def multi_seasonal(
+    length: int,
+    rng: np.random.Generator,
+    periods: tuple[float, ...] = (24.0, 168.0, 12.0),
+    amplitudes: tuple[float, ...] = (3.0, 2.0, 1.0),
+    noise: float = 0.5,
+) -> GeneratedSeries:
     """A sum of sinusoids of several periods (daily, weekly, half-daily by default) with random phases, plus noise."""
     if len(periods) != len(amplitudes):
         raise ValueError("give one amplitude per period")
@@ -165,9 +211,15 @@ GENERATORS: dict[str, Callable[..., GeneratedSeries]] = {
 # The family of each generator, and whether its process is stationary (mean-reverting, or periodic
 # around a fixed level) rather than wandering or trending.
 FAMILIES: dict[str, str] = {
-    "ar1_student_t": "stochastic", "garch": "stochastic", "jump_diffusion": "stochastic",
-    "regime_switching": "structural", "trend_breaks": "structural", "random_walk": "structural",
-    "sinusoid_outliers": "periodic", "multi_seasonal": "periodic", "pink_noise": "long memory",
+    "ar1_student_t": "stochastic",
+    "garch": "stochastic",
+    "jump_diffusion": "stochastic",
+    "regime_switching": "structural",
+    "trend_breaks": "structural",
+    "random_walk": "structural",
+    "sinusoid_outliers": "periodic",
+    "multi_seasonal": "periodic",
+    "pink_noise": "long memory",
 }
 STATIONARY = frozenset({"ar1_student_t", "garch", "regime_switching", "multi_seasonal", "pink_noise"})
 

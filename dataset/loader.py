@@ -3,6 +3,7 @@
 Every problem is reported with a :class:`DataValidationError` that names the file, the series and
 what is wrong, so that a user can fix the file without reading this code.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,8 +43,7 @@ def panel_from_frame(frame: pd.DataFrame, min_length: int = 1, source: str = "da
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DataValidationError(
-            f"{source}: missing column(s) {missing}; expected {list(REQUIRED_COLUMNS)}, "
-            f"found {list(frame.columns)}."
+            f"{source}: missing column(s) {missing}; expected {list(REQUIRED_COLUMNS)}, found {list(frame.columns)}."
         )
     no_id = frame["unique_id"].isna().to_numpy() | (frame["unique_id"].astype(str).str.strip() == "").to_numpy()
     if no_id.any():

@@ -1,4 +1,5 @@
 """The in-memory form of a set of hourly series: one dense array on a shared hourly grid."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

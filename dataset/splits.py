@@ -1,4 +1,5 @@
 """Train / val / test splits by date boundaries."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ class SplitBoundaries:
 
     def hour_ranges(self, panel: HourlyPanel) -> dict[str, tuple[int, int]]:
         """Grid index ranges [start, end) of each split (``test`` absent when no test_start is set)."""
-        given = [(name, pd.Timestamp(getattr(self, name))) for name in BOUNDARY_ORDER if getattr(self, name) is not None]
+        given = [
+            (name, pd.Timestamp(getattr(self, name))) for name in BOUNDARY_ORDER if getattr(self, name) is not None
+        ]
         for (earlier, first), (later, second) in zip(given[:-1], given[1:]):
             if first >= second:
                 raise ValueError(f"split boundaries out of order: {earlier}={first} is not before {later}={second}")

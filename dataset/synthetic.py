@@ -17,6 +17,7 @@ the Markov property
 which is the oracle: the best possible quantile forecast for any window (``oracle_quantiles``).
 A few gaps (NaN) are cut into the series so that the missing-value paths get exercised.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from dataset.panel import HourlyPanel
 
 @dataclass
 class SyntheticLoadSpec:
-    """Size and seed of the synthetic data set (every other parameter is drawn from the seed); ``dataset.synthetic.*``."""
+    """Size and seed of the synthetic data set, ``dataset.synthetic.*`` (the rest is drawn from the seed)."""
 
     num_series: int = 6
     start: str = "2015-01-01"
@@ -61,8 +62,9 @@ class SyntheticLoad:
         evening_peak = rng.uniform(17.0, 20.0, size=(S, 1))
         weekend_dip = rng.uniform(0.05, 0.20, size=(S, 1))
         winter_high = rng.uniform(0.05, 0.25, size=(S, 1))
-        daily = (0.6 * np.cos(2 * np.pi * (hour - evening_peak) / 24)
-                 + 0.4 * np.cos(4 * np.pi * (hour - evening_peak + 9) / 24))
+        daily = 0.6 * np.cos(2 * np.pi * (hour - evening_peak) / 24) + 0.4 * np.cos(
+            4 * np.pi * (hour - evening_peak + 9) / 24
+        )
         self.mean = scale * (1 + daily_amplitude * daily) * (1 - weekend_dip * weekend) * (1 + winter_high * season)
 
         noise_level = rng.uniform(0.02, 0.06, size=(S, 1))
@@ -78,7 +80,7 @@ class SyntheticLoad:
             for _ in range(spec.gaps_per_series):
                 length = int(rng.integers(1, 73))
                 begin = int(rng.integers(0, L - length))
-                values[s, begin:begin + length] = np.nan
+                values[s, begin : begin + length] = np.nan
         series_ids = tuple(f"synthetic_{s:02d}" for s in range(S))
         self.panel = HourlyPanel(series_ids=series_ids, timestamps=timestamps, values=values.astype(np.float32))
 

@@ -5,6 +5,7 @@ A window is a pair (series s, origin t). Its history is hours [t - T, t) and its
 may reach back into earlier splits (that is the past, which a forecaster is allowed to see), but
 no target ever overlaps an earlier split, so no split is scored on hours another split trained on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

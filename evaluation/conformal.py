@@ -14,6 +14,7 @@ Two forms, both fitted on forecasts ``[N, H, Q]`` and observations ``[N, H]`` wi
 Both can be fitted per horizon step (``per_step``), as errors grow with the step. Shifting levels
 independently can make quantiles cross; rearrange afterwards (``modules.rearrangement``).
 """
+
 from __future__ import annotations
 
 import math
@@ -85,7 +86,9 @@ class IntervalConformal:
         self.per_step = per_step
         self.margin: torch.Tensor | None = None  # [H or 1, I]
 
-    def fit(self, lower: torch.Tensor, upper: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> "IntervalConformal":
+    def fit(
+        self, lower: torch.Tensor, upper: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+    ) -> "IntervalConformal":
         """lower, upper [N, H, I] (interval ends, one per coverage); target, mask [N, H]."""
         y = target.double()[..., None]
         score = torch.maximum(lower.double() - y, y - upper.double())  # [N, H, I]; > 0 outside

@@ -7,6 +7,7 @@
 - :func:`sampler_history`: the adaptive level sampler's snapshots stored in the checkpoint;
 - :func:`training_log`: the TensorBoard scalars of the run the checkpoint came from.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,8 @@ import torch
 
 from dataset.panel import HourlyPanel
 from dataset.windows import WindowBatches
-from modules.quantile_levels import EvaluationLevels, interval_ends
 from experiment.errors import UsageError
+from modules.quantile_levels import EvaluationLevels, interval_ends
 
 MAX_FAN_CHARTS = 24
 TRAINING_TAGS = ("train/loss", "val/crps", "val/coverage_90", "lr-Adam")
@@ -59,8 +60,12 @@ class TrainingLog:
 
 
 def choose_fan_windows(
-    panel: HourlyPanel, series: np.ndarray, origin: np.ndarray, per_series_score: dict[str, float],
-    wanted_series: Sequence[str] = (), wanted_origins: Sequence[str] = (),
+    panel: HourlyPanel,
+    series: np.ndarray,
+    origin: np.ndarray,
+    per_series_score: dict[str, float],
+    wanted_series: Sequence[str] = (),
+    wanted_origins: Sequence[str] = (),
 ) -> list[int]:
     """Indices (into the split's windows, ``series`` / ``origin`` [N]) of the windows to draw.
 
@@ -99,10 +104,16 @@ def choose_fan_windows(
 
 
 def fan_windows(
-    panel: HourlyPanel, windows: WindowBatches, indices: Sequence[int], levels: EvaluationLevels,
-    forecasts: torch.Tensor, window_crps: Sequence[float], history_hours: int,
+    panel: HourlyPanel,
+    windows: WindowBatches,
+    indices: Sequence[int],
+    levels: EvaluationLevels,
+    forecasts: torch.Tensor,
+    window_crps: Sequence[float],
+    history_hours: int,
 ) -> list[FanWindow]:
-    """Fan-chart data of the windows ``indices``: ``forecasts`` [N, H, Q] at ``levels``; ``window_crps`` one per index."""
+    """Fan-chart data of the windows ``indices``: ``forecasts`` [N, H, Q] at ``levels``; ``window_crps``, one per
+    index."""
     H = windows.shape.horizon
     result = []
     for index, crps in zip(indices, window_crps):
@@ -110,17 +121,19 @@ def fan_windows(
         past = slice(max(start - history_hours, 0), start)
         forecast = forecasts[index].numpy()  # [H, Q]
         bands = {c: tuple(forecast[:, levels.index(end)] for end in interval_ends(c)) for c in levels.intervals}
-        result.append(FanWindow(
-            series=panel.series_ids[row],
-            origin=panel.timestamps[start],
-            crps=float(crps),
-            history_time=panel.timestamps[past].to_numpy(),
-            history=panel.values[row, past],
-            time=panel.timestamps[start : start + H].to_numpy(),
-            actual=panel.values[row, start : start + H],
-            median=forecast[:, levels.index(0.5)],
-            bands=bands,
-        ))
+        result.append(
+            FanWindow(
+                series=panel.series_ids[row],
+                origin=panel.timestamps[start],
+                crps=float(crps),
+                history_time=panel.timestamps[past].to_numpy(),
+                history=panel.values[row, past],
+                time=panel.timestamps[start : start + H].to_numpy(),
+                actual=panel.values[row, start : start + H],
+                median=forecast[:, levels.index(0.5)],
+                bands=bands,
+            )
+        )
     return result
 
 
@@ -152,7 +165,9 @@ def attention_snapshot(
         beta = getattr(block.attention, "beta", None)
         betas.append([] if beta is None else beta.detach().float().tolist())
     return AttentionSnapshot(
-        maps=maps, gates=gates, betas=betas,
+        maps=maps,
+        gates=gates,
+        betas=betas,
         history_tokens=windows.shape.history_length // network.patch,
         window=label,
         gate_windows=len(spread),

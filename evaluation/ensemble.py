@@ -3,6 +3,7 @@
 Several checkpoints form an :class:`Ensemble` whose quantile forecasts are averaged level by level
 (as the any-quantile paper does with its 8 seeds); one checkpoint is an ensemble of one.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,9 @@ def load_ensemble(checkpoints: Sequence[str | Path], overrides: Sequence[str] = 
     first = configs[0]
     for path, cfg in zip(checkpoints[1:], configs[1:]):
         if (cfg.dataset.history_length, cfg.dataset.horizon) != (first.dataset.history_length, first.dataset.horizon):
-            raise UsageError(f"{path} forecasts windows of another shape than {checkpoints[0]}; an ensemble needs one shape")
+            raise UsageError(
+                f"{path} forecasts windows of another shape than {checkpoints[0]}; an ensemble needs one shape"
+            )
     return Ensemble(members), merge_config(first, list(overrides), source=f"{checkpoints[0]} with overrides")
 
 
@@ -66,8 +69,12 @@ class SplitForecasts:
     origin: torch.Tensor  # [N] grid hours
 
 
-def forecast_split(ensemble: Ensemble, windows: WindowBatches, levels: torch.Tensor, batch_size: int, name: str) -> SplitForecasts:
+def forecast_split(
+    ensemble: Ensemble, windows: WindowBatches, levels: torch.Tensor, batch_size: int, name: str
+) -> SplitForecasts:
     """All forecasts of a split at ``levels`` [Q]."""
-    parts = [(ensemble(batch, levels), batch.target, batch.target_mask, batch.series, batch.origin)
-             for batch in batches(windows, batch_size, f"forecasting {name}")]
+    parts = [
+        (ensemble(batch, levels), batch.target, batch.target_mask, batch.series, batch.origin)
+        for batch in batches(windows, batch_size, f"forecasting {name}")
+    ]
     return SplitForecasts(*(torch.cat(column) for column in zip(*parts)))

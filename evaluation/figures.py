@@ -2,6 +2,7 @@
 
 Each function takes plain arrays and returns one PNG; ``evaluation.dashboard`` inlines them.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,7 +29,9 @@ def _axes(width: float = 6.4, height: float = 3.6, columns: int = 1):
     return figure, axes
 
 
-def crps_by_step(model: Sequence[float], references: dict[str, Sequence[float]], coverage: dict[str, Sequence[float]]) -> bytes:
+def crps_by_step(
+    model: Sequence[float], references: dict[str, Sequence[float]], coverage: dict[str, Sequence[float]]
+) -> bytes:
     """CRPS per horizon step (model and references), and the model's interval coverage per step beside it."""
     figure, (left, right) = _axes(width=11, columns=2)
     steps = np.arange(1, len(model) + 1)
@@ -41,12 +44,16 @@ def crps_by_step(model: Sequence[float], references: dict[str, Sequence[float]],
     for name, values in coverage.items():
         line = right.plot(steps, values, lw=1.5, label=f"{name} % interval")[0]
         right.axhline(int(name) / 100, color=line.get_color(), lw=0.8, ls=":")
-    right.set(xlabel="horizon step (hours ahead)", ylabel="observed coverage", title="coverage by step (dotted: nominal)")
+    right.set(
+        xlabel="horizon step (hours ahead)", ylabel="observed coverage", title="coverage by step (dotted: nominal)"
+    )
     right.legend(fontsize=8)
     return png(figure)
 
 
-def reliability_diagram(levels: Sequence[float], share_below: Sequence[float], after: Sequence[float] | None = None) -> bytes:
+def reliability_diagram(
+    levels: Sequence[float], share_below: Sequence[float], after: Sequence[float] | None = None
+) -> bytes:
     """Observed share of targets below the q forecast against q; calibrated forecasts lie on the diagonal."""
     figure, (left, right) = _axes(width=11, columns=2)
     levels = np.asarray(levels)
@@ -67,7 +74,8 @@ def reliability_diagram(levels: Sequence[float], share_below: Sequence[float], a
 def coverage_vs_nominal(
     nominal: Sequence[float], observed: Sequence[float], after: tuple[Sequence[float], Sequence[float]] | None = None
 ) -> bytes:
-    """Observed coverage of central intervals against their nominal coverage; ``after``: (nominal, observed) after conformal."""
+    """Observed coverage of central intervals against their nominal coverage; ``after``: (nominal, observed)
+    after conformal."""
     figure, axes = _axes(width=5.5, height=4.2)
     axes.plot([0, 1], [0, 1], color="black", lw=0.8, ls=":")
     axes.plot(nominal, observed, color=MODEL_COLOUR, marker=".", ms=4, label="model")
@@ -84,21 +92,37 @@ def pit_histogram(shares: Sequence[float]) -> bytes:
     bins = len(shares)
     axes.bar((np.arange(bins) + 0.5) / bins, shares, width=0.9 / bins, color=MODEL_COLOUR)
     axes.axhline(1 / bins, color="black", lw=0.8, ls=":")
-    axes.set(xlabel="PIT (share of grid quantiles below the target)", ylabel="share of targets",
-             title="PIT histogram (dotted: calibrated)", xlim=(0, 1))
+    axes.set(
+        xlabel="PIT (share of grid quantiles below the target)",
+        ylabel="share of targets",
+        title="PIT histogram (dotted: calibrated)",
+        xlim=(0, 1),
+    )
     return png(figure)
 
 
 def fan_chart(
-    title: str, history_time: np.ndarray, history: np.ndarray, time: np.ndarray, actual: np.ndarray,
-    bands: dict[float, tuple[np.ndarray, np.ndarray]], median: np.ndarray,
+    title: str,
+    history_time: np.ndarray,
+    history: np.ndarray,
+    time: np.ndarray,
+    actual: np.ndarray,
+    bands: dict[float, tuple[np.ndarray, np.ndarray]],
+    median: np.ndarray,
 ) -> bytes:
     """Forecast intervals (``bands``: coverage -> lower [H], upper [H]) and median over the horizon, with actuals."""
     figure, axes = _axes(width=6.4, height=3.4)
     axes.plot(history_time, history, color="black", lw=1)
     for coverage, (lower, upper) in sorted(bands.items(), reverse=True):
-        axes.fill_between(time, lower, upper, color=MODEL_COLOUR, alpha=BAND_ALPHAS.get(coverage, 0.25), lw=0,
-                          label=f"{round(100 * coverage)} %")
+        axes.fill_between(
+            time,
+            lower,
+            upper,
+            color=MODEL_COLOUR,
+            alpha=BAND_ALPHAS.get(coverage, 0.25),
+            lw=0,
+            label=f"{round(100 * coverage)} %",
+        )
     axes.plot(time, median, color=MODEL_COLOUR, lw=1.5, label="median")
     axes.plot(time, actual, color="black", lw=1, ls="--", label="actual")
     axes.axvline(time[0], color="grey", lw=0.8, ls=":")
@@ -108,18 +132,26 @@ def fan_chart(
     return png(figure)
 
 
-def sampler_evolution(steps: Sequence[int], bin_centres: Sequence[float], probabilities: np.ndarray, weakness: Sequence[float]) -> bytes:
-    """The adaptive sampler's bin probabilities over training (``probabilities`` [snapshots, bins]) and its last weakness profile."""
+def sampler_evolution(
+    steps: Sequence[int], bin_centres: Sequence[float], probabilities: np.ndarray, weakness: Sequence[float]
+) -> bytes:
+    """The adaptive sampler's bin probabilities over training (``probabilities`` [snapshots, bins]) and its last
+    weakness profile."""
     figure, (left, right) = _axes(width=11, columns=2)
     centres = np.asarray(bin_centres)
     half = (centres[1] - centres[0]) / 2 if len(centres) > 1 else 0.5
     image = left.imshow(
-        np.asarray(probabilities).T, aspect="auto", origin="lower", cmap="viridis",
+        np.asarray(probabilities).T,
+        aspect="auto",
+        origin="lower",
+        cmap="viridis",
         extent=(0, len(steps), centres[0] - half, centres[-1] + half),
     )
     ticks = np.linspace(0, len(steps) - 1, min(len(steps), 6)).round().astype(int)
     left.set_xticks(ticks + 0.5, [str(steps[i]) for i in ticks])
-    left.set(xlabel="training step (end of epoch)", ylabel="quantile level bin", title="sampling probability per level bin")
+    left.set(
+        xlabel="training step (end of epoch)", ylabel="quantile level bin", title="sampling probability per level bin"
+    )
     figure.colorbar(image, ax=left)
     right.plot(centres, np.asarray(probabilities)[-1], color=MODEL_COLOUR, marker=".", label="probability (last)")
     right.axhline(1 / len(centres), color="black", lw=0.8, ls=":", label="uniform")
@@ -161,7 +193,9 @@ def gate_profiles(gates: list[np.ndarray], history_tokens: int) -> bytes:
             for h, profile in enumerate(block):
                 ax.plot(profile, lw=1, label=f"head {h + 1}")
         ax.axvline(history_tokens - 0.5, color="grey", lw=0.8, ls=":")
-        ax.set(xlabel="token (dotted: forecast origin)", ylabel="gate α (local share)", title=f"block {b + 1}", ylim=(0, 1))
+        ax.set(
+            xlabel="token (dotted: forecast origin)", ylabel="gate α (local share)", title=f"block {b + 1}", ylim=(0, 1)
+        )
         ax.legend(fontsize=7)
     return png(figure)
 

@@ -3,6 +3,7 @@
 :func:`add_references` is the evaluation step after training: it scores the references on the
 split the run was tested on and adds them to the run's ``metrics.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,10 @@ from modules.quantile_levels import EvaluationLevels
 
 
 def score_reference(
-    forecaster: ReferenceForecaster, windows: WindowBatches, levels: EvaluationLevels, rearrange: bool = True,
+    forecaster: ReferenceForecaster,
+    windows: WindowBatches,
+    levels: EvaluationLevels,
+    rearrange: bool = True,
     batch_size: int = 1024,
 ) -> dict[str, float]:
     """The scores the model gets (the final forecast's), on exactly the same windows and observed targets."""

@@ -5,6 +5,7 @@ and ``dashboard.html``.
 ``evaluate(...)`` is what ``evaluate.py`` calls. Every score comes from the one scoring path
 (``model/scoring.py``), on raw forecasts; the final (rearranged) forecast is what is written.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,24 +95,46 @@ def evaluate(
     if conformal != ConformalKind.none:
         val = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits["val"])
         val_forecasts = forecast_split(ensemble, val, levels.levels, batch_size, "val")
-        results["conformal"] = {"kind": str(conformal), "before": headline(results["model"]),
-                                **conformal_scores(conformal, levels, val_forecasts, raw, rearrange)}
+        results["conformal"] = {
+            "kind": str(conformal),
+            "before": headline(results["model"]),
+            **conformal_scores(conformal, levels, val_forecasts, raw, rearrange),
+        }
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     forecast_frame(forecast_data.panel, levels, final, raw).to_parquet(out / "forecasts.parquet")
     if dashboard:
-        write_dashboard(out / "dashboard.html", dashboard_inputs(
-            results, ensemble, checkpoints, forecast_data.panel, windows, levels, final, raw, fan_series, fan_origins))
+        write_dashboard(
+            out / "dashboard.html",
+            dashboard_inputs(
+                results,
+                ensemble,
+                checkpoints,
+                forecast_data.panel,
+                windows,
+                levels,
+                final,
+                raw,
+                fan_series,
+                fan_origins,
+            ),
+        )
     return results
 
 
 def per_step_scores(levels: EvaluationLevels, raw: SplitForecasts, rearrange: bool) -> list[dict[str, float]]:
     """The headline scores of each horizon step on its own (step 1 first)."""
     steps = range(raw.prediction.shape[1])
-    return [headline(score_forecasts(levels, raw.prediction[:, h : h + 1], raw.target[:, h : h + 1],
-                                     raw.mask[:, h : h + 1], rearrange).final) for h in steps]
+    return [
+        headline(
+            score_forecasts(
+                levels, raw.prediction[:, h : h + 1], raw.target[:, h : h + 1], raw.mask[:, h : h + 1], rearrange
+            ).final
+        )
+        for h in steps
+    ]
 
 
 def per_series_scores(levels: EvaluationLevels, raw: SplitForecasts, row: int, rearrange: bool) -> dict[str, float]:
@@ -147,7 +170,9 @@ def conformal_calibration(
     """
     per_step = kind in (ConformalKind.level_per_step, ConformalKind.interval_per_step)
     if kind in (ConformalKind.level, ConformalKind.level_per_step):
-        return LevelConformal(levels.levels, per_step=per_step).fit(val.prediction, val.target, val.mask).apply(prediction)
+        return (
+            LevelConformal(levels.levels, per_step=per_step).fit(val.prediction, val.target, val.mask).apply(prediction)
+        )
     ends = torch.tensor([[levels.index(end) for end in interval_ends(c)] for c in levels.intervals])  # [I, 2]
     correction = IntervalConformal(levels.intervals, per_step=per_step)
     correction.fit(val.prediction[..., ends[:, 0]], val.prediction[..., ends[:, 1]], val.target, val.mask)
@@ -158,16 +183,28 @@ def conformal_calibration(
 
 
 def dashboard_inputs(
-    results: dict[str, Any], ensemble: Ensemble, checkpoints: Sequence[str | Path], panel, windows: WindowBatches,
-    levels: EvaluationLevels, final: torch.Tensor, raw: SplitForecasts, fan_series: Sequence[str], fan_origins: Sequence[str],
+    results: dict[str, Any],
+    ensemble: Ensemble,
+    checkpoints: Sequence[str | Path],
+    panel,
+    windows: WindowBatches,
+    levels: EvaluationLevels,
+    final: torch.Tensor,
+    raw: SplitForecasts,
+    fan_series: Sequence[str],
+    fan_origins: Sequence[str],
 ) -> DashboardInputs:
     """What the dashboard draws besides metrics.json: fan windows, the first member's sampler history
     and attention, and the first checkpoint's training log."""
     split_series, split_origin = windows.windows.series, windows.windows.origin
     per_series_ncrps = {name: scores["ncrps"] for name, scores in results["per_series"].items()}
     chosen = choose_fan_windows(panel, split_series, split_origin, per_series_ncrps, fan_series, fan_origins)
-    crps = [score_forecasts(levels, final[i : i + 1], raw.target[i : i + 1], raw.mask[i : i + 1], rearrange=False).final["crps"]
-            for i in chosen]
+    crps = [
+        score_forecasts(levels, final[i : i + 1], raw.target[i : i + 1], raw.mask[i : i + 1], rearrange=False).final[
+            "crps"
+        ]
+        for i in chosen
+    ]
     fans = fan_windows(panel, windows, chosen, levels, final, crps, history_hours=2 * windows.shape.horizon)
     first = ensemble.members[0]
     label = f"{fans[0].series}, origin {fans[0].origin:%Y-%m-%d %H:%M}"
@@ -197,8 +234,10 @@ def forecast_frame(panel, levels: EvaluationLevels, final: torch.Tensor, raw: Sp
     columns = sorted({levels.index(q) for q in named})  # by position: 0.05 and (1 - 0.9) / 2 are one level
     wanted = levels.levels[columns].tolist()
     frame = long_forecast_frame(
-        per_window={"series": np.asarray(panel.series_ids, dtype=object)[raw.series.numpy()],
-                    "origin": panel.timestamps[raw.origin.numpy()].values},
+        per_window={
+            "series": np.asarray(panel.series_ids, dtype=object)[raw.series.numpy()],
+            "origin": panel.timestamps[raw.origin.numpy()].values,
+        },
         per_step={"actual": np.where(raw.mask.numpy(), raw.target.numpy(), np.nan)},  # NaN where unobserved
         levels=wanted,
         values=final[..., columns].numpy(),  # [N, H, L]

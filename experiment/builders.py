@@ -4,6 +4,7 @@ Each module is handed its own option dataclass (``OmegaConf.to_object`` of its s
 option is copied here by hand; what is derived (sizes from the data's window shape, the calendar's
 width) is passed beside it. Nothing here reads files but data.
 """
+
 from __future__ import annotations
 
 import functools
@@ -65,9 +66,13 @@ def build_data(cfg: DictConfig) -> ForecastData:
 
 def build_datamodule(cfg: DictConfig, data: ForecastData) -> WindowDataModule:
     return WindowDataModule(
-        data.panel, data.shape, data.splits,
-        batch_size=cfg.dataset.batch_size, eval_batch_size=cfg.dataset.eval_batch_size,
-        seed=cfg.seed, num_workers=cfg.dataset.num_workers,
+        data.panel,
+        data.shape,
+        data.splits,
+        batch_size=cfg.dataset.batch_size,
+        eval_batch_size=cfg.dataset.eval_batch_size,
+        seed=cfg.seed,
+        num_workers=cfg.dataset.num_workers,
     )
 
 
@@ -84,8 +89,12 @@ def build_network(cfg: DictConfig) -> QuantileNetwork:
         return AnyQuantileNetwork(model, AnyQuantileNBeats(model, T, H, side_inputs))
     # The adaptive network's backbone is q-free; the level enters at its output (validation: conditioning 'out').
     return AdaptiveAttentionNetwork(
-        model.attention, model, NBeatsStack(model, T, H, side_inputs),
-        history_length=T, horizon=H, calendar_features=C,
+        model.attention,
+        model,
+        NBeatsStack(model, T, H, side_inputs),
+        history_length=T,
+        horizon=H,
+        calendar_features=C,
         level_embedding=QuantileEmbedding(model.quantile_embedding, model.quantile_embedding_dim),
     )
 
@@ -123,7 +132,10 @@ def _build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
         evaluation_levels=build_evaluation_levels(cfg),
         horizon=cfg.dataset.horizon,
         optimizer=functools.partial(
-            torch.optim.Adam, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay, fused=cfg.optimizer.fused,
+            torch.optim.Adam,
+            lr=cfg.optimizer.lr,
+            weight_decay=cfg.optimizer.weight_decay,
+            fused=cfg.optimizer.fused,
         ),
         lr_schedule=InverseSquareRootWarmup(cfg.optimizer.warmup_steps),
         rearrange=cfg.evaluation.rearrange,

@@ -4,6 +4,7 @@ Every checkpoint carries the resolved run config (``forecast_config``, stored by
 ``on_save_checkpoint``), so a model is rebuilt from the file alone, through the same schema and
 checks as a config loaded from YAML.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,6 +7,7 @@ nearest valid one (or lists the allowed values). Then ``experiment/validation.py
 ranges and the rules that tie keys together. A config read back from a checkpoint goes through
 the same checks (:func:`merge_config`).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -23,7 +24,6 @@ from omegaconf.errors import OmegaConfBaseException
 from experiment.errors import ConfigError
 from experiment.schema import SCHEMA_NAME, ExperimentConfig
 from experiment.validation import validate
-
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
@@ -54,7 +54,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return cfg
 
 
-def merge_config(base: DictConfig | dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "config") -> DictConfig:
+def merge_config(
+    base: DictConfig | dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "config"
+) -> DictConfig:
     """``base`` (a stored config) in the schema, with ``key=value`` overrides, checked like a loaded config."""
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), base, OmegaConf.from_dotlist(list(overrides)))

@@ -3,6 +3,7 @@
 The command lines print them as ``error: <message>`` and exit with status 2 (no traceback), as they do
 for the data loader's ``dataset.loader.DataValidationError``.
 """
+
 from __future__ import annotations
 
 

@@ -8,6 +8,7 @@ an option is written once, beside the code that reads it, and the YAML keys are 
 rest (data windows, optimiser, evaluation, trainer) is read by ``experiment/builders.py`` and
 ``training/train.py``. ``experiment/config.py`` composes and checks a run's config against it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -92,8 +93,10 @@ class EvaluationConfig:
     residual_window: int = 28 * 24  # hours of past seasonal errors for the naive quantiles
 
     def __post_init__(self) -> None:
-        require(self.paper_protocol_levels >= 0,
-                f"paper_protocol_levels must be >= 0 (0 = off), got {self.paper_protocol_levels}")
+        require(
+            self.paper_protocol_levels >= 0,
+            f"paper_protocol_levels must be >= 0 (0 = off), got {self.paper_protocol_levels}",
+        )
         self.levels()  # the level set checks the grid size, the intervals and the calibration levels
 
     def levels(self) -> EvaluationLevels:

@@ -9,6 +9,7 @@ Two kinds of rule:
 
 Each failure is a ``ConfigError`` whose message names the keys and what to change.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -56,8 +57,10 @@ def _adaptive_attention_takes_the_level_at_the_output(cfg: DictConfig) -> str | 
     if m.architecture == Architecture.adaptive_attention and not (
         m.conditioning == Conditioning.out and m.use_calendar and m.use_history_mask
     ):
-        return ("model.architecture=adaptive_attention needs model.conditioning=out, model.use_calendar=true "
-                "and model.use_history_mask=true")
+        return (
+            "model.architecture=adaptive_attention needs model.conditioning=out, model.use_calendar=true "
+            "and model.use_history_mask=true"
+        )
     return None
 
 
@@ -66,8 +69,7 @@ def _patches_tile_the_window(cfg: DictConfig) -> str | None:
         return None
     P, T, H = cfg.model.attention.patch_length, cfg.dataset.history_length, cfg.dataset.horizon
     if T % P or H % P:
-        return (f"model.attention.patch_length ({P}) must divide dataset.history_length ({T}) "
-                f"and dataset.horizon ({H})")
+        return f"model.attention.patch_length ({P}) must divide dataset.history_length ({T}) and dataset.horizon ({H})"
     return None
 
 

@@ -1,5 +1,6 @@
 """Forecasts for production: the next H hours after each series' last observation (or a given
 origin), at any levels asked, from a trained checkpoint. ``predict.py`` is its command line."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,13 +34,18 @@ def parse_levels(text: str) -> list[float]:
 
 def extend_grid(panel: HourlyPanel, hours: int) -> HourlyPanel:
     """The panel with ``hours`` more (unobserved) hours at the end, so that a window can reach past the data."""
-    timestamps = panel.timestamps.append(pd.date_range(panel.timestamps[-1] + pd.Timedelta(hours=1), periods=hours, freq="h"))
-    values = np.concatenate([panel.values, np.full((panel.num_series, hours), np.nan, dtype=panel.values.dtype)], axis=1)
+    timestamps = panel.timestamps.append(
+        pd.date_range(panel.timestamps[-1] + pd.Timedelta(hours=1), periods=hours, freq="h")
+    )
+    values = np.concatenate(
+        [panel.values, np.full((panel.num_series, hours), np.nan, dtype=panel.values.dtype)], axis=1
+    )
     return HourlyPanel(panel.series_ids, timestamps, values)
 
 
-def forecast_origins(panel: HourlyPanel, shape: WindowShape, series: Sequence[str], origin: str | None,
-                     min_observed_history: float) -> WindowIndex:
+def forecast_origins(
+    panel: HourlyPanel, shape: WindowShape, series: Sequence[str], origin: str | None, min_observed_history: float
+) -> WindowIndex:
     """One window per series: its first target hour is ``origin``, or the hour after the series' last observation."""
     unknown = sorted(set(series) - set(panel.series_ids))
     if unknown:
@@ -55,7 +61,7 @@ def forecast_origins(panel: HourlyPanel, shape: WindowShape, series: Sequence[st
         origins = panel.num_hours - 1 - np.argmax(observed[:, ::-1], axis=1) + 1  # the hour after the last observation
     T = shape.history_length
     for name, row_observed, at in zip(series, observed, origins):
-        history = row_observed[max(at - T, 0):at]
+        history = row_observed[max(at - T, 0) : at]
         if at < T or history.mean() < min_observed_history:
             raise UsageError(
                 f"series '{name}' has too short a history before {panel.timestamps[min(at, panel.num_hours - 1)]}: "
@@ -65,8 +71,13 @@ def forecast_origins(panel: HourlyPanel, shape: WindowShape, series: Sequence[st
     return WindowIndex(series=rows, origin=origins)
 
 
-def predict(checkpoint: str | Path, data: str | Path, levels: Sequence[float], series: Sequence[str] | None = None,
-            origin: str | None = None) -> pd.DataFrame:
+def predict(
+    checkpoint: str | Path,
+    data: str | Path,
+    levels: Sequence[float],
+    series: Sequence[str] | None = None,
+    origin: str | None = None,
+) -> pd.DataFrame:
     """Forecasts at ``levels`` for the next H hours of each series: series, origin, timestamp, step, level, value."""
     model, cfg = load_forecaster(checkpoint)
     shape = WindowShape(cfg.dataset.history_length, cfg.dataset.horizon)

@@ -1,5 +1,6 @@
 """The Lightning wrapper: it delegates the objective to the network, scores val and test through the one
 scoring path, logs, and builds the optimiser and schedule. No tensor maths of its own."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
@@ -51,7 +52,9 @@ class AnyQuantileForecaster(LightningModule):
         self.level_sampler = level_sampler
         self.evaluation_levels = evaluation_levels
         self.register_buffer("eval_levels", evaluation_levels.levels.float(), persistent=False)  # [Q]
-        self.scorers = nn.ModuleDict({stage: ForecastScorer(evaluation_levels, horizon, rearrange) for stage in ("val", "test")})
+        self.scorers = nn.ModuleDict(
+            {stage: ForecastScorer(evaluation_levels, horizon, rearrange) for stage in ("val", "test")}
+        )
         self.paper_protocol_levels = paper_protocol_levels
         self.paper_protocol = RandomLevelCRPS(horizon)
         self.optimizer_factory = optimizer
@@ -166,7 +169,13 @@ def log_bin_histogram(writer: Any, tag: str, values: list[float], step: int) -> 
     edges = torch.linspace(0, 1, len(values) + 1, dtype=torch.float64)
     centres = (edges[1:] + edges[:-1]) / 2
     writer.add_histogram_raw(
-        tag, min=0.0, max=1.0, num=float(heights.sum()), sum=float((heights * centres).sum()),
-        sum_squares=float((heights * centres**2).sum()), bucket_limits=edges[1:].tolist(),
-        bucket_counts=heights.tolist(), global_step=step,
+        tag,
+        min=0.0,
+        max=1.0,
+        num=float(heights.sum()),
+        sum=float((heights * centres).sum()),
+        sum_squares=float((heights * centres**2).sum()),
+        bucket_limits=edges[1:].tolist(),
+        bucket_counts=heights.tolist(),
+        global_step=step,
     )

@@ -3,6 +3,7 @@
 All states are sums (``dist_reduce_fx="sum"``): under DDP each rank adds its windows and the
 sums are added across ranks before ``compute``, so the result equals a single-process run.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -13,7 +14,6 @@ from torchmetrics import Metric
 from dataset.windows import WindowBatch
 from modules.losses import pinball
 from modules.quantile_levels import EvaluationLevels, interval_ends, window_seeded_levels
-
 
 PIT_BINS = 10
 PER_BIN_PREFIXES = ("crps_step_", "pit_", "share_below")  # vector-like results, kept out of the headline scalars
@@ -64,7 +64,9 @@ class QuantileForecastMetrics(Metric):
     def update(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
         """prediction [B, H, Q] at ``levels``; target [B, H]; mask [B, H], True where observed."""
         if prediction.shape[-1] != len(self.levels):
-            raise ValueError(f"expected {len(self.levels)} levels on the last axis, got shape {tuple(prediction.shape)}")
+            raise ValueError(
+                f"expected {len(self.levels)} levels on the last axis, got shape {tuple(prediction.shape)}"
+            )
         prediction, target = prediction.double(), target.double()
         target = torch.where(mask, target, torch.zeros_like(target))  # unobserved targets never reach a sum
         weight = mask.double()  # [B, H]
@@ -148,7 +150,8 @@ class CrossingRate(Metric):
 
 
 def headline(results: dict[str, torch.Tensor]) -> dict[str, float]:
-    """The scalar metrics, without the per-step CRPS and the PIT shares, as plain floats (for logs and the progress bar)."""
+    """The scalar metrics, without the per-step CRPS, the PIT shares and the reliability curve, as plain floats
+    (for logs and the progress bar)."""
     return {name: float(value) for name, value in results.items() if not name.startswith(PER_BIN_PREFIXES)}
 
 
@@ -175,8 +178,11 @@ class RandomLevelCRPS(Metric):
         self.loss_sum += (crps * weight).sum(dim=0)
         self.observed += weight.sum(dim=0)
 
-    def update_batch(self, forecast: Callable[[WindowBatch, torch.Tensor], torch.Tensor], batch: WindowBatch, count: int) -> None:
-        """Draw ``count`` levels for each window of ``batch`` and score ``forecast(batch, levels [B, count]) -> [B, H, count]``."""
+    def update_batch(
+        self, forecast: Callable[[WindowBatch, torch.Tensor], torch.Tensor], batch: WindowBatch, count: int
+    ) -> None:
+        """Draw ``count`` levels for each window of ``batch`` and score ``forecast(batch, levels [B, count])``,
+        ``[B, H, count]``."""
         levels = window_seeded_levels(batch.series, batch.origin, count).float()  # [B, count]
         self.update(forecast(batch, levels), batch.target, batch.target_mask, levels)
 

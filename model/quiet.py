@@ -1,4 +1,5 @@
 """Silence Lightning's banners for tools that run many short fits (benchmarks, studies, baselines)."""
+
 from __future__ import annotations
 
 import contextlib

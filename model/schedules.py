@@ -1,4 +1,5 @@
 """Learning-rate schedules, as multipliers of the base rate for ``torch.optim.lr_scheduler.LambdaLR``."""
+
 from __future__ import annotations
 
 import math

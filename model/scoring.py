@@ -1,4 +1,4 @@
-"""The one scoring path: raw forecasts on the evaluation levels in; the scores of the final forecast and of the raw one out.
+"""The one scoring path: raw forecasts on the evaluation levels in, the final and the raw forecast's scores out.
 
 *Raw* is what a network or a reference forecaster returns. The *final* forecast is what is reported
 and written: the raw one sorted along the level grid (monotone rearrangement, ``modules.rearrangement``)
@@ -17,6 +17,7 @@ val/test steps, ``evaluate``, the benchmark and the reference forecasters all sc
 Every state is a sum reduced across DDP ranks, so scores of a split shared by several processes
 equal those of one process.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,7 +53,8 @@ class ForecastScorer(nn.Module):
         self.final_crossing, self.raw_crossing = CrossingRate(), CrossingRate()
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Score raw ``prediction`` [B, H, Q] against ``target`` [B, H] where ``mask`` [B, H]; returns the final forecast."""
+        """Score raw ``prediction`` [B, H, Q] against ``target`` [B, H] where ``mask`` [B, H] is True; returns the
+        final forecast."""
         final = final_forecast(prediction, self.rearrange)
         self.final_metrics.update(final, target, mask)
         self.final_crossing.update(final)
@@ -70,7 +72,9 @@ class ForecastScorer(nn.Module):
         final = self.final_metrics.compute()
         share_below = final.pop("share_below").tolist()
         scores = {
-            **_floats(final), "crossing_rate_raw": crossing_raw, "crossing_rate_final": float(self.final_crossing.compute()),
+            **_floats(final),
+            "crossing_rate_raw": crossing_raw,
+            "crossing_rate_final": float(self.final_crossing.compute()),
         }
         raw = None
         if self.raw_metrics is not None:

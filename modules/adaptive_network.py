@@ -16,6 +16,7 @@ level enters only in the FiLM read-out and in the cross-step values, a few thous
 multiply-adds per level and step, so a grid of 100 levels costs little more than one.
 Levels never mix: the forecast for q depends on (history, calendar, q) only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -65,7 +66,9 @@ class MultiScaleConvolution(nn.Module):
         for size in kernel_sizes:
             if size < 1 or size % 2 == 0:
                 raise ValueError(f"convolution kernel sizes must be odd and positive, got {size}")
-        self.convolutions = nn.ModuleList(nn.Conv1d(d_model, d_model, size, padding=size // 2, groups=d_model) for size in kernel_sizes)
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(d_model, d_model, size, padding=size // 2, groups=d_model) for size in kernel_sizes
+        )
         self.project = nn.Linear(d_model * len(kernel_sizes), d_model)
         self.dropout = nn.Dropout(dropout)
 
@@ -86,8 +89,11 @@ class HataBlock(nn.Module):
         self.convolution = MultiScaleConvolution(D, kernels, config.dropout) if kernels else None
         self.convolution_norm = nn.LayerNorm(D) if kernels else None
         self.ffn = nn.Sequential(
-            nn.LayerNorm(D), nn.Linear(D, config.ffn_multiplier * D), nn.GELU(),
-            nn.Linear(config.ffn_multiplier * D, D), nn.Dropout(config.dropout),
+            nn.LayerNorm(D),
+            nn.Linear(D, config.ffn_multiplier * D),
+            nn.GELU(),
+            nn.Linear(config.ffn_multiplier * D, D),
+            nn.Dropout(config.dropout),
         )
 
     def forward(self, x, key_mask, gate_context, return_weights: bool = False) -> tuple[torch.Tensor, AttentionOutput]:
@@ -108,7 +114,9 @@ class CrossStepRefinement(nn.Module):
     Its output layer starts at zero: at initialisation it passes the forecast through unchanged.
     """
 
-    def __init__(self, d_model: int, horizon: int, patch_length: int, attention_dim: int = 16, value_dim: int = 4) -> None:
+    def __init__(
+        self, d_model: int, horizon: int, patch_length: int, attention_dim: int = 16, value_dim: int = 4
+    ) -> None:
         super().__init__()
         self.patch = patch_length
         self.query = nn.Linear(d_model, attention_dim)
@@ -153,8 +161,10 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
     ) -> None:
         super().__init__(network.scaler, network.loss_normalisation)
         P, D = config.patch_length, config.d_model
-        require(history_length % P == 0 and horizon % P == 0,
-                f"patch_length ({P}) must divide history_length ({history_length}) and horizon ({horizon})")
+        require(
+            history_length % P == 0 and horizon % P == 0,
+            f"patch_length ({P}) must divide history_length ({history_length}) and horizon ({horizon})",
+        )
         self.backbone = backbone
         gate_context = calendar_features if config.calendar_gates else 0
         tokens = (history_length + horizon) // P
@@ -183,8 +193,12 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
         B, T = history_scaled.shape
         P = self.patch
         observed = history_mask.to(history_scaled.dtype)
-        values = torch.cat([history_scaled * observed, centre.to(history_scaled.dtype)], dim=1).reshape(B, -1, P)  # [B, L, P], L = (T+H)/P
-        flags = torch.cat([observed, torch.zeros_like(centre, dtype=observed.dtype)], dim=1).reshape(B, -1, P)  # [B, L, P]
+        values = torch.cat([history_scaled * observed, centre.to(history_scaled.dtype)], dim=1).reshape(
+            B, -1, P
+        )  # [B, L, P], L = (T+H)/P
+        flags = torch.cat([observed, torch.zeros_like(centre, dtype=observed.dtype)], dim=1).reshape(
+            B, -1, P
+        )  # [B, L, P]
         patch_calendar = calendar[:, ::P]  # [B, L, C]: the calendar of each patch's first hour
         tokens = self.embed_token(torch.cat([values, flags, patch_calendar], dim=-1))  # [B, L, D]
         L, history_tokens = tokens.shape[1], T // P
@@ -210,9 +224,13 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
         states, attended = self.encode(scaled, history_mask, calendar, centre, return_attention)  # [B, H/P, D]
         hidden = self.readout_hidden(states)  # [B, H/P, D], once per window
         gamma, beta = self.level_film(self.embed_level(levels.to(hidden.dtype))).chunk(2, dim=-1)  # 2 x [B, Q, D]
-        conditioned = torch.nn.functional.gelu(hidden[:, None] * (1 + gamma[:, :, None]) + beta[:, :, None])  # [B, Q, H/P, D]
+        conditioned = torch.nn.functional.gelu(
+            hidden[:, None] * (1 + gamma[:, :, None]) + beta[:, :, None]
+        )  # [B, Q, H/P, D]
         B, Q = levels.shape
-        offset = self.readout_out(conditioned).reshape(B, Q, self.horizon).transpose(1, 2)  # [B, Q, H/P, P] -> [B, H, Q]
+        offset = (
+            self.readout_out(conditioned).reshape(B, Q, self.horizon).transpose(1, 2)
+        )  # [B, Q, H/P, P] -> [B, H, Q]
         forecast = centre[:, :, None] + offset  # [B, H, Q]
         if self.cross_step is not None:
             forecast = self.cross_step(forecast, states)
@@ -230,4 +248,6 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
 def _spectrum(history: torch.Tensor, num_frequencies: int) -> torch.Tensor:
     """Amplitudes and phases of the lowest non-zero frequencies of the history: [B, 2 * F]."""
     coefficients = torch.fft.rfft(history.float(), dim=-1)[:, 1 : num_frequencies + 1]  # [B, F]
-    return torch.cat([coefficients.abs() / history.shape[-1], coefficients.angle() / torch.pi], dim=-1).to(history.dtype)
+    return torch.cat([coefficients.abs() / history.shape[-1], coefficients.angle() / torch.pi], dim=-1).to(
+        history.dtype
+    )

@@ -21,11 +21,10 @@ calendar embedding of each position (calendar-aware gates); or a fixed constant 
 Two paths compute the same thing: ``reference`` (dense [L, L] logits written out step by step,
 readable, returns weights) and the fast path: local heads banded when L is long against the window
 (memory and time linear in L), everything else in one fused dense pass (batch-independent terms
-built once at [N, L, L]; fewest passes over [B, N, L, L]). Why not
-``scaled_dot_product_attention``: on this CPU under bf16 a hand-written masked pass (matmul, add,
-softmax, matmul) took 61 ms against its 154 ms with the same additive mask (forward + backward,
-B = 1024, L = 54, 4 heads).
+built once at [N, L, L]; fewest passes over [B, N, L, L]). Not ``scaled_dot_product_attention``: with
+the same additive mask it measured slower on CPU than this hand-written masked pass (docs/design.md).
 """
+
 from __future__ import annotations
 
 import math
@@ -98,8 +97,10 @@ class AttentionConfig:
         self.gate = choose(Gate, self.gate, "gate")
         self.bias = choose(LocalityBias, self.bias, "locality bias")
         self.temporal_weights = choose(TemporalWeights, self.temporal_weights, "temporal weights")
-        require(self.num_heads >= 1 and self.d_model % self.num_heads == 0,
-                f"d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads})")
+        require(
+            self.num_heads >= 1 and self.d_model % self.num_heads == 0,
+            f"d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads})",
+        )
         require(0.0 <= self.local_ratio <= 1.0, f"local_ratio must be in [0, 1], got {self.local_ratio}")
         require(self.window >= 1, f"window must be >= 1, got {self.window}")
         require(0.0 <= self.fixed_gate <= 1.0, f"fixed_gate must be in [0, 1], got {self.fixed_gate}")
@@ -132,7 +133,10 @@ class AdaptiveTemporalAttention(nn.Module):
     ) -> None:
         super().__init__()
         c = config
-        require(c.gate != Gate.step or bool(max_length), "a per-step gate needs max_length (the longest sequence it will see)")
+        require(
+            c.gate != Gate.step or bool(max_length),
+            "a per-step gate needs max_length (the longest sequence it will see)",
+        )
         self.num_heads = c.num_heads
         self.num_local = round(c.num_heads * c.local_ratio)
         self.head_size = c.d_model // c.num_heads
@@ -249,7 +253,9 @@ class AdaptiveTemporalAttention(nn.Module):
         is_local = torch.arange(self.num_heads, device=distance.device)[heads] < self.num_local  # [n]
         return ~(is_local.reshape(-1, 1, 1) & (distance > self.window))
 
-    def _logits(self, scores: torch.Tensor, distance: torch.Tensor, heads: slice, reach: torch.Tensor | None = None) -> torch.Tensor:
+    def _logits(
+        self, scores: torch.Tensor, distance: torch.Tensor, heads: slice, reach: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(q . k) * W(d) / sqrt(hs) + beta * (-d / window) for the heads ``heads``, and -inf out of ``reach``.
 
         scores: [B, n, X, Y]; distance: [X or 1, Y], the query-key distance of each score; reach:
@@ -281,7 +287,9 @@ class AdaptiveTemporalAttention(nn.Module):
         (and short sequences) through one fused dense pass."""
         L = q.shape[2]
         long_enough = L > BANDED_MIN_RATIO * (2 * self.window + 1)
-        if 0 < self.num_local and (self.local_path == LocalPath.banded or (self.local_path == LocalPath.auto and long_enough)):
+        if 0 < self.num_local and (
+            self.local_path == LocalPath.banded or (self.local_path == LocalPath.auto and long_enough)
+        ):
             local, rest = slice(0, self.num_local), slice(self.num_local, self.num_heads)
             parts = [self._banded_local(q[:, local], k[:, local], v[:, local], key_mask, local)]
             if rest.start < rest.stop:

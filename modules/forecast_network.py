@@ -1,5 +1,6 @@
 """The any-quantile network around a backbone: scale the window, build its context, run the backbone,
 unscale; and the training objective beside it (:meth:`QuantileNetwork.loss`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

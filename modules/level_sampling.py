@@ -10,6 +10,7 @@ Every sampler draws ``levels_per_sample`` random levels per sample, then appends
 - ``adaptive``: levels drawn where the model is weakest (:class:`AdaptiveLevelSampler`), with
   importance weights that keep the objective the uniform-q integral.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,13 +74,16 @@ class SamplerConfig:
         for option in fields(self):
             kind = option.metadata.get("only_for")
             if kind is not None and kind != self.kind and getattr(self, option.name) != option.default:
-                raise ValueError(f"sampler.{option.name} applies only to sampler.kind={kind}, "
-                                 f"but sampler.kind is '{self.kind}'")
+                raise ValueError(
+                    f"sampler.{option.name} applies only to sampler.kind={kind}, but sampler.kind is '{self.kind}'"
+                )
         require(self.levels_per_sample >= 1, f"levels_per_sample must be >= 1, got {self.levels_per_sample}")
         for level in self.fixed_levels:
             require(0.0 < level < 1.0, f"fixed levels must be in (0, 1), got {level}")
-        require(self.alpha > 0 and self.beta > 0,
-                f"Beta parameters must be positive, got alpha={self.alpha}, beta={self.beta}")
+        require(
+            self.alpha > 0 and self.beta > 0,
+            f"Beta parameters must be positive, got alpha={self.alpha}, beta={self.beta}",
+        )
         require(self.num_bins >= 1, f"num_bins must be >= 1, got {self.num_bins}")
         require(0.0 <= self.momentum < 1.0, f"momentum must be in [0, 1), got {self.momentum}")
         require(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
@@ -111,7 +115,9 @@ class LevelSampler(nn.Module):
         super().__init__()
         require(config.kind == self.kind, f"{type(self).__name__} draws sampler.kind={self.kind}, got {config.kind}")
         self.levels_per_sample = config.levels_per_sample
-        self.register_buffer("fixed_levels", torch.tensor(list(config.fixed_levels), dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "fixed_levels", torch.tensor(list(config.fixed_levels), dtype=torch.float32), persistent=False
+        )
 
     def forward(self, batch_size: int, device: torch.device) -> LevelDraw:
         random = self.draw(batch_size, device)  # levels [B, A]

@@ -8,6 +8,7 @@ For a level q, forecast f and observation y the pinball loss is
 whose expectation over y is minimised by the q-quantile of y. Integrated over q in (0, 1) it is
 half the CRPS (Gneiting and Raftery 2007), which is why CRPS = 2 * mean pinball over a level grid.
 """
+
 from __future__ import annotations
 
 import torch
@@ -75,9 +76,7 @@ def target_denominator(target: torch.Tensor) -> torch.Tensor:
     return target.abs().clamp_min(1.0)[..., None]
 
 
-def loss_denominator(
-    normalisation: LossNormalisation, scale: WindowScale, target: torch.Tensor
-) -> torch.Tensor | None:
+def loss_denominator(normalisation: LossNormalisation, scale: WindowScale, target: torch.Tensor) -> torch.Tensor | None:
     """What the pinball errors of a batch are divided by under ``normalisation``: ``[B, 1, 1]`` (window),
     ``[B, H, 1]`` (target) or None."""
     if normalisation == LossNormalisation.window:

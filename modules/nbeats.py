@@ -17,6 +17,7 @@ Forecasting of Short-Term Electricity Demand"):
 Shapes: B windows, Q levels, T history, H horizon, E context features, D width.
 Unlike the paper's CAT, q is a side input and not part of the residual that backcasts subtract from.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,8 +63,10 @@ class NBeatsConfig:
         self.conditioning = choose(Conditioning, self.conditioning, "conditioning")
         self.quantile_embedding = choose(LevelFeatures, self.quantile_embedding, "quantile embedding")
         require(self.num_blocks >= 1, f"need at least one block, got num_blocks={self.num_blocks}")
-        require(self.num_layers >= 1 and self.width >= 1,
-                f"a block needs num_layers >= 1 and width >= 1, got {self.num_layers}, {self.width}")
+        require(
+            self.num_layers >= 1 and self.width >= 1,
+            f"a block needs num_layers >= 1 and width >= 1, got {self.num_layers}, {self.width}",
+        )
         require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         QuantileEmbedding.check(self.quantile_embedding, self.quantile_embedding_dim)
 
@@ -90,7 +93,10 @@ class QuantileEmbedding(nn.Module):
     def check(cls, kind: LevelFeatures | str, dim: int) -> LevelFeatures:
         """``kind`` as a :class:`LevelFeatures`, if ``dim`` suits it (else a ValueError)."""
         kind = choose(LevelFeatures, kind, "quantile embedding")
-        require(kind not in cls.DIMS or dim == cls.DIMS[kind], f"the {kind} quantile embedding has dim {cls.DIMS.get(kind)}, got dim={dim}")
+        require(
+            kind not in cls.DIMS or dim == cls.DIMS[kind],
+            f"the {kind} quantile embedding has dim {cls.DIMS.get(kind)}, got dim={dim}",
+        )
         require(dim >= 1, f"quantile embedding dim must be positive, got {dim}")
         return kind
 
@@ -154,7 +160,9 @@ class NBeatsBlock(nn.Module):
         if residual.shape[:-1] == side.shape[:-1]:
             return first(torch.cat([residual, side], dim=-1))
         T = residual.shape[-1]
-        return nn.functional.linear(residual, first.weight[:, :T], first.bias) + nn.functional.linear(side, first.weight[:, T:])
+        return nn.functional.linear(residual, first.weight[:, :T], first.bias) + nn.functional.linear(
+            side, first.weight[:, T:]
+        )
 
 
 class AnyQuantileNBeats(nn.Module):
@@ -204,11 +212,17 @@ class AnyQuantileNBeats(nn.Module):
         if self.conditioning == Conditioning.cat:
             side = [part.expand(B, Q, -1) for part in side] + [level_features.expand(B, Q, -1)]  # [B, Q, E], [B, Q, F]
         side_input = torch.cat(side, dim=-1) if side else None  # [B, 1 or Q, E (+ F)]
-        films = [film(level_features).chunk(2, dim=-1) for film in self.film] if self.conditioning == Conditioning.film else None  # 2 x [B or 1, Q, D] each
+        films = (
+            [film(level_features).chunk(2, dim=-1) for film in self.film]
+            if self.conditioning == Conditioning.film
+            else None
+        )  # 2 x [B or 1, Q, D] each
         _, forecast = run_blocks(self.blocks, residual, side_input, films)  # [B, Q, H]
         return forecast.transpose(1, 2)  # [B, H, Q]: every block after the FiLM / level input is per level
 
-    def _forward_out(self, history: torch.Tensor, level_features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    def _forward_out(
+        self, history: torch.Tensor, level_features: torch.Tensor, context: torch.Tensor | None
+    ) -> torch.Tensor:
         residual, forecast = run_blocks(self.blocks, history, context)  # [B, T], [B, H]: once per window, not per level
         readout_input = residual if context is None else torch.cat([residual, context], dim=-1)  # [B, T (+ E)]
         correction = self.level_readout(readout_input, level_features)  # [B, Q, H]
@@ -226,7 +240,15 @@ class LevelReadout(nn.Module):
     even for q's identity embedding.
     """
 
-    def __init__(self, input_size: int, forecast_size: int, width: int, num_layers: int, level_features: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        forecast_size: int,
+        width: int,
+        num_layers: int,
+        level_features: int,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.layers = hidden_layers(input_size, width, num_layers)
         self.film = nn.Linear(level_features, 2 * width)  # q features -> (scale, shift)
@@ -242,7 +264,9 @@ class LevelReadout(nn.Module):
         hidden = self.layers[-1](hidden)[:, None, :]  # [B, 1, D]: the pre-activation, once per window
         scale, shift = self.film(level_features).chunk(2, dim=-1)  # 2 x [B or 1, Q, D]
         # In place: addcmul's backward needs its inputs, not its output.
-        conditioned = self.dropout(torch.addcmul(shift, hidden, scale).relu_())  # [B, Q, D]: relu(shift + hidden * scale)
+        conditioned = self.dropout(
+            torch.addcmul(shift, hidden, scale).relu_()
+        )  # [B, Q, D]: relu(shift + hidden * scale)
         return fp32_linear(self.forecast, conditioned)  # [B, Q, H]
 
 
@@ -276,7 +300,15 @@ class NBeatsStack(nn.Module):
         super().__init__()
         c = config
         self.blocks = nn.ModuleList(
-            NBeatsBlock(history_length, horizon, context_size, c.width, c.num_layers, c.dropout, produces_backcast=i < c.num_blocks - 1)
+            NBeatsBlock(
+                history_length,
+                horizon,
+                context_size,
+                c.width,
+                c.num_layers,
+                c.dropout,
+                produces_backcast=i < c.num_blocks - 1,
+            )
             for i in range(c.num_blocks)
         )
 
@@ -292,7 +324,8 @@ def run_blocks(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The doubly residual pass: each block backcasts part of the residual and adds its forecast.
 
-    residual [..., T], side [..., S], films[i] the FiLM (gamma, beta) of block i -> (residual [..., T], forecast [..., H]).
+    residual [..., T], side [..., S], films[i] the FiLM (gamma, beta) of block i
+    -> (residual [..., T], forecast [..., H]).
     """
     forecast = 0.0
     for i, block in enumerate(blocks):

@@ -7,6 +7,7 @@ YAML key, its type and its allowed values are the module's own; the module reads
 name. A choice is a :class:`Choice` enum, so a value outside it fails when the config is loaded,
 like a misspelt key, with the allowed values listed.
 """
+
 from __future__ import annotations
 
 from enum import Enum

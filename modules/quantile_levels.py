@@ -1,4 +1,5 @@
 """Fixed sets of quantile levels used for evaluation, with look-up by level (never by position)."""
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ forecast goes to which level, and sum_k q_k f_k is largest when the f_k are sort
 (the rearrangement inequality). The rearranged forecast of a level depends on the other levels of
 the set, so it is applied to a fixed level set (the evaluation grid), never inside the network.
 """
+
 from __future__ import annotations
 
 import torch

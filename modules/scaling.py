@@ -3,6 +3,7 @@
 The network sees ``(x - loc) / scale`` of its history and predicts in that space; its forecast
 is mapped back with ``y * scale + loc``. Statistics use observed history hours only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ path (``pythonpath``). The tiny run trains in fp32: bf16 autocast is fast only o
 bf16 (AVX-512 BF16, AMX) and is emulated, many times slower, elsewhere, so the suite's time must
 not depend on it; the tests of bf16 itself use small inputs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

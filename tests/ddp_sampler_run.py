@@ -6,6 +6,7 @@ Lightning starts rank 1 by running the same command again. Each rank saves its s
 training ends, the windows of every training batch it drew and its thread count (``rank<r>.pt``),
 and after ``train`` returns whether a process group is still alive (``rank<r>-group-alive.txt``).
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,11 @@ class RecordRank(Callback):
         self.windows.append(torch.stack([batch.series, batch.origin], dim=1))  # [B, 2]
 
     def on_train_end(self, trainer, pl_module) -> None:
-        record = {"sampler": pl_module.level_sampler.state_dict(), "windows": self.windows,
-                  "threads": torch.get_num_threads()}
+        record = {
+            "sampler": pl_module.level_sampler.state_dict(),
+            "windows": self.windows,
+            "threads": torch.get_num_threads(),
+        }
         torch.save(record, self.out_dir / f"rank{trainer.global_rank}.pt")
 
 

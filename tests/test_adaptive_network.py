@@ -1,4 +1,5 @@
 """The adaptive-attention network and its forecaster: any-quantile property, gradients, read-outs, configs."""
+
 from __future__ import annotations
 
 import math
@@ -17,9 +18,14 @@ from training.train import train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 SMALL = [
-    "model.num_blocks=2", "model.width=16",
-    "model.attention.d_model=16", "model.attention.num_heads=2", "model.attention.num_blocks=1",
-    "model.attention.window=6", "model.attention.conv_kernels=[3,5]", "model.attention.dropout=0.0",
+    "model.num_blocks=2",
+    "model.width=16",
+    "model.attention.d_model=16",
+    "model.attention.num_heads=2",
+    "model.attention.num_blocks=1",
+    "model.attention.window=6",
+    "model.attention.conv_kernels=[3,5]",
+    "model.attention.dropout=0.0",
 ]
 
 
@@ -32,8 +38,15 @@ def small_network(*overrides: str):
 def windows(history: torch.Tensor, mask: torch.Tensor, calendar: torch.Tensor) -> WindowBatch:
     """A batch of those inputs (no targets: for forecasting only)."""
     B, H = len(history), calendar.shape[1] - history.shape[1]
-    return WindowBatch(history, mask, torch.zeros(B, H), torch.zeros(B, H, dtype=torch.bool), calendar,
-                       series=torch.arange(B), origin=torch.zeros(B, dtype=torch.long))
+    return WindowBatch(
+        history,
+        mask,
+        torch.zeros(B, H),
+        torch.zeros(B, H, dtype=torch.bool),
+        calendar,
+        series=torch.arange(B),
+        origin=torch.zeros(B, dtype=torch.long),
+    )
 
 
 def batch(size: int = 3, T: int = 168, H: int = 48, seed: int = 0):
@@ -44,7 +57,13 @@ def batch(size: int = 3, T: int = 168, H: int = 48, seed: int = 0):
     return history, mask, calendar
 
 
-@pytest.mark.parametrize("extra", [[], ["model.attention.temporal_weights=sinusoidal", "model.attention.gate=token", "model.attention.fft_features=8"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["model.attention.temporal_weights=sinusoidal", "model.attention.gate=token", "model.attention.fft_features=8"],
+    ],
+)
 def test_forecast_for_a_level_does_not_depend_on_the_other_levels(extra):
     network, _ = small_network(*extra)
     history, mask, calendar = batch()
@@ -96,7 +115,10 @@ def test_windows_do_not_affect_each_other():
     torch.testing.assert_close(before[[0, 2]], after[[0, 2]], atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("extra", [[], ["model.attention.temporal_weights=linear", "model.attention.gate=step", "model.attention.fft_features=4"]])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["model.attention.temporal_weights=linear", "model.attention.gate=step", "model.attention.fft_features=4"]],
+)
 def test_every_parameter_receives_a_gradient(extra):
     network, _ = small_network(*extra)
     network.train()
@@ -142,7 +164,14 @@ def test_adaptive_architecture_needs_out_conditioning():
         load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", ["model.conditioning=film"])
 
 
-@pytest.mark.parametrize("name", ["nbeatsaq-adaptive-attention-synthetic", "nbeatsaq-adaptive-attention-mhl-cpu", "nbeatsaq-adaptive-attention-mhlv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "nbeatsaq-adaptive-attention-synthetic",
+        "nbeatsaq-adaptive-attention-mhl-cpu",
+        "nbeatsaq-adaptive-attention-mhlv",
+    ],
+)
 def test_adaptive_configs_compose(name):
     cfg = load_config(CONFIG_DIR / f"{name}.yaml", ["dataset.path=data.csv"])
     assert cfg.name == name and cfg.model.architecture == "adaptive_attention"
@@ -158,5 +187,7 @@ def test_fast_dev_run_of_the_adaptive_model(tmp_path, tiny_overrides):
 
 
 def test_patch_length_must_divide_history_and_horizon():
-    with pytest.raises(ConfigError, match=r"model.attention.patch_length \(5\) must divide dataset.history_length \(168\)"):
+    with pytest.raises(
+        ConfigError, match=r"model.attention.patch_length \(5\) must divide dataset.history_length \(168\)"
+    ):
         load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", ["model.attention.patch_length=5"])

@@ -1,4 +1,5 @@
 """analysis/adaptive_study.py: our adaptive-attention model trained on a generated series, its gates and betas read."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,10 @@ def test_hourly_frame_and_split_dates():
     series = generate("random_walk", 48, seed=1)
     frame = hourly_frame(series)
     assert list(frame.columns) == ["unique_id", "ds", "y"] and (frame["unique_id"] == "random_walk").all()
-    assert frame["ds"].iloc[0] == pd.Timestamp("2015-01-01") and frame["ds"].diff().dropna().eq(pd.Timedelta(hours=1)).all()
+    assert (
+        frame["ds"].iloc[0] == pd.Timestamp("2015-01-01")
+        and frame["ds"].diff().dropna().eq(pd.Timedelta(hours=1)).all()
+    )
     np.testing.assert_array_equal(frame["y"], series.values)
     # 10 days of hours: validation from hour 192 (day 9 00:00), test from hour 216 (day 10)
     assert split_dates(240) == ("2015-01-09", "2015-01-10")
@@ -33,7 +37,9 @@ def test_study_adaptive_reads_gates_betas_and_entropy(tmp_path, monkeypatch):
         assert all(0 < e <= 1 for e in summary["entropy"][block])
     turbulence = summary["turbulence"]  # GARCH has a hidden volatility: calm vs turbulent windows
     assert len(turbulence["entropy_calm"]) == blocks and len(turbulence["entropy_turbulent"][0]) == 4
-    assert all(0 <= g <= 1 for g in turbulence["gate_calm"] + turbulence["gate_turbulent"]) and turbulence["windows"] >= 4
+    assert (
+        all(0 <= g <= 1 for g in turbulence["gate_calm"] + turbulence["gate_turbulent"]) and turbulence["windows"] >= 4
+    )
     for name in ("adaptive.json", "adaptive_maps.png", "adaptive_gates.png", "adaptive_training.log", "series.parquet"):
         assert (tmp_path / name).stat().st_size > 0, name
     # The same series and steps again: the saved summary, no training; another series: trained anew.

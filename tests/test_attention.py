@@ -1,4 +1,5 @@
 """Adaptive temporal attention: locality, masking, gates, bias, temporal weights, fast == reference."""
+
 from __future__ import annotations
 
 import itertools
@@ -17,11 +18,15 @@ TEMPORAL_WEIGHT_KINDS = [kind.value for kind in TemporalWeights]
 B, L, D, N, W = 2, 30, 16, 4, 4
 
 
-def make(max_length: int | None = L, gate_context_size: int = 0, local_path: str = "auto", **options) -> AdaptiveTemporalAttention:
+def make(
+    max_length: int | None = L, gate_context_size: int = 0, local_path: str = "auto", **options
+) -> AdaptiveTemporalAttention:
     """An attention layer of width D, N heads, window W, with ``options`` of its AttentionConfig."""
     torch.manual_seed(0)
     config = AttentionConfig(**{"d_model": D, "num_heads": N, "window": W, **options})
-    return AdaptiveTemporalAttention(config, max_length=max_length, gate_context_size=gate_context_size, local_path=local_path)
+    return AdaptiveTemporalAttention(
+        config, max_length=max_length, gate_context_size=gate_context_size, local_path=local_path
+    )
 
 
 def inputs(seed: int = 1):
@@ -60,11 +65,23 @@ def test_masked_keys_get_zero_weight_and_an_unobserved_window_gives_zeros_withou
 
 @pytest.mark.parametrize(
     "temporal_weights,gate,bias,local_ratio",
-    [(t, g, b, r) for (t, g, b), r in zip(itertools.product(TEMPORAL_WEIGHT_KINDS, GATE_KINDS, BIAS_KINDS), itertools.cycle([0.5, 0.25, 1.0, 0.0]))],
+    [
+        (t, g, b, r)
+        for (t, g, b), r in zip(
+            itertools.product(TEMPORAL_WEIGHT_KINDS, GATE_KINDS, BIAS_KINDS), itertools.cycle([0.5, 0.25, 1.0, 0.0])
+        )
+    ],
 )
 @pytest.mark.parametrize("local_path", ["banded", "dense"])
 def test_fast_path_agrees_with_reference(temporal_weights, gate, bias, local_ratio, local_path):
-    attention = make(temporal_weights=temporal_weights, gate=gate, bias=bias, local_ratio=local_ratio, gate_context_size=3, local_path=local_path)
+    attention = make(
+        temporal_weights=temporal_weights,
+        gate=gate,
+        bias=bias,
+        local_ratio=local_ratio,
+        gate_context_size=3,
+        local_path=local_path,
+    )
     x, mask = inputs()
     mask[0, 10:20] = False  # a gap longer than the window: some queries' local windows see nothing
     context = torch.randn(B, L, 3)
@@ -76,13 +93,17 @@ def test_fast_path_agrees_with_reference(temporal_weights, gate, bias, local_rat
     assert torch.isfinite(x.grad).all()
 
 
-@pytest.mark.parametrize("length,expected", [(30, "dense"), ((attention_module.BANDED_MIN_RATIO + 1) * (2 * W + 1), "banded")])
+@pytest.mark.parametrize(
+    "length,expected", [(30, "dense"), ((attention_module.BANDED_MIN_RATIO + 1) * (2 * W + 1), "banded")]
+)
 def test_auto_path_picks_the_band_for_long_sequences(length, expected, monkeypatch):
     attention = make(local_ratio=1.0, gate="scalar")
     calls = []
     for path, method in (("banded", "_banded_local"), ("dense", "_fused_dense")):
         original = getattr(attention, method)
-        monkeypatch.setattr(attention, method, lambda *args, _path=path, _original=original: calls.append(_path) or _original(*args))
+        monkeypatch.setattr(
+            attention, method, lambda *args, _path=path, _original=original: calls.append(_path) or _original(*args)
+        )
     attention(torch.randn(1, length, D))
     assert calls == [expected]
 
@@ -155,7 +176,10 @@ def test_fixed_gate_is_a_constant_and_scales_local_and_global_heads():
     assert not any("gate" in name for name, _ in attention.named_parameters())
 
 
-@pytest.mark.parametrize("gate,temporal_weights,reference", [("token", "sinusoidal", False), ("step", "linear", True), ("head", "off", False)])
+@pytest.mark.parametrize(
+    "gate,temporal_weights,reference",
+    [("token", "sinusoidal", False), ("step", "linear", True), ("head", "off", False)],
+)
 def test_every_parameter_receives_a_gradient(gate, temporal_weights, reference):
     attention = make(gate=gate, temporal_weights=temporal_weights, gate_context_size=3)
     x, mask = inputs()

@@ -1,4 +1,5 @@
 """analysis/attention_metrics.py on hand-made maps with known values."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,18 +49,27 @@ def test_pattern_strengths_by_hand():
     # uniform: 28 of the 100 cells lie within 1 of the diagonal; the fullest lag outside the band is
     # +-2 (8 cells of 0.1 each, of a total mass of 10)
     assert pattern_strengths(uniform()) == pytest.approx(
-        {"diagonal": 28 / 100, "horizontal": 1 / L, "vertical": 1 / L, "stripe": 8 / 100})
-    assert pattern_strengths(diagonal()) == pytest.approx({"diagonal": 1.0, "horizontal": 0.0, "vertical": 0.1, "stripe": 0.0})
+        {"diagonal": 28 / 100, "horizontal": 1 / L, "vertical": 1 / L, "stripe": 8 / 100}
+    )
+    assert pattern_strengths(diagonal()) == pytest.approx(
+        {"diagonal": 1.0, "horizontal": 0.0, "vertical": 0.1, "stripe": 0.0}
+    )
     # rows 4, 5, 6 reach column 5 within the band; the other 7 rows attend outside it, each at its own lag
-    assert pattern_strengths(column()) == pytest.approx({"diagonal": 0.3, "horizontal": 0.7, "vertical": 1.0, "stripe": 0.1})
+    assert pattern_strengths(column()) == pytest.approx(
+        {"diagonal": 0.3, "horizontal": 0.7, "vertical": 1.0, "stripe": 0.1}
+    )
     # 7 rows at lag 3; column 0 receives from rows 0 and 3
-    assert pattern_strengths(striped()) == pytest.approx({"diagonal": 0.3, "horizontal": 0.7, "vertical": 0.2, "stripe": 0.7})
+    assert pattern_strengths(striped()) == pytest.approx(
+        {"diagonal": 0.3, "horizontal": 0.7, "vertical": 0.2, "stripe": 0.7}
+    )
 
 
 def test_each_detector_ranks_its_own_pattern_first():
     maps = {"diagonal": diagonal(), "column": column(), "striped": striped(), "uniform": uniform()}
     scores = {name: pattern_strengths(a) for name, a in maps.items()}
-    best = {pattern: max(scores, key=lambda name: scores[name][pattern]) for pattern in ("diagonal", "vertical", "stripe")}
+    best = {
+        pattern: max(scores, key=lambda name: scores[name][pattern]) for pattern in ("diagonal", "vertical", "stripe")
+    }
     assert best == {"diagonal": "diagonal", "vertical": "column", "stripe": "striped"}
     with pytest.raises(ValueError, match="one map"):
         pattern_strengths(np.stack([uniform(), uniform()]))

@@ -1,11 +1,17 @@
 """analysis/questions.py on hand-made attention with known answers."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from analysis.questions import (
-    error_by_time_since_change, event_lift, group_contrast, last_change, post_change_lift, received,
+    error_by_time_since_change,
+    event_lift,
+    group_contrast,
+    last_change,
+    post_change_lift,
+    received,
 )
 
 
@@ -69,5 +75,9 @@ def test_error_by_time_since_change_by_hand():
     errors = np.array([4.0, 1.0, 3.0, 8.0])  # mean 4
     change_at = np.array([97, -1, -1, 50])  # 3 and 50 points since the change; calm windows' mean 2
     ratios = error_by_time_since_change(errors, change_at, input_length=100)
-    assert ratios["1-5"] == pytest.approx(1.0) and ratios["21-50"] == pytest.approx(2.0) and ratios["none"] == pytest.approx(0.5)
+    assert (
+        ratios["1-5"] == pytest.approx(1.0)
+        and ratios["21-50"] == pytest.approx(2.0)
+        and ratios["none"] == pytest.approx(0.5)
+    )
     assert np.isnan(ratios["6-20"])

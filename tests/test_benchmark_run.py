@@ -1,4 +1,5 @@
 """benchmarks/run.py end to end on a tiny synthetic budget, and the neuralforecast baselines' forecasting path."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,20 @@ BUDGET_MINUTES, STEPS = "30", "6"
 @pytest.fixture(scope="module")
 def tiny_benchmark(tmp_path_factory, tiny_overrides):
     out = tmp_path_factory.mktemp("benchmark")
-    code = benchmark.main(["--data", "synthetic", "--budget-minutes", BUDGET_MINUTES, "--max-steps", STEPS,
-                           "--json", str(out / "records.json"), *tiny_overrides, f"output_dir={out / 'runs'}"])
+    code = benchmark.main(
+        [
+            "--data",
+            "synthetic",
+            "--budget-minutes",
+            BUDGET_MINUTES,
+            "--max-steps",
+            STEPS,
+            "--json",
+            str(out / "records.json"),
+            *tiny_overrides,
+            f"output_dir={out / 'runs'}",
+        ]
+    )
     assert code == 0
     return json.loads((out / "records.json").read_text())
 
@@ -34,7 +47,15 @@ def test_every_contender_gives_finite_metrics_on_the_same_targets(tiny_benchmark
     observed = {record["model"]["observed_targets"] for record in tiny_benchmark}
     assert observed == {float(bench.windows.all().target_mask.sum())}
     for record in tiny_benchmark:
-        for name in ("crps", "coverage_90", "coverage_95", "calibration_error", "mape", "crossing_rate_raw", "crossing_rate_final"):
+        for name in (
+            "crps",
+            "coverage_90",
+            "coverage_95",
+            "calibration_error",
+            "mape",
+            "crossing_rate_raw",
+            "crossing_rate_final",
+        ):
             assert math.isfinite(record["model"][name]), (record["variant"], name)
         assert record["model"]["crossing_rate_final"] == 0.0  # every contender's forecast is rearranged
         trained = record["train_seconds"] is not None
@@ -78,11 +99,18 @@ def test_window_forecasts_equal_neuralforecast_predict_on_each_history(tiny_data
     asked = torch.tensor(wanted if loss == "mq" else (0.5,), dtype=torch.float64)
     ours = baseline(series, origin, H, asked)  # [2, H, Q]
 
-    histories = pd.concat([
-        pd.DataFrame({"unique_id": f"window{i}", "ds": data.panel.timestamps[o - T : o],
-                      "y": data.panel.values[s, o - T : o].astype(np.float64)})
-        for i, (s, o) in enumerate(zip(series, origin))
-    ])
+    histories = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "unique_id": f"window{i}",
+                    "ds": data.panel.timestamps[o - T : o],
+                    "y": data.panel.values[s, o - T : o].astype(np.float64),
+                }
+            )
+            for i, (s, o) in enumerate(zip(series, origin))
+        ]
+    )
     assert histories["y"].notna().all()  # synthetic histories have no gaps: the two inputs are the same
     expected = baseline.neuralforecast.predict(df=histories)
     columns = [c for c in expected.columns if c.startswith("NBEATS")]
@@ -94,7 +122,9 @@ def test_window_forecasts_equal_neuralforecast_predict_on_each_history(tiny_data
 
 def test_mqloss_forecasts_only_its_trained_levels(tiny_data):
     cfg, data, _ = tiny_data
-    baseline = NeuralForecastBaseline("NHITS", "mq", cfg.dataset.history_length, cfg.dataset.horizon, levels=(0.1, 0.5, 0.9), max_steps=2)
+    baseline = NeuralForecastBaseline(
+        "NHITS", "mq", cfg.dataset.history_length, cfg.dataset.horizon, levels=(0.1, 0.5, 0.9), max_steps=2
+    )
     baseline.fit(data.panel, data.panel.hour_index(cfg.dataset.val_start))
     test = data.splits["test"]
     with pytest.raises(ValueError, match="forecasts only those"):

@@ -1,4 +1,5 @@
 """training/callbacks.py: Throughput's two rates on a scripted clock."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Split-conformal calibration reaches nominal coverage on exchangeable data."""
+
 from __future__ import annotations
 
 import pytest
@@ -57,6 +58,7 @@ def test_interval_conformal_reaches_nominal_coverage(per_step):
     torch.manual_seed(2)
     generator = torch.Generator().manual_seed(2)
     (cal_pred, cal_y, cal_mask), (test_pred, test_y, _) = draw(4000, generator), draw(20000, generator)
+
     # the 90 % and 50 % intervals: ends at levels 0.05 / 0.95 and 0.25 / 0.75
     def ends(prediction):
         return prediction[..., [0, 1]], prediction[..., [4, 3]]
@@ -105,12 +107,16 @@ def test_evaluations_conformal_reaches_nominal_coverage_and_cqr_moves_only_inter
 
     (cal_pred, cal_y), (test_pred, test_y) = forecasts(4000), forecasts(20000)
     mask = torch.ones_like(test_y, dtype=torch.bool)
-    calibration = SplitForecasts(cal_pred, cal_y, torch.ones_like(cal_y, dtype=torch.bool), torch.zeros(len(cal_y)), torch.zeros(len(cal_y)))
+    calibration = SplitForecasts(
+        cal_pred, cal_y, torch.ones_like(cal_y, dtype=torch.bool), torch.zeros(len(cal_y)), torch.zeros(len(cal_y))
+    )
     calibrated = conformal_calibration(kind, levels, calibration, test_pred)
     before = score_forecasts(levels, test_pred, test_y, mask, rearrange=False).final
     after = score_forecasts(levels, calibrated, test_y, mask, rearrange=False).final
     assert before["coverage_90"] < 0.6 and before["coverage_50"] < 0.3
-    assert after["coverage_90"] == pytest.approx(0.9, abs=0.012) and after["coverage_50"] == pytest.approx(0.5, abs=0.012)
+    assert after["coverage_90"] == pytest.approx(0.9, abs=0.012) and after["coverage_50"] == pytest.approx(
+        0.5, abs=0.012
+    )
     ends = [levels.index(end) for end in (0.05, 0.25, 0.75, 0.95)]
     others = [i for i in range(len(levels)) if i not in ends]
     moved = (calibrated != test_pred).any(dim=(0, 1))  # [Q]

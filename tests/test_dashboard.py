@@ -1,6 +1,7 @@
 """dashboard.html: written by evaluate.py, self-contained, every figure present, and it opens cleanly in
 headless Chromium (Debian's ``chromium``; .ci/run installs it, elsewhere the browser test is skipped
 with the reason)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,14 @@ from experiment.builders import build_data, build_forecaster
 from experiment.errors import UsageError
 from training.train import train
 
-ADAPTIVE = ("model.architecture=adaptive_attention", "model.conditioning=out", "model.attention.d_model=16",
-            "model.attention.num_heads=2", "sampler=adaptive", "sampler.levels_per_sample=4")
+ADAPTIVE = (
+    "model.architecture=adaptive_attention",
+    "model.conditioning=out",
+    "model.attention.d_model=16",
+    "model.attention.num_heads=2",
+    "sampler=adaptive",
+    "sampler.levels_per_sample=4",
+)
 # 40 steps of 256 windows: past two epoch ends, so the sampler has history to draw
 SHORT_RUN = ("trainer.max_steps=40", "trainer.val_every_n_steps=20", "dataset.batch_size=256")
 ALWAYS = ("fig-crps-by-step", "fig-reliability", "fig-coverage", "fig-pit", "fig-fan-1", "fig-training")
@@ -55,7 +62,7 @@ def test_dashboard_is_self_contained_with_every_figure(adaptive_run):
     assert not re.search(r'(src|href)="(?!data:)', page) and "<link" not in page and "@import" not in page
     assert "http://" not in page and "https://" not in page
     # the per-series table has one row per series, the headline the model, references and conformal
-    series_table = page[page.index('<table id="per-series"'):]
+    series_table = page[page.index('<table id="per-series"') :]
     series_table = series_table[: series_table.index("</table>")]
     assert series_table.count("<tr>") == 1 + len(results["per_series"])
     for row in ("model", "model before rearrangement", "model after conformal (level)", "seasonal_naive_168", "oracle"):
@@ -147,15 +154,23 @@ def test_fan_windows_default_to_best_median_worst_and_check_what_is_asked(adapti
 # In a real browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
         pytest.skip("headless Chromium not found: install Debian's chromium (apt-get install chromium; .ci/run does)")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (in requirements.txt) drives Chromium")
+    playwright_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright (in requirements.txt) drives Chromium"
+    )
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield browser
@@ -190,8 +205,12 @@ def test_dashboard_opens_in_headless_chromium_without_errors(adaptive_run, brows
 
     # the per-series table sorts by CRPS on a click, then reverses
     def crps_column() -> list[float]:
-        return [float(v) for v in page.eval_on_selector_all(
-            "#per-series tbody tr", "rows => rows.map(r => r.cells[1].dataset.value)")]
+        return [
+            float(v)
+            for v in page.eval_on_selector_all(
+                "#per-series tbody tr", "rows => rows.map(r => r.cells[1].dataset.value)"
+            )
+        ]
 
     page.click("#per-series thead th:nth-child(2)")
     ascending = crps_column()

@@ -1,4 +1,5 @@
 """evaluate.py: scores a checkpoint exactly as training's test did, ensembles, forecasts file, conformal, errors."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,9 @@ from training.train import train
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_config_in):
-    summary = train(tiny_config_in(tmp_path_factory.mktemp("runs"), "trainer.max_steps=20", "trainer.val_every_n_steps=10"))
+    summary = train(
+        tiny_config_in(tmp_path_factory.mktemp("runs"), "trainer.max_steps=20", "trainer.val_every_n_steps=10")
+    )
     return summary, summary["checkpoint"]
 
 
@@ -22,15 +25,26 @@ def test_evaluate_reproduces_the_test_scores_of_training(trained, tmp_path):
     summary, best = trained
     results = evaluate([best], tmp_path)
     assert results["split"] == "test" and results["windows"] == summary["windows"]
-    for name in ("crps", "crps_paper_protocol", "coverage_90", "calibration_error", "crossing_rate_raw", "crossing_rate_final"):
+    for name in (
+        "crps",
+        "crps_paper_protocol",
+        "coverage_90",
+        "calibration_error",
+        "crossing_rate_raw",
+        "crossing_rate_final",
+    ):
         assert results["model"][name] == pytest.approx(summary["model"][name], rel=1e-6), name
-    assert results["model_before_rearrangement"]["crps"] == pytest.approx(summary["model_before_rearrangement"]["crps"], rel=1e-6)
+    assert results["model_before_rearrangement"]["crps"] == pytest.approx(
+        summary["model_before_rearrangement"]["crps"], rel=1e-6
+    )
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["model"]["crps"] == results["model"]["crps"]
     # per series: the observed-target-weighted mean of the series' CRPS is the overall CRPS
     per_series = written["per_series"]
     assert len(per_series) == 2
-    total = sum(s["crps"] * s["observed_targets"] for s in per_series.values()) / sum(s["observed_targets"] for s in per_series.values())
+    total = sum(s["crps"] * s["observed_targets"] for s in per_series.values()) / sum(
+        s["observed_targets"] for s in per_series.values()
+    )
     assert total == pytest.approx(results["model"]["crps"], rel=1e-9)
 
 

@@ -1,5 +1,6 @@
 """The network around the backbone (modules/forecast_network.py): scaling in one place, side inputs,
 windows independent of each other, its options."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,12 @@ SCALERS = ["max_abs", "robust"]
 
 def _network(scaler: str, conditioning: str = "film", seed: int = 0) -> AnyQuantileNetwork:
     torch.manual_seed(seed)
-    backbone = AnyQuantileNBeats(NBeatsConfig(conditioning=conditioning, num_blocks=3, num_layers=2, width=32, dropout=0.2),
-                                 T, H, context_size=context_size(T, C, True, True))
+    backbone = AnyQuantileNBeats(
+        NBeatsConfig(conditioning=conditioning, num_blocks=3, num_layers=2, width=32, dropout=0.2),
+        T,
+        H,
+        context_size=context_size(T, C, True, True),
+    )
     return AnyQuantileNetwork(NetworkConfig(scaler=scaler), backbone).eval()
 
 
@@ -85,7 +90,6 @@ def test_windows_in_a_batch_do_not_depend_on_each_other(scaler, conditioning):
     torch.testing.assert_close(after[0], before[0], rtol=1e-6, atol=1e-4)
     torch.testing.assert_close(after[2], before[2], rtol=1e-6, atol=1e-4)
     assert not torch.allclose(after[1], before[1])  # window 1 itself did change
-
 
 
 def test_network_options_are_checked_and_name_the_choices():

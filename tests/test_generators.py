@@ -1,4 +1,5 @@
 """dataset/generators.py: each generator's statistics match its definition; oracles are calibrated."""
+
 from __future__ import annotations
 
 import numpy as np

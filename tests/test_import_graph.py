@@ -1,4 +1,6 @@
-"""The package import graph (tools/import_graph.py): imports point down the layers, no cycle, no Lightning in modules/."""
+"""The package import graph (tools/import_graph.py): imports point down the layers, no cycle, no Lightning in
+modules/."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,6 +38,8 @@ def test_a_cycle_and_an_upward_import_are_reported():
 
 def test_lightning_in_modules_is_reported(tmp_path):
     (tmp_path / "modules").mkdir()
-    (tmp_path / "modules" / "net.py").write_text("import torch\n\n\ndef f():\n    from lightning import LightningModule\n")
+    (tmp_path / "modules" / "net.py").write_text(
+        "import torch\n\n\ndef f():\n    from lightning import LightningModule\n"
+    )
     found = imports(tmp_path)
     assert violations(found) == ["modules/net.py:5: modules must not import lightning"]

@@ -1,5 +1,6 @@
 """The level samplers (modules/level_sampling.py): uniform and beta draws; the adaptive sampler's probabilities,
 what it learns, importance weights, state, DDP; bad settings."""
+
 from __future__ import annotations
 
 import math
@@ -61,7 +62,9 @@ def test_uniform_level_sampler_shape_range_and_mean():
 @pytest.mark.parametrize("alpha, beta", [(0.5, 0.5), (2.0, 5.0), (5.0, 1.0)])
 def test_beta_level_sampler_shape_range_and_mean(alpha, beta):
     torch.manual_seed(1)
-    draw = BetaLevelSampler(SamplerConfig(kind="beta", levels_per_sample=2, alpha=alpha, beta=beta))(20000, torch.device("cpu"))
+    draw = BetaLevelSampler(SamplerConfig(kind="beta", levels_per_sample=2, alpha=alpha, beta=beta))(
+        20000, torch.device("cpu")
+    )
     assert draw.levels.shape == (20000, 2)
     assert ((draw.levels > 0) & (draw.levels < 1)).all()
     # Beta variance <= 1/4 / (alpha + beta + 1) <= 1/8 here: sd of the mean of 40000 draws < 0.002
@@ -71,7 +74,9 @@ def test_beta_level_sampler_shape_range_and_mean(alpha, beta):
 def test_beta_level_sampler_stays_inside_the_open_interval_for_tiny_concentration():
     # Beta(0.01, 0.01) puts almost all its mass at 0 and 1: float32 draws round to exactly 0 or 1
     torch.manual_seed(2)
-    levels = BetaLevelSampler(SamplerConfig(kind="beta", levels_per_sample=4, alpha=0.01, beta=0.01))(5000, torch.device("cpu")).levels
+    levels = BetaLevelSampler(SamplerConfig(kind="beta", levels_per_sample=4, alpha=0.01, beta=0.01))(
+        5000, torch.device("cpu")
+    ).levels
     assert ((levels > 0) & (levels < 1)).all()
     assert (levels < 1e-6).any() and (levels > 1 - 1e-6).any()
     # the sampler keeps them at least one float32 epsilon away from either end
@@ -197,8 +202,10 @@ def test_gaussian_weakness_is_flat_for_an_ideal_gaussian_forecast_and_raw_loss_s
     # For y ~ N(0, 1) and the true quantiles as forecast, E pinball(q) = phi(z_q): largest at the
     # median, tiny in the tails. The 'gaussian' measure divides that profile out.
     torch.manual_seed(1)
-    measures = {name: adaptive_sampler(levels_per_sample=8, num_bins=10, momentum=0.0, weakness=name)
-                for name in ("raw", "variance", "gaussian")}
+    measures = {
+        name: adaptive_sampler(levels_per_sample=8, num_bins=10, momentum=0.0, weakness=name)
+        for name in ("raw", "variance", "gaussian")
+    }
     batch, horizon = 20_000, 4
     levels = torch.rand(batch, 8).clamp_min(1e-6)
     target = torch.randn(batch, horizon)
@@ -263,8 +270,9 @@ def test_importance_weighted_loss_matches_the_uniform_integral_and_unweighted_do
     set_state(weighted, weights)
     mean, error = weighted_mean_loss(weighted, 1.0, 0.6)
     assert abs(mean - expected) < 4 * error + 1e-4
-    unweighted = adaptive_sampler(levels_per_sample=8, num_bins=10, temperature=0.5, min_prob=0.02,
-                                      weakness="raw", importance_weighting=False)
+    unweighted = adaptive_sampler(
+        levels_per_sample=8, num_bins=10, temperature=0.5, min_prob=0.02, weakness="raw", importance_weighting=False
+    )
     set_state(unweighted, weights)
     biased, biased_error = weighted_mean_loss(unweighted, 1.0, 0.6)
     assert abs(biased - expected) > 10 * biased_error  # the upper tail is oversampled: the objective moved
@@ -389,13 +397,21 @@ def test_bad_settings_fail_clearly(settings, message):
 
 
 def test_build_level_sampler_passes_settings_by_kind():
-    config = SamplerConfig(kind="adaptive", levels_per_sample=3, fixed_levels=[0.5], num_bins=7, temperature=0.3,
-                           weakness="variance")
+    config = SamplerConfig(
+        kind="adaptive", levels_per_sample=3, fixed_levels=[0.5], num_bins=7, temperature=0.3, weakness="variance"
+    )
     adaptive = build_level_sampler(config)
     assert isinstance(adaptive, AdaptiveLevelSampler)
-    assert (adaptive.levels_per_sample, adaptive.num_bins, adaptive.temperature, adaptive.weakness) == (3, 7, 0.3, "variance")
+    assert (adaptive.levels_per_sample, adaptive.num_bins, adaptive.temperature, adaptive.weakness) == (
+        3,
+        7,
+        0.3,
+        "variance",
+    )
     assert adaptive(2, CPU).levels.shape == (2, 4)
-    beta = build_level_sampler(SamplerConfig(kind="beta", levels_per_sample=2, fixed_levels=[0.1, 0.9], alpha=2.0, beta=3.0))
+    beta = build_level_sampler(
+        SamplerConfig(kind="beta", levels_per_sample=2, fixed_levels=[0.1, 0.9], alpha=2.0, beta=3.0)
+    )
     assert isinstance(beta, BetaLevelSampler) and beta(5, CPU).levels.shape == (5, 4)
     assert isinstance(build_level_sampler(SamplerConfig()), UniformLevelSampler)
     with pytest.raises(ValueError, match="unknown level sampler 'gaussian'; choose one of uniform, beta, adaptive"):
@@ -405,8 +421,14 @@ def test_build_level_sampler_passes_settings_by_kind():
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(kind="uniform", temperature=0.5), "sampler.temperature applies only to sampler.kind=adaptive, but sampler.kind is 'uniform'"),
-        (dict(kind="adaptive", alpha=2.0), "sampler.alpha applies only to sampler.kind=beta, but sampler.kind is 'adaptive'"),
+        (
+            dict(kind="uniform", temperature=0.5),
+            "sampler.temperature applies only to sampler.kind=adaptive, but sampler.kind is 'uniform'",
+        ),
+        (
+            dict(kind="adaptive", alpha=2.0),
+            "sampler.alpha applies only to sampler.kind=beta, but sampler.kind is 'adaptive'",
+        ),
         (dict(kind="beta", weakness="raw"), "sampler.weakness applies only to sampler.kind=adaptive"),
     ],
 )

@@ -1,4 +1,5 @@
 """Reading and validating long-format hourly files: round trips and every kind of bad input."""
+
 from __future__ import annotations
 
 import gzip
@@ -179,8 +180,12 @@ def test_empty_timestamp_is_unparseable(tmp_path):
 
 
 def test_duplicate_timestamps(tmp_path):
-    rows = good_rows("fine") + ["dup_series,2020-01-01 00:00,1", "dup_series,2020-01-01 01:00,2",
-                                "dup_series,2020-01-01 01:00,3", "dup_series,2020-01-01 02:00,4"]
+    rows = good_rows("fine") + [
+        "dup_series,2020-01-01 00:00,1",
+        "dup_series,2020-01-01 01:00,2",
+        "dup_series,2020-01-01 01:00,3",
+        "dup_series,2020-01-01 02:00,4",
+    ]
     with pytest.raises(DataValidationError, match=r"series 'dup_series'.*duplicate timestamps.*2020-01-01T01:00"):
         load_hourly_panel(write_csv(tmp_path / "dup.csv", rows))
 
@@ -252,8 +257,13 @@ def test_header_only_file(tmp_path):
 
 def test_empty_parquet(tmp_path):
     path = tmp_path / "none.parquet"
-    pd.DataFrame({"unique_id": pd.Series([], dtype=str), "ds": pd.Series([], dtype="datetime64[ns]"),
-                  "y": pd.Series([], dtype=float)}).to_parquet(path)
+    pd.DataFrame(
+        {
+            "unique_id": pd.Series([], dtype=str),
+            "ds": pd.Series([], dtype="datetime64[ns]"),
+            "y": pd.Series([], dtype=float),
+        }
+    ).to_parquet(path)
     with pytest.raises(DataValidationError, match=r"no rows"):
         load_hourly_panel(path)
 

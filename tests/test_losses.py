@@ -8,6 +8,7 @@ The running example: target y = 10, levels q = 0.1 and 0.9, forecasts 8 (too low
     f = 8:  q=0.1 -> 0.1 * 2 = 0.2     q=0.9 -> 0.9 * 2 = 1.8
     f = 12: q=0.1 -> 0.9 * 2 = 1.8     q=0.9 -> 0.1 * 2 = 0.2
 """
+
 from __future__ import annotations
 
 import pytest

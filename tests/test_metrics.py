@@ -4,6 +4,7 @@ CRPS is checked against closed forms from ``properscoring``; the interval, media
 metrics against small examples worked out by hand. How the scoring path combines them (raw and
 final forecasts) is tests/test_scoring.py's.
 """
+
 from __future__ import annotations
 
 import math
@@ -216,8 +217,22 @@ def test_crossing_rate_by_hand():
 # --------------------------------------------------------------------------------------------
 # Masks, per-step CRPS, batching
 
-TARGET_METRICS = ("crps", "ncrps", "mae", "mape", "smape", "coverage_50", "coverage_80", "coverage_90", "coverage_95",
-                  "width_50", "width_80", "width_90", "width_95", "observed_targets")
+TARGET_METRICS = (
+    "crps",
+    "ncrps",
+    "mae",
+    "mape",
+    "smape",
+    "coverage_50",
+    "coverage_80",
+    "coverage_90",
+    "coverage_95",
+    "width_50",
+    "width_80",
+    "width_90",
+    "width_95",
+    "observed_targets",
+)
 
 
 def test_masked_targets_are_excluded_from_every_metric():

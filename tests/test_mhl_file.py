@@ -1,4 +1,6 @@
-"""The real MHL file, when it is beside the repository (as in CI): it loads and splits as documented, and every MHL config runs on it."""
+"""The real MHL file, when it is beside the repository (as in CI): it loads and splits as documented, and every
+MHL config runs on it."""
+
 from __future__ import annotations
 
 import math
@@ -42,10 +44,18 @@ def test_mhl_cpu_config_splits():
     assert first_al_origin == first_observed + cfg.dataset.history_length // 2
 
 
-@pytest.mark.parametrize("name", ["nbeatsaq-mhl-cpu", "nbeatsaq-adaptive-attention-mhl-cpu", "nbeatsaq-adaptive-attention-mhlv"])
+@pytest.mark.parametrize(
+    "name", ["nbeatsaq-mhl-cpu", "nbeatsaq-adaptive-attention-mhl-cpu", "nbeatsaq-adaptive-attention-mhlv"]
+)
 def test_fast_dev_run_of_each_mhl_config(name, tmp_path):
     # The shipped model sizes on the real file, on CPU; a small batch keeps one step of the
     # paper-size models to seconds.
-    overrides = [f"dataset.path={MHL}", "trainer=cpu", "dataset.batch_size=32", "dataset.eval_batch_size=32", f"output_dir={tmp_path}"]
+    overrides = [
+        f"dataset.path={MHL}",
+        "trainer=cpu",
+        "dataset.batch_size=32",
+        "dataset.eval_batch_size=32",
+        f"output_dir={tmp_path}",
+    ]
     summary = train(load_config(REPO / "config" / f"{name}.yaml", overrides), fast_dev_run=True)
     assert summary["global_step"] == 1 and math.isfinite(summary["model"]["crps"])

@@ -1,5 +1,6 @@
 """The any-quantile N-BEATS backbone (modules/nbeats.py): levels never mix, the three ways q enters,
 no repeated per-window work, its options."""
+
 from __future__ import annotations
 
 import math
@@ -7,7 +8,15 @@ import math
 import pytest
 import torch
 
-from modules.nbeats import AnyQuantileNBeats, Conditioning, NBeatsBlock, NBeatsConfig, NBeatsStack, QuantileEmbedding, run_blocks
+from modules.nbeats import (
+    AnyQuantileNBeats,
+    Conditioning,
+    NBeatsBlock,
+    NBeatsConfig,
+    NBeatsStack,
+    QuantileEmbedding,
+    run_blocks,
+)
 
 T, H, C = 24, 6, 5  # history, horizon, context features
 CONDITIONING_MODES = [mode.value for mode in Conditioning]
@@ -15,15 +24,24 @@ CONDITIONING_MODES = [mode.value for mode in Conditioning]
 
 def _backbone(conditioning="film", embedding="identity", dim=1, context=0, seed=0) -> AnyQuantileNBeats:
     torch.manual_seed(seed)
-    config = NBeatsConfig(conditioning=conditioning, num_blocks=3, num_layers=2, width=32, quantile_embedding=embedding,
-                          quantile_embedding_dim=dim, dropout=0.2)  # dropout, so that eval mode matters
+    config = NBeatsConfig(
+        conditioning=conditioning,
+        num_blocks=3,
+        num_layers=2,
+        width=32,
+        quantile_embedding=embedding,
+        quantile_embedding_dim=dim,
+        dropout=0.2,
+    )  # dropout, so that eval mode matters
     return AnyQuantileNBeats(config, T, H, context_size=context).eval()
 
 
 # --------------------------------------------------------------------------------------------
 # Any-quantile independence
 
-MODES = [(mode, kind, dim) for mode in CONDITIONING_MODES for kind, dim in (("identity", 1), ("cosine", 8), ("normal", 2))]
+MODES = [
+    (mode, kind, dim) for mode in CONDITIONING_MODES for kind, dim in (("identity", 1), ("cosine", 8), ("normal", 2))
+]
 
 
 @pytest.mark.parametrize("conditioning, embedding, dim", MODES)
@@ -83,7 +101,9 @@ def test_quantile_embedding_values():
     expected = torch.tensor([[[math.cos(math.pi * k * q) for k in (1, 2, 3)] for q in (0.0, 0.25, 1.0)]])
     torch.testing.assert_close(cosine, expected, rtol=0, atol=1e-6)
     normal = QuantileEmbedding("normal", 2)(torch.tensor([[0.5, 0.975, 0.025, 0.8413447]]))
-    torch.testing.assert_close(normal[0, :, 1], torch.tensor([0.0, 1.959964, -1.959964, 1.0]), rtol=0, atol=1e-5)  # z(q) by table
+    torch.testing.assert_close(
+        normal[0, :, 1], torch.tensor([0.0, 1.959964, -1.959964, 1.0]), rtol=0, atol=1e-5
+    )  # z(q) by table
     torch.testing.assert_close(normal[0, :, 0], torch.tensor([0.5, 0.975, 0.025, 0.8413447]))
     ends = QuantileEmbedding("normal", 2)(torch.tensor([0.0, 1.0]))
     assert torch.isfinite(ends).all() and ends[0, 1] < -4.7 and ends[1, 1] > 4.7
@@ -121,7 +141,9 @@ def test_bad_block_arguments_raise():
 @pytest.mark.parametrize("conditioning", CONDITIONING_MODES)
 def test_every_backbone_parameter_receives_a_gradient(conditioning):
     torch.manual_seed(0)
-    net = AnyQuantileNBeats(NBeatsConfig(conditioning=conditioning, num_blocks=3, num_layers=2, width=8), 24, 6, context_size=3)
+    net = AnyQuantileNBeats(
+        NBeatsConfig(conditioning=conditioning, num_blocks=3, num_layers=2, width=8), 24, 6, context_size=3
+    )
     net(torch.randn(4, 24), torch.rand(4, 2), torch.randn(4, 3)).pow(2).sum().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -130,7 +152,9 @@ def test_every_backbone_parameter_receives_a_gradient(conditioning):
 def test_nbeats_stack_is_the_level_free_part_of_the_out_backbone():
     out = _backbone("out", context=C)
     stack = NBeatsStack(NBeatsConfig(num_blocks=3, num_layers=2, width=32), T, H, context_size=C)
-    stack.load_state_dict({k: v for k, v in out.state_dict().items() if k.startswith("blocks.") and "blocks.2.backcast" not in k})
+    stack.load_state_dict(
+        {k: v for k, v in out.state_dict().items() if k.startswith("blocks.") and "blocks.2.backcast" not in k}
+    )
     assert stack.blocks[-1].backcast is None  # nothing reads the last block's residual
     history, context = torch.randn(4, T), torch.randn(4, C)
     residual, expected = run_blocks(out.blocks, history, context)

@@ -1,4 +1,5 @@
 """predict.py: forecasts past the end of the data, the same numbers as the model on that window, clear errors."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -45,7 +46,9 @@ def test_forecast_equals_the_model_on_the_same_window_and_levels_are_independent
     one = predict(checkpoint, data_file, [0.9], series=[name], origin=origin)
     three = predict(checkpoint, data_file, [0.1, 0.5, 0.9], series=[name], origin=origin)
     # float tolerance: FiLM runs one GEMM shape for 1 level and another for 3
-    torch.testing.assert_close(torch.tensor(one["value"].values), torch.tensor(three[three.level == 0.9]["value"].values), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(
+        torch.tensor(one["value"].values), torch.tensor(three[three.level == 0.9]["value"].values), rtol=1e-4, atol=1e-3
+    )
     model, _ = load_forecaster(checkpoint)
     batch = WindowBatches(data.panel, data.shape, test)[torch.tensor([3])]
     with torch.no_grad():
@@ -67,7 +70,10 @@ def test_bad_requests_fail_clearly(trained, kwargs, message):
         predict(checkpoint, data_file, [0.5], **kwargs)
 
 
-@pytest.mark.parametrize("text, message", [("0.5,1.0", r"inside \(0, 1\)"), ("0,0.5", r"inside \(0, 1\)"), ("a,b", "numbers"), (",", "empty")])
+@pytest.mark.parametrize(
+    "text, message",
+    [("0.5,1.0", r"inside \(0, 1\)"), ("0,0.5", r"inside \(0, 1\)"), ("a,b", "numbers"), (",", "empty")],
+)
 def test_levels_are_checked(text, message):
     with pytest.raises(UsageError, match=message):
         parse_levels(text)
@@ -77,9 +83,25 @@ def test_levels_are_checked(text, message):
 def test_cli_writes_csv_and_reports_errors(trained, tmp_path, capsys):
     checkpoint, data_file, _ = trained
     out = tmp_path / "forecast.csv"
-    assert predict_cli.main(["--checkpoint", checkpoint, "--data", str(data_file), "--levels", "0.05,0.95", "--out", str(out)]) == 0
+    assert (
+        predict_cli.main(
+            ["--checkpoint", checkpoint, "--data", str(data_file), "--levels", "0.05,0.95", "--out", str(out)]
+        )
+        == 0
+    )
     assert len(pd.read_csv(out)) == 2 * 48 * 2
-    assert predict_cli.main(["--checkpoint", checkpoint, "--data", str(data_file), "--levels", "1.5", "--out", str(out)]) == 2
+    assert (
+        predict_cli.main(["--checkpoint", checkpoint, "--data", str(data_file), "--levels", "1.5", "--out", str(out)])
+        == 2
+    )
     assert "inside (0, 1)" in capsys.readouterr().err
-    assert predict_cli.main(["--checkpoint", checkpoint, "--data", str(data_file), "--levels", "0.5", "--out", "x.txt"]) == 2
-    assert predict_cli.main(["--checkpoint", "missing.ckpt", "--data", str(data_file), "--levels", "0.5", "--out", str(out)]) == 2
+    assert (
+        predict_cli.main(["--checkpoint", checkpoint, "--data", str(data_file), "--levels", "0.5", "--out", "x.txt"])
+        == 2
+    )
+    assert (
+        predict_cli.main(
+            ["--checkpoint", "missing.ckpt", "--data", str(data_file), "--levels", "0.5", "--out", str(out)]
+        )
+        == 2
+    )

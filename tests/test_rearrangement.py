@@ -1,4 +1,5 @@
 """Monotone rearrangement: removes every crossing and never increases the summed pinball loss."""
+
 from __future__ import annotations
 
 import pytest

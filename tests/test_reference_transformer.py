@@ -1,4 +1,5 @@
 """analysis/reference_transformer.py: sizes of the study, attention read per layer and head, it learns."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,8 +32,10 @@ def test_scale_and_shift_of_the_input_carry_to_the_forecast():
 
 def test_it_learns_a_sinusoid_on_mse():
     torch.manual_seed(0)
-    values = torch.tensor(generate("multi_seasonal", 1400, seed=0, periods=(24.0,), amplitudes=(3.0,), noise=0.1).values,
-                          dtype=torch.float32)
+    values = torch.tensor(
+        generate("multi_seasonal", 1400, seed=0, periods=(24.0,), amplitudes=(3.0,), noise=0.1).values,
+        dtype=torch.float32,
+    )
     windows = values.unfold(0, 120, 20)  # [65, 120]
     history, target = windows[:, :100], windows[:, 100:]
     model = ReferenceTransformer()

@@ -1,4 +1,5 @@
 """Per-window scaling (modules/scaling.py): the scalers by hand, masks, flat windows, apply and undo."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Learning-rate schedules (model/schedules.py), by hand and through LambdaLR."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,6 @@ import pytest
 import torch
 
 from model.schedules import InverseSquareRootWarmup
-
-
 
 
 def test_inverse_square_root_warmup_hand_values():

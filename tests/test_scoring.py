@@ -1,4 +1,5 @@
 """The one scoring path (model/scoring.py): raw forecasts in, the final and the raw forecast's scores out."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,10 +16,14 @@ def by_hand():
     """2 windows x 2 steps: 2 of the 4 raw forecasts cross; every target observed but one."""
     prediction = torch.tensor(
         [
-            [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],  # monotone
-             [1.0, 3.0, 2.0, 4.0, 5.0, 6.0, 7.0]],  # one swap: crosses
-            [[7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # reversed: crosses
-             [4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0]],  # flat: ties do not cross
+            [
+                [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],  # monotone
+                [1.0, 3.0, 2.0, 4.0, 5.0, 6.0, 7.0],
+            ],  # one swap: crosses
+            [
+                [7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # reversed: crosses
+                [4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0],
+            ],  # flat: ties do not cross
         ],
         dtype=torch.float64,
     )  # [2, 2, 7]
@@ -63,7 +68,9 @@ def test_crps_of_the_final_forecast_by_hand():
     grid = torch.tensor([0.125, 0.375, 0.625, 0.875], dtype=torch.float64)
     pinball = (1 - grid) * torch.tensor([1.0, 3.0, 5.0, 7.0], dtype=torch.float64)  # y below every forecast
     assert scores.final["crps"] == pytest.approx(float(2 * pinball.mean()), rel=1e-12)
-    raw_pinball = (1 - grid) * torch.tensor([7.0, 5.0, 3.0, 1.0], dtype=torch.float64)  # the raw forecast at those levels
+    raw_pinball = (1 - grid) * torch.tensor(
+        [7.0, 5.0, 3.0, 1.0], dtype=torch.float64
+    )  # the raw forecast at those levels
     assert scores.raw["crps"] == pytest.approx(float(2 * raw_pinball.mean()), rel=1e-12)
 
 

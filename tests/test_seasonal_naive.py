@@ -1,4 +1,5 @@
 """Seasonal naive quantile forecasts on a small hand-made panel, and scoring them as a reference."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,7 +48,9 @@ def hand_forecast(values: np.ndarray, s: int, t: int, horizon: int, levels: np.n
     out = np.empty((horizon, len(levels)))
     for h in range(horizon):
         k = h // LAG + 1  # errors of the same reach as the step: k seasons
-        residuals = [row[tau] - row[tau - k * LAG] if tau - k * LAG >= 0 and tau >= 0 else np.nan for tau in range(t - WINDOW, t)]
+        residuals = [
+            row[tau] - row[tau - k * LAG] if tau - k * LAG >= 0 and tau >= 0 else np.nan for tau in range(t - WINDOW, t)
+        ]
         residuals = np.array(residuals)
         spread = np.nanquantile(residuals, levels) if np.isfinite(residuals).any() else np.zeros(len(levels))
         base_hour = t + h - k * LAG
@@ -71,8 +74,9 @@ def test_constant_residuals_give_the_value_seasons_back_plus_their_drift(panel):
                 expected = panel.values[s, t + h - back] + offset * back / LAG  # +3 a day: +6 two days on
                 np.testing.assert_allclose(forecast[i, h], np.full(len(LEVELS), expected), rtol=1e-6)
         median = forecast[..., LEVELS.tolist().index(0.5)]
-        np.testing.assert_allclose(median[:, :LAG], panel.values[s][origins[:, None] + np.arange(LAG) - LAG] + offset,
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            median[:, :LAG], panel.values[s][origins[:, None] + np.arange(LAG) - LAG] + offset, rtol=1e-6
+        )
     # for the periodic series, the value one lag back is the truth: a perfect point forecast
     forecast = model(np.zeros(2, dtype=np.int64), np.array([150, 170]), LAG, LEVELS).numpy()
     truth = panel.values[0][np.array([150, 170])[:, None] + np.arange(LAG)]
@@ -92,8 +96,9 @@ def test_quantiles_are_nanquantile_of_hand_residuals(panel):
     steps = np.diff(forecast, axis=-1)
     assert (steps >= 0).all() and (steps > 0).mean() > 0.9  # ties only where few residuals exist
     # same answer in one chunk
-    torch.testing.assert_close(SeasonalNaive(panel, LAG, WINDOW)(series, origins, horizon, LEVELS),
-                               torch.from_numpy(forecast))
+    torch.testing.assert_close(
+        SeasonalNaive(panel, LAG, WINDOW)(series, origins, horizon, LEVELS), torch.from_numpy(forecast)
+    )
 
 
 def test_missing_base_value_taken_from_last_observed_hour(panel):

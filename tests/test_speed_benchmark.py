@@ -1,5 +1,6 @@
 """benchmarks/speed.py end to end on a tiny model: every table row is written, with finite numbers
 (nothing here compares a time with anything), and the FLOP count by hand."""
+
 from __future__ import annotations
 
 import math
@@ -10,9 +11,16 @@ import torch
 from benchmarks import speed
 from benchmarks.speed import EVAL_LEVELS, Subject, flops_per_sample, matmul_peak
 
-TINY = ("dataset.synthetic.num_series=2", "dataset.synthetic.num_hours=2880", "dataset.val_start=2015-03-15",
-        "dataset.test_start=2015-04-10", "dataset.batch_size=32", "model.num_blocks=2", "model.width=16",
-        "model.attention.d_model=16")
+TINY = (
+    "dataset.synthetic.num_series=2",
+    "dataset.synthetic.num_hours=2880",
+    "dataset.val_start=2015-03-15",
+    "dataset.test_start=2015-04-10",
+    "dataset.batch_size=32",
+    "model.num_blocks=2",
+    "model.width=16",
+    "model.attention.d_model=16",
+)
 
 
 def numbers(row: str) -> list[float]:
@@ -27,8 +35,23 @@ def numbers(row: str) -> list[float]:
 
 
 def test_speed_benchmark_prints_every_row(capsys):
-    speed.main(["--models", "out", "attention", "--precisions", "32-true", "bf16-mixed", "--steps", "6",
-                "--loader-batches", "2", "--eval-windows", "8", *TINY])
+    speed.main(
+        [
+            "--models",
+            "out",
+            "attention",
+            "--precisions",
+            "32-true",
+            "bf16-mixed",
+            "--steps",
+            "6",
+            "--loader-batches",
+            "2",
+            "--eval-windows",
+            "8",
+            *TINY,
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     training = [line for line in lines if line.startswith("| base OUT") or line.startswith("| adaptive attention")]
     assert len(training) == 2 * 2 + 2  # 2 models x 2 precisions, then 2 evaluation rows
@@ -43,7 +66,21 @@ def test_speed_benchmark_prints_every_row(capsys):
 
 
 def test_zero_evaluation_windows_skip_the_evaluation_table(capsys):
-    speed.main(["--models", "out", "--precisions", "32-true", "--steps", "6", "--loader-batches", "2", "--eval-windows", "0", *TINY])
+    speed.main(
+        [
+            "--models",
+            "out",
+            "--precisions",
+            "32-true",
+            "--steps",
+            "6",
+            "--loader-batches",
+            "2",
+            "--eval-windows",
+            "0",
+            *TINY,
+        ]
+    )
     out = capsys.readouterr().out
     assert "| base OUT" in out and "Evaluation" not in out
     with pytest.raises(SystemExit):
@@ -53,10 +90,22 @@ def test_zero_evaluation_windows_skip_the_evaluation_table(capsys):
 
 def test_flops_per_sample_counts_the_out_model_by_hand():
     """Forward + backward matmul FLOPs of a 1-block OUT model with identity level embedding, by hand."""
-    model = Subject("out", (*TINY, "model.num_blocks=1", "model.num_layers=1", "model.use_calendar=false",
-                            "model.use_history_mask=false", "model.quantile_embedding=identity", "model.quantile_embedding_dim=1"))
+    model = Subject(
+        "out",
+        (
+            *TINY,
+            "model.num_blocks=1",
+            "model.num_layers=1",
+            "model.use_calendar=false",
+            "model.use_history_mask=false",
+            "model.quantile_embedding=identity",
+            "model.quantile_embedding_dim=1",
+        ),
+    )
     T, H, D = 168, 48, 16
-    stack = T * D + D * T + D * H  # the plain block: first layer, backcast (the level read-out reads the residual), forecast head
+    stack = (
+        T * D + D * T + D * H
+    )  # the plain block: first layer, backcast (the level read-out reads the residual), forecast head
     level_readout = T * D + D * H + 1 * 2 * D  # its one layer, forecast head, FiLM generator (1 level per sample)
     forward = 2 * (stack + level_readout)  # 2 FLOPs per multiply-add
     # backward: for every matmul the weight gradient and the input gradient, except the input gradients

@@ -1,4 +1,5 @@
 """The synthetic load data set: reproducible, AR(1) noise as specified, and a calibrated oracle."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """analysis/temporal_reversal.py: the temporal weights, the plain attention it falls back to, learning, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,9 @@ def test_cli_writes_the_table_json_and_figure(tmp_path):
     table = (tmp_path / "temporal_reversal.md").read_text()
     assert "| temporal, token accuracy % |" in table and "| standard, sequence accuracy % |" in table
     saved = json.loads((tmp_path / "temporal_reversal.json").read_text())
-    assert saved["seeds"] == [0, 1] and len(saved["runs"]["temporal"]) == 2 and saved["runs"]["standard"][0]["step"] == [3]
+    assert (
+        saved["seeds"] == [0, 1] and len(saved["runs"]["temporal"]) == 2 and saved["runs"]["standard"][0]["step"] == [3]
+    )
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
     assert temporal_reversal.main(["--length", "1", "--out", str(tmp_path)]) == 2
     with pytest.raises(ValueError, match="unknown variant"):

@@ -1,4 +1,5 @@
 """The training entry point: train(cfg) as the CLI calls it, resume, determinism, config errors."""
+
 from __future__ import annotations
 
 import json
@@ -87,7 +88,11 @@ def test_checkpoint_rebuilds_the_trained_model(tiny_config):
     summary = train(tiny_config())
     model, cfg = load_forecaster(Path(summary["run_dir"]) / "checkpoints" / "last.ckpt")
     assert cfg.model.width == 16
-    history, mask, calendar = torch.rand(3, 168) * 100, torch.ones(3, 168, dtype=torch.bool), torch.zeros(3, 168 + 48, 7)
+    history, mask, calendar = (
+        torch.rand(3, 168) * 100,
+        torch.ones(3, 168, dtype=torch.bool),
+        torch.zeros(3, 168 + 48, 7),
+    )
     with torch.no_grad():
         forecast = model.network(history, mask, calendar, torch.tensor([[0.1, 0.5, 0.9]] * 3)).prediction
     assert forecast.shape == (3, 48, 3) and torch.isfinite(forecast).all()
@@ -122,12 +127,17 @@ def test_a_bad_choice_fails_on_loading_and_names_the_allowed_values(default_conf
 
 
 def test_sampler_weakness_choices_are_checked_under_the_adaptive_sampler(default_config):
-    with pytest.raises(ConfigError, match=r"bad value 'loss' for 'sampler.weakness'; choose one of raw, variance, gaussian, calibration"):
+    with pytest.raises(
+        ConfigError,
+        match=r"bad value 'loss' for 'sampler.weakness'; choose one of raw, variance, gaussian, calibration",
+    ):
         load_config(default_config, ["sampler=adaptive", "sampler.weakness=loss"])
 
 
 def test_misspelt_key_in_yaml_fails(tmp_path):
-    (tmp_path / "bad.yaml").write_text("defaults:\n  - experiment_schema\n  - _self_\noptimizer:\n  learning_rate: 0.1\n")
+    (tmp_path / "bad.yaml").write_text(
+        "defaults:\n  - experiment_schema\n  - _self_\noptimizer:\n  learning_rate: 0.1\n"
+    )
     with pytest.raises(ConfigError, match=r"unknown config key 'optimizer.learning_rate'.*'optimizer.lr'"):
         load_config(tmp_path / "bad.yaml")
 
@@ -144,7 +154,9 @@ def test_shipped_configs_compose(config_dir, name):
     assert cfg.name == name
 
 
-def test_cli_trains_writes_references_applies_overrides_and_reports_errors(default_config, tiny_overrides, tmp_path, capsys):
+def test_cli_trains_writes_references_applies_overrides_and_reports_errors(
+    default_config, tiny_overrides, tmp_path, capsys
+):
     args = ["--config", str(default_config), *tiny_overrides, f"output_dir={tmp_path / 'full'}"]
     assert train_adaptive_attention.main(args + ["model.width=8"]) == 0
     printed = capsys.readouterr().out
@@ -159,7 +171,9 @@ def test_cli_trains_writes_references_applies_overrides_and_reports_errors(defau
     missing = tmp_path / "missing.csv"
     mhl_config = str(default_config.parent / "nbeatsaq-mhl-cpu.yaml")
     mhl_runs = tmp_path / "mhl"
-    code = train_adaptive_attention.main(["--config", mhl_config, "--fast-dev-run", f"dataset.path={missing}", f"output_dir={mhl_runs}"])
+    code = train_adaptive_attention.main(
+        ["--config", mhl_config, "--fast-dev-run", f"dataset.path={missing}", f"output_dir={mhl_runs}"]
+    )
     assert code == 2 and "no such file" in capsys.readouterr().err
     code = train_adaptive_attention.main(["--config", mhl_config, "--fast-dev-run", f"output_dir={mhl_runs}"])
     assert code == 2 and "no dataset.path is given" in capsys.readouterr().err
@@ -178,7 +192,9 @@ def test_bf16_true_is_refused_with_the_reason(tiny_config):
 
 
 @pytest.mark.slow  # torch.compile builds C++ kernels with the system compiler: a minute or more on 2 cores
-@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler"
+)
 def test_compiled_training_runs_a_fast_dev_run(tiny_config):
     summary = train(tiny_config("trainer.compile=true"), fast_dev_run=True)
     assert math.isfinite(summary["model"]["crps"])
@@ -339,17 +355,26 @@ def test_training_loss_is_the_networks_objective_with_the_sampler_weights(tiny_c
     with torch.no_grad():
         loss = model.training_step(batch, 0)
         forecast = model(batch, torch.tensor([[0.1]]).expand(16, -1))
-        denominator = {"window": forecast.scale.scale[:, :, None], "target": batch.target.abs().clamp_min(1)[..., None],
-                       "none": None}[normalisation]
-        expected = pinball_loss(forecast.prediction, batch.target, torch.tensor([0.1]), mask=batch.target_mask,
-                                denominator=denominator)
+        denominator = {
+            "window": forecast.scale.scale[:, :, None],
+            "target": batch.target.abs().clamp_min(1)[..., None],
+            "none": None,
+        }[normalisation]
+        expected = pinball_loss(
+            forecast.prediction, batch.target, torch.tensor([0.1]), mask=batch.target_mask, denominator=denominator
+        )
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(model.network.loss(batch, model.level_sampler), expected)
 
 
 def test_adaptive_sampler_trains_the_attention_model(tiny_config):
-    cfg = tiny_config("model.architecture=adaptive_attention", "model.conditioning=out",
-                      "model.attention.d_model=16", *ADAPTIVE, "sampler.fixed_levels=[0.05,0.5,0.95]")
+    cfg = tiny_config(
+        "model.architecture=adaptive_attention",
+        "model.conditioning=out",
+        "model.attention.d_model=16",
+        *ADAPTIVE,
+        "sampler.fixed_levels=[0.05,0.5,0.95]",
+    )
     summary = train(cfg)
     assert math.isfinite(summary["model"]["crps"]) and sum(summary["sampler"]["count"]) > 0
 
@@ -364,8 +389,17 @@ def run_ddp(out: Path, overrides: list[str]) -> subprocess.CompletedProcess:
     only ``training.cpu.threads_per_process`` splits the cores between the ranks."""
     script = Path(__file__).with_name("ddp_sampler_run.py")
     environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": str(cores())}
-    command = [sys.executable, str(script), str(out), *overrides, "sampler=adaptive", "sampler.levels_per_sample=4",
-               "trainer.devices=2", "trainer.max_steps=6", "trainer.val_every_n_steps=3"]
+    command = [
+        sys.executable,
+        str(script),
+        str(out),
+        *overrides,
+        "sampler=adaptive",
+        "sampler.levels_per_sample=4",
+        "trainer.devices=2",
+        "trainer.max_steps=6",
+        "trainer.val_every_n_steps=3",
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
 
 

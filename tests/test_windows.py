@@ -1,4 +1,5 @@
 """Windows, splits, batch gathering, past-only filling and the index batch sampler."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -194,8 +195,12 @@ def test_no_target_leakage_between_splits(panel):
 
 def test_hour_ranges():
     panel = make_panel(np.ones(100), start="2021-01-01 00:00")
-    ranges = SplitBoundaries(val_start="2021-01-02 00:00", train_start="2021-01-01 05:00",
-                             test_start="2021-01-03 00:00", test_end="2021-01-04 00:00").hour_ranges(panel)
+    ranges = SplitBoundaries(
+        val_start="2021-01-02 00:00",
+        train_start="2021-01-01 05:00",
+        test_start="2021-01-03 00:00",
+        test_end="2021-01-04 00:00",
+    ).hour_ranges(panel)
     assert ranges == {"train": (5, 24), "val": (24, 48), "test": (48, 72)}
     no_test = SplitBoundaries(val_start="2021-01-02 00:00").hour_ranges(panel)
     assert no_test == {"train": (0, 24), "val": (24, 100)}
@@ -209,7 +214,10 @@ def test_hour_ranges():
         (SplitBoundaries(val_start="2021-01-10", test_start="2021-01-05"), "val_start.*test_start"),
         (SplitBoundaries(val_start="2021-01-10", test_start="2021-01-10"), "val_start.*test_start"),
         (SplitBoundaries(val_start="2021-01-10", train_start="2021-01-12"), "train_start.*val_start"),
-        (SplitBoundaries(val_start="2021-01-10", test_start="2021-01-15", test_end="2021-01-12"), "test_start.*test_end"),
+        (
+            SplitBoundaries(val_start="2021-01-10", test_start="2021-01-15", test_end="2021-01-12"),
+            "test_start.*test_end",
+        ),
         (SplitBoundaries(val_start="2021-01-10", test_end="2021-01-08"), "val_start.*test_end"),
     ],
 )
@@ -295,7 +303,8 @@ def test_window_batches_match_hand_slicing(panel):
     # windows with gaps in history and target, plus a few plain ones
     observed = np.isfinite(panel.values)
     gappy = [
-        i for i, (s, t) in enumerate(zip(windows.series, windows.origin))
+        i
+        for i, (s, t) in enumerate(zip(windows.series, windows.origin))
         if not observed[s, t - shape.history_length : t + shape.horizon].all()
     ]
     assert len(gappy) >= 3

@@ -13,6 +13,7 @@ Rules (``violations`` returns every break, the import-graph test asserts there i
 Every import counts, also one inside a function or under ``if TYPE_CHECKING``: a late import is
 still a dependency. The scripts at the top level (the command lines) may import anything.
 """
+
 from __future__ import annotations
 
 import ast

@@ -1,4 +1,5 @@
 """Small Lightning callbacks used by training and the benchmarks."""
+
 from __future__ import annotations
 
 import time

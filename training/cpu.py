@@ -1,4 +1,5 @@
 """How a training run uses a CPU machine: threads per process, and whether bf16 is native here."""
+
 from __future__ import annotations
 
 import os

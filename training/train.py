@@ -1,4 +1,5 @@
 """``train(cfg)``: fit, test and write ``metrics.json`` — the function the CLI and the tests call."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,11 @@ def train(
     if resume_path:
         _check_same_sampler(cfg, resume_path)
     if cfg.trainer.accelerator == "cpu" and cfg.trainer.precision == "bf16-mixed" and not native_bf16():
-        warnings.warn("this CPU has no native bf16 matrix instructions (AVX-512 BF16 or AMX): trainer.precision="
-                      "bf16-mixed is emulated here and runs several times slower than trainer.precision=32-true")
+        warnings.warn(
+            "this CPU has no native bf16 matrix instructions (AVX-512 BF16 or AMX): trainer.precision="
+            "bf16-mixed is emulated here and runs several times slower than trainer.precision=32-true",
+            stacklevel=2,
+        )
     seed_everything(cfg.seed, workers=True, verbose=False)
     # Data and model are built before the run folder exists: a bad file or setting leaves nothing behind.
     data = build_data(cfg)
@@ -76,7 +80,12 @@ def train(
     datamodule = build_datamodule(cfg, data)
     throughput = Throughput(cfg.dataset.batch_size)
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / CHECKPOINTS, filename="best-{step}", monitor="val/crps", mode="min", save_top_k=1, save_last=True
+        dirpath=run_dir / CHECKPOINTS,
+        filename="best-{step}",
+        monitor="val/crps",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
     )
     trainer = Trainer(
         accelerator=cfg.trainer.accelerator,
@@ -106,7 +115,10 @@ def train(
         sampler_state = model.level_sampler.state_summary()
         best = checkpoint.best_model_path or None
         if best is None and not fast_dev_run:
-            warnings.warn("no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best")
+            warnings.warn(
+                "no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best",
+                stacklevel=2,
+            )
         trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     finally:
         _end_process_group()
