@@ -30,7 +30,6 @@ from model.scoring import final_forecast, score_forecasts
 from modules.options import choose
 from modules.quantile_levels import EvaluationLevels, interval_ends
 
-SPLITS = ("val", "test")
 INTERVAL_METRICS = ("coverage_", "width_", "winkler_")  # what an interval (CQR) correction changes
 
 
