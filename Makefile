@@ -19,8 +19,10 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
+# The config trains in bf16 autocast; on a CPU without native bf16 (emulated: many times slower) in fp32.
 demo: $(STAMP)
-	$(PY) train_adaptive_attention.py --config config/nbeatsaq-synthetic.yaml
+	$(PY) train_adaptive_attention.py --config config/nbeatsaq-synthetic.yaml \
+	  $$($(PY) -c "from training.cpu import native_bf16; print('' if native_bf16() else 'trainer.precision=32-true')")
 
 browser:
 	@command -v chromium >/dev/null || { \

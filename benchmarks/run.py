@@ -151,10 +151,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(records: list[dict[str, Any]], selected) -> str:
     """The markdown table of ``records`` (CRPS ÷ oracle when the oracle ran)."""
+    records = [with_named_crossing_rates(record) for record in records]
     oracle = [r["model"]["crps"] for r in records if r["variant"] == "oracle"]
     return markdown_table(
         records, selected, columns(bool(oracle), sum(oracle) / len(oracle) if oracle else None), ("contender", "what")
     )
+
+
+def with_named_crossing_rates(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of a results file written before the two crossing rates were named: its ``crossing_rate`` was
+    the raw forecasts' (``crossing_rate_raw``); the final one was not recorded (NaN: "–" in the table)."""
+    scores = record["model"]
+    if "crossing_rate" not in scores:
+        return record
+    renamed = {name: value for name, value in scores.items() if name != "crossing_rate"}
+    return {**record, "model": {**renamed, "crossing_rate_raw": scores["crossing_rate"], "crossing_rate_final": NAN}}
 
 
 def run_all(selected, bench: Bench, seeds: Sequence[int], out: Path) -> list[dict[str, Any]]:

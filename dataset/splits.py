@@ -23,14 +23,23 @@ class SplitBoundaries:
     test_start: str | None = None
     test_end: str | None = None
 
-    def hour_ranges(self, panel: HourlyPanel) -> dict[str, tuple[int, int]]:
-        """Grid index ranges [start, end) of each split (``test`` absent when no test_start is set)."""
-        given = [
-            (name, pd.Timestamp(getattr(self, name))) for name in BOUNDARY_ORDER if getattr(self, name) is not None
-        ]
+    def __post_init__(self) -> None:
+        """The dates parse and come in order (a ValueError that names them otherwise)."""
+        given = []
+        for name in BOUNDARY_ORDER:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                given.append((name, pd.Timestamp(value)))
+            except ValueError:
+                raise ValueError(f"{name}={value!r} is not a date") from None
         for (earlier, first), (later, second) in zip(given[:-1], given[1:]):
             if first >= second:
                 raise ValueError(f"split boundaries out of order: {earlier}={first} is not before {later}={second}")
+
+    def hour_ranges(self, panel: HourlyPanel) -> dict[str, tuple[int, int]]:
+        """Grid index ranges [start, end) of each split (``test`` absent when no test_start is set)."""
         train_start = panel.hour_index(self.train_start) if self.train_start else 0
         val_start = panel.hour_index(self.val_start)
         if self.test_start is None:

@@ -42,7 +42,14 @@ class SyntheticLoadSpec:
 
     def __post_init__(self) -> None:
         if self.num_series < 1 or self.num_hours < 1 or self.gaps_per_series < 0:
-            raise ValueError(f"invalid synthetic data spec: {self}")
+            raise ValueError(
+                f"num_series and num_hours must be >= 1 and gaps_per_series >= 0, got {self.num_series}, "
+                f"{self.num_hours}, {self.gaps_per_series}"
+            )
+        try:
+            pd.Timestamp(self.start)
+        except ValueError:
+            raise ValueError(f"start={self.start!r} is not a date") from None
 
 
 class SyntheticLoad:

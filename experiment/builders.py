@@ -19,12 +19,12 @@ from dataset.calendar import CALENDAR_FEATURES
 from dataset.datamodule import WindowDataModule
 from dataset.loader import load_hourly_panel
 from dataset.panel import HourlyPanel
-from dataset.splits import SplitBoundaries, make_splits
+from dataset.splits import make_splits
 from dataset.synthetic import SyntheticLoad
 from dataset.windows import WindowIndex, WindowShape
 from experiment.config import config_to_dict
 from experiment.errors import ConfigError
-from experiment.schema import Architecture, DataSource, ModelConfig
+from experiment.schema import Architecture, DatasetConfig, DataSource, ModelConfig
 from model.forecaster import AnyQuantileForecaster, AnyQuantileForecasterAdaptiveAttention
 from model.schedules import InverseSquareRootWarmup
 from modules.adaptive_network import AdaptiveAttentionNetwork
@@ -46,20 +46,19 @@ class ForecastData:
 
 def build_data(cfg: DictConfig) -> ForecastData:
     """Load or generate the series named by ``cfg.dataset`` and cut them into split windows."""
-    data = cfg.dataset
+    data: DatasetConfig = OmegaConf.to_object(cfg.dataset)
     shape = WindowShape(data.history_length, data.horizon)
     oracle = None
     if data.source == DataSource.synthetic:
-        synthetic = SyntheticLoad(OmegaConf.to_object(data.synthetic))
+        synthetic = SyntheticLoad(data.synthetic)
         panel, oracle = synthetic.panel, synthetic.oracle_quantiles
     else:  # a file: validation made sure that dataset.path is given
         panel = load_hourly_panel(Path(data.path).expanduser(), min_length=shape.length)
-    boundaries = SplitBoundaries(
-        val_start=data.val_start, train_start=data.train_start, test_start=data.test_start, test_end=data.test_end
-    )
     try:
-        splits = make_splits(panel, shape, boundaries, data.train_step, data.eval_step, data.min_observed_history)
-    except ValueError as error:  # unparseable or out-of-order dates, empty splits, bad steps
+        splits = make_splits(
+            panel, shape, data.split_boundaries(), data.train_step, data.eval_step, data.min_observed_history
+        )
+    except ValueError as error:  # a split without windows in this data
         raise ConfigError(f"dataset split settings: {error}") from None
     return ForecastData(panel=panel, shape=shape, splits=splits, oracle=oracle)
 

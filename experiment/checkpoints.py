@@ -26,9 +26,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint not found: {path}")
-    # mmap: the config is read without loading every tensor into memory first.
-    checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    if CONFIG_KEY not in checkpoint:
+    try:
+        # mmap: the config is read without loading every tensor into memory first.
+        checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for what it cannot read
+        raise UsageError(f"{path} is not a checkpoint torch can read: {error}") from None
+    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise UsageError(f"{path} has no stored config; was it written by train_adaptive_attention.py?")
     return checkpoint
 

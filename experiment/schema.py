@@ -16,6 +16,7 @@ from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
+from dataset.splits import SplitBoundaries
 from dataset.synthetic import SyntheticLoadSpec
 from modules.adaptive_network import AdaptiveAttentionConfig
 from modules.forecast_network import NetworkConfig
@@ -56,6 +57,32 @@ class DatasetConfig:
     eval_batch_size: int = 256
     num_workers: int = 0
 
+    def __post_init__(self) -> None:
+        self.source = choose(DataSource, self.source, "data source")
+        require(
+            self.history_length >= 1 and self.horizon >= 1,
+            f"history_length and horizon must be >= 1, got {self.history_length}, {self.horizon}",
+        )
+        require(
+            self.train_step >= 1 and self.eval_step >= 1,
+            f"train_step and eval_step must be >= 1, got {self.train_step}, {self.eval_step}",
+        )
+        require(
+            0.0 < self.min_observed_history <= 1.0,
+            f"min_observed_history must be in (0, 1], got {self.min_observed_history}",
+        )
+        require(
+            self.batch_size >= 1 and self.eval_batch_size >= 1,
+            f"batch_size and eval_batch_size must be >= 1, got {self.batch_size}, {self.eval_batch_size}",
+        )
+        require(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        self.split_boundaries()  # the split dates parse and come in order
+
+    def split_boundaries(self) -> SplitBoundaries:
+        return SplitBoundaries(
+            val_start=self.val_start, train_start=self.train_start, test_start=self.test_start, test_end=self.test_end
+        )
+
 
 @dataclass
 class ModelConfig(NetworkConfig, NBeatsConfig):
@@ -80,6 +107,13 @@ class OptimizerConfig:
     # Adam's update as one vectorised kernel per parameter instead of a dozen for-each passes over
     # all of them: the same algorithm, equal within float rounding (docs/results.md, "Efficiency").
     fused: bool = True
+
+    def __post_init__(self) -> None:
+        require(
+            self.lr > 0 and self.weight_decay >= 0,
+            f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}",
+        )
+        require(self.warmup_steps >= 1, f"warmup_steps must be >= 1, got {self.warmup_steps}")
 
 
 @dataclass
@@ -117,9 +151,19 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True
     # torch intra-op threads per process; None: torch's default, or with several CPU processes
-    # (trainer.devices > 1) the machine's cores split between them (training.threads)
+    # (trainer.devices > 1) the machine's cores split between them (training.cpu.threads_per_process)
     num_threads: Optional[int] = None
     compile: bool = False  # torch.compile the network's forward for training (benchmarks/speed.py --compile)
+
+    def __post_init__(self) -> None:
+        for name in ("devices", "max_steps", "val_every_n_steps", "log_every_n_steps"):
+            require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        require(self.limit_val_batches > 0, f"limit_val_batches must be > 0, got {self.limit_val_batches}")
+        require(self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1, got {self.num_threads}")
+        require(
+            self.gradient_clip_val is None or self.gradient_clip_val > 0,
+            f"gradient_clip_val must be > 0 (or null: no clipping), got {self.gradient_clip_val}",
+        )
 
 
 @dataclass

@@ -29,11 +29,24 @@ REFUSED_PRECISIONS = {
     "(bf16 matmuls, fp32 weights and evaluation)",
 }
 # Sections created from their option dataclass (deepest first, so a message names the section that failed).
-CHECKED_SECTIONS = ("dataset.synthetic", "model.attention", "model", "sampler", "evaluation")
+CHECKED_SECTIONS = (
+    "dataset.synthetic",
+    "dataset",
+    "model.attention",
+    "model",
+    "sampler",
+    "optimizer",
+    "evaluation",
+    "trainer",
+)
 
 
 def validate(cfg: DictConfig, source: str = "config") -> None:
     """Raise a ``ConfigError`` (prefixed by ``source``, e.g. the config file) at the first broken rule."""
+    # First, as creating the dataset section would fail on a missing path with a less helpful message.
+    problem = _a_file_source_names_its_file(cfg)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
     for section in CHECKED_SECTIONS:
         try:
             OmegaConf.to_object(OmegaConf.select(cfg, section))
@@ -90,7 +103,6 @@ def _fp16_clipping_needs_an_unfused_adam(cfg: DictConfig) -> str | None:
 
 
 RULES: tuple[Callable[[DictConfig], str | None], ...] = (
-    _a_file_source_names_its_file,
     _adaptive_attention_takes_the_level_at_the_output,
     _patches_tile_the_window,
     _a_supported_precision,

@@ -69,7 +69,7 @@ class ForecastScorer(nn.Module):
 
     def compute(self) -> ForecastScores:
         crossing_raw = float(self.raw_crossing.compute())
-        final = self.final_metrics.compute()
+        final = dict(self.final_metrics.compute())  # a copy: torchmetrics caches the dict it returns
         share_below = final.pop("share_below").tolist()
         scores = {
             **_floats(final),
@@ -78,7 +78,7 @@ class ForecastScorer(nn.Module):
         }
         raw = None
         if self.raw_metrics is not None:
-            raw_metrics = self.raw_metrics.compute()
+            raw_metrics = dict(self.raw_metrics.compute())
             raw_metrics.pop("share_below")
             raw = {**_floats(raw_metrics), "crossing_rate_raw": crossing_raw}
         return ForecastScores(final=scores, raw=raw, share_below=share_below)

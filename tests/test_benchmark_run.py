@@ -133,3 +133,26 @@ def test_mqloss_forecasts_only_its_trained_levels(tiny_data):
         baseline(test.series[:1], test.origin[:1], cfg.dataset.horizon, torch.tensor([0.5]))
     with pytest.raises(ValueError, match="unknown loss"):
         NeuralForecastBaseline("NBEATS", "crps", 168, 48, levels=(0.5,))
+
+
+def test_a_results_file_from_before_the_crossing_rates_were_named_still_makes_a_table():
+    old = {
+        "variant": "seasonal_naive_168",
+        "seed": 0,
+        "train_seconds": None,
+        "train_samples_per_second": None,
+        "eval_seconds": 0.1,
+        "model": {
+            "crps": 341.42,
+            "coverage_90": 0.88,
+            "coverage_95": 0.93,
+            "calibration_error": 0.017,
+            "mape": 4.47,
+            "crossing_rate": 0.25,
+        },
+    }
+    (contender,) = [c for c in benchmark.contenders("a", "b", synthetic=False) if c.name == "seasonal_naive_168"]
+    row = benchmark.report([old], [contender]).splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[0] == "seasonal_naive_168" and cells[3] == "341.42"
+    assert cells[9:11] == ["0.250", "–"]  # the old crossing_rate was the raw one; the final one was not recorded

@@ -85,6 +85,7 @@ def test_batches_add_up_to_one_pass_and_reset_clears():
     parts = scorer.compute()
     assert parts.final == pytest.approx(whole.final, rel=1e-12) and parts.raw == pytest.approx(whole.raw, rel=1e-12)
     assert parts.share_below == pytest.approx(whole.share_below)
+    assert scorer.compute() == parts  # computing again gives the same scores
     scorer.reset()
     scorer.update(prediction[1:], target[1:], mask[1:])
     assert scorer.compute().final["crossing_rate_raw"] == pytest.approx(1 / 2)  # window 1 alone

@@ -15,13 +15,14 @@ import torch
 
 import train_adaptive_attention
 from evaluation.references import add_references
+from evaluation.report import evaluate
 from experiment.builders import build_data, build_datamodule, build_forecaster
 from experiment.checkpoints import load_forecaster
 from experiment.config import load_config
 from experiment.errors import ConfigError, UsageError
 from modules.level_sampling import LevelDraw, LevelSampler, SamplerConfig, SamplerKind
 from modules.losses import pinball_loss
-from training.cpu import threads_per_process
+from training.cpu import cpu_threads, threads_per_process
 from training.train import train
 
 
@@ -232,18 +233,34 @@ def test_overrides_cannot_add_or_delete_keys(default_config):
         ("trainer.precision=banana", "unknown trainer.precision 'banana'; choose one of 32-true, bf16-mixed"),
         ("model.num_blocks=0", "bad model setting: need at least one block"),
         ("model.quantile_embedding_dim=4", "the identity quantile embedding has dim 1, got dim=4"),
+        ("dataset.batch_size=0", "bad dataset setting: batch_size and eval_batch_size must be >= 1"),
+        ("dataset.val_start=notadate", "bad dataset setting: val_start='notadate' is not a date"),
+        ("dataset.test_start=2015-03-01", "split boundaries out of order: val_start=2015-03-15 00:00:00 is not before"),
+        ("dataset.synthetic.start=notadate", "bad dataset.synthetic setting: start='notadate' is not a date"),
+        ("optimizer.lr=0", "bad optimizer setting: lr must be > 0"),
+        ("trainer.val_every_n_steps=0", "bad trainer setting: val_every_n_steps must be >= 1"),
+        ("trainer.num_threads=0", "bad trainer setting: num_threads must be >= 1"),
     ],
 )
-def test_bad_values_fail_when_the_config_is_loaded(tiny_config, tmp_path, override, message):
+def test_bad_values_fail_when_the_config_is_loaded(tiny_config, override, message):
     with pytest.raises(ConfigError, match=message):
         tiny_config(override)
+
+
+def test_a_split_without_windows_fails_before_a_run_folder_exists(tiny_config, tmp_path):
+    cfg = tiny_config("dataset.synthetic.num_hours=200")  # valid keys, but too few hours for a test split
+    with pytest.raises(ConfigError, match="dataset split settings: the train split .* has no windows"):
+        train(cfg)
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_bad_split_date_fails_before_a_run_folder_exists(tiny_config, tmp_path):
-    with pytest.raises(ConfigError, match="dataset split settings"):
-        train(tiny_config("dataset.val_start=notadate"))
-    assert not (tmp_path / "runs").exists()
+def test_a_file_that_is_no_checkpoint_is_a_usage_error(tiny_config, tmp_path):
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    with pytest.raises(UsageError, match="is not a checkpoint torch can read"):
+        train(tiny_config(), resume=str(tmp_path / "notes.ckpt"))
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(UsageError, match="has no stored config"):
+        load_forecaster(tmp_path / "foreign.ckpt")
 
 
 def test_resumed_run_gets_a_fresh_time_budget(tiny_config):
@@ -422,7 +439,39 @@ def test_ddp_two_cpu_processes_end_with_identical_sampler_state(tmp_path, tiny_o
     assert seen[0] and seen[1] and not seen[0] & seen[1]  # every window trained by one rank only
     assert [rank["threads"] for rank in ranks] == [max(1, cores() // 2)] * 2  # the cores split between the ranks
     # one run folder, written by rank 0 only
-    assert len(list((tmp_path / "runs").glob("*/*/metrics.json"))) == 1
+    (metrics_file,) = (tmp_path / "runs").glob("*/*/metrics.json")
+    # the test split was shared out between the ranks and their sums added: a single process scores the
+    # same checkpoint the same, to float rounding (the sums are added in another order)
+    tested = json.loads(metrics_file.read_text())
+    alone = evaluate([tested["checkpoint"]], tmp_path / "alone", dashboard=False)
+    assert alone["windows"] == tested["windows"]
+    for name in (
+        "crps",
+        "crps_paper_protocol",
+        "coverage_90",
+        "calibration_error",
+        "mape",
+        "below_0.99",
+        "crossing_rate_raw",
+        "observed_targets",
+        "crps_step_48",
+    ):
+        assert alone["model"][name] == pytest.approx(tested["model"][name], rel=1e-9, abs=1e-12), name
+
+
+def test_the_thread_count_is_set_for_training_kept_from_lightnings_launcher_and_restored(tiny_config):
+    """Lightning's DDP launcher resets torch's threads to cores ÷ processes unless OMP_NUM_THREADS is set;
+    cpu_threads sets both, so trainer.num_threads holds, and restores them after."""
+    from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
+
+    before, variable = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    wanted = threads_per_process(tiny_config("trainer.devices=2", "trainer.num_threads=3"))
+    with cpu_threads(wanted):
+        _set_num_threads_if_needed(num_processes=2)  # what the launcher does in fit
+        assert torch.get_num_threads() == 3 and os.environ["OMP_NUM_THREADS"] == "3"
+    assert torch.get_num_threads() == before and os.environ.get("OMP_NUM_THREADS") == variable
+    with cpu_threads(None):  # one process: torch's default is kept
+        assert torch.get_num_threads() == before
 
 
 def test_cpu_processes_split_the_cores(tiny_config):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 import torch
 from omegaconf import DictConfig
@@ -27,6 +29,27 @@ def threads_per_process(cfg: DictConfig, cores: int | None = None) -> int | None
     if cfg.trainer.accelerator == "cpu" and cfg.trainer.devices > 1:
         return max(1, (cores or available_cores()) // cfg.trainer.devices)
     return None
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Within the block, torch's intra-op threads are ``threads`` (None: as they are) and ``OMP_NUM_THREADS``
+    says the same: Lightning's DDP launcher reads it (unset, it would reset the threads to cores ÷ processes,
+    overriding ``trainer.num_threads``) and the processes it starts inherit it. Both are restored after."""
+    if not threads:
+        yield
+        return
+    previous, previous_variable = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+        if previous_variable is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous_variable
 
 
 def native_bf16() -> bool:

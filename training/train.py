@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 import torch.distributed as dist
 from lightning import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -21,7 +20,7 @@ from experiment.checkpoints import stored_config
 from experiment.errors import ConfigError, UsageError
 from model.metrics import headline
 from training.callbacks import Throughput, WallClockBudget
-from training.cpu import native_bf16, threads_per_process
+from training.cpu import cpu_threads, native_bf16, threads_per_process
 
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -74,9 +73,6 @@ def train(
         print(resolved, flush=True)
         print(f"run folder: {run_dir}", flush=True)
 
-    threads = threads_per_process(cfg)
-    if threads:
-        torch.set_num_threads(threads)
     datamodule = build_datamodule(cfg, data)
     throughput = Throughput(cfg.dataset.batch_size)
     checkpoint = ModelCheckpoint(
@@ -107,21 +103,24 @@ def train(
         fast_dev_run=fast_dev_run,
         default_root_dir=str(run_dir),
     )
+    group_is_ours = not (dist.is_available() and dist.is_initialized())  # else whoever made it ends it
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
-        if not fast_dev_run:
-            trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
-        # The sampler's state where training ended (testing below loads the best checkpoint's).
-        sampler_state = model.level_sampler.state_summary()
-        best = checkpoint.best_model_path or None
-        if best is None and not fast_dev_run:
-            warnings.warn(
-                "no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best",
-                stacklevel=2,
-            )
-        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        with cpu_threads(threads_per_process(cfg)):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
+            if not fast_dev_run:
+                trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
+            # The sampler's state where training ended (testing below loads the best checkpoint's).
+            sampler_state = model.level_sampler.state_summary()
+            best = checkpoint.best_model_path or None
+            if best is None and not fast_dev_run:
+                warnings.warn(
+                    "no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best",
+                    stacklevel=2,
+                )
+            trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     finally:
-        _end_process_group()
+        if group_is_ours:
+            _end_process_group()
     split = "test" if "test" in data.splits else "val"
     summary: dict[str, Any] = {
         "name": cfg.name,
