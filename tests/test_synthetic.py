@@ -59,10 +59,12 @@ def test_no_gaps_when_asked():
 
 
 def test_invalid_spec():
-    with pytest.raises(ValueError, match="invalid synthetic data spec"):
+    with pytest.raises(ValueError, match="num_series and num_hours must be >= 1 and gaps_per_series >= 0, got 0, "):
         SyntheticLoadSpec(num_series=0)
-    with pytest.raises(ValueError, match="invalid synthetic data spec"):
+    with pytest.raises(ValueError, match="gaps_per_series >= 0, got 6, 26280, -1"):
         SyntheticLoadSpec(gaps_per_series=-1)
+    with pytest.raises(ValueError, match="start='someday' is not a date"):
+        SyntheticLoadSpec(start="someday")
 
 
 def test_noise_is_ar1_with_phi(default):

@@ -209,23 +209,23 @@ def test_hour_ranges():
 
 
 @pytest.mark.parametrize(
-    "boundaries, names",
+    "dates, names",
     [
-        (SplitBoundaries(val_start="2021-01-10", test_start="2021-01-05"), "val_start.*test_start"),
-        (SplitBoundaries(val_start="2021-01-10", test_start="2021-01-10"), "val_start.*test_start"),
-        (SplitBoundaries(val_start="2021-01-10", train_start="2021-01-12"), "train_start.*val_start"),
-        (
-            SplitBoundaries(val_start="2021-01-10", test_start="2021-01-15", test_end="2021-01-12"),
-            "test_start.*test_end",
-        ),
-        (SplitBoundaries(val_start="2021-01-10", test_end="2021-01-08"), "val_start.*test_end"),
+        (dict(val_start="2021-01-10", test_start="2021-01-05"), "val_start.*test_start"),
+        (dict(val_start="2021-01-10", test_start="2021-01-10"), "val_start.*test_start"),
+        (dict(val_start="2021-01-10", train_start="2021-01-12"), "train_start.*val_start"),
+        (dict(val_start="2021-01-10", test_start="2021-01-15", test_end="2021-01-12"), "test_start.*test_end"),
+        (dict(val_start="2021-01-10", test_end="2021-01-08"), "val_start.*test_end"),
     ],
 )
-def test_boundaries_out_of_order_raise(panel, boundaries, names):
+def test_boundaries_out_of_order_raise(dates, names):
     with pytest.raises(ValueError, match="out of order.*" + names):
-        boundaries.hour_ranges(panel)
-    with pytest.raises(ValueError, match="out of order"):
-        make_splits(panel, WindowShape(24, 24), boundaries, 1, 24, 0.5)
+        SplitBoundaries(**dates)
+
+
+def test_a_boundary_that_is_no_date_raises_naming_it():
+    with pytest.raises(ValueError, match="test_start='soon' is not a date"):
+        SplitBoundaries(val_start="2021-01-10", test_start="soon")
 
 
 def test_split_without_windows_raises_naming_it(panel):
