@@ -1,12 +1,14 @@
 """A checkpoint written by ``train`` read back: its stored config, and the forecaster rebuilt from it.
 
 Every checkpoint carries the resolved run config (``forecast_config``, stored by the forecaster's
-``on_save_checkpoint``), so a model is rebuilt from the file alone, through the same schema and
-checks as a config loaded from YAML.
+``on_save_checkpoint``, choices as plain strings), so a model is rebuilt from the file alone, through
+the same schema and checks as a config loaded from YAML. Files are read with ``weights_only=True``:
+a checkpoint that carries any other object (which unpickling would run) is refused.
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"checkpoint not found: {path}")
     try:
+        # weights_only: tensors and plain data only, so that loading a file never runs code it carries;
         # mmap: the config is read without loading every tensor into memory first.
-        checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for what it cannot read
+        checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as error:
+        raise UsageError(
+            f"{path} is refused: it holds objects other than tensors and plain data, and loading it would run "
+            f"their code ({str(error).splitlines()[-1] if str(error) else 'unpickling refused'})"
+        ) from None
+    except Exception as error:  # torch raises RuntimeError, EOFError, ... for what it cannot read
         raise UsageError(f"{path} is not a checkpoint torch can read: {error}") from None
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise UsageError(f"{path} has no stored config; was it written by train_adaptive_attention.py?")

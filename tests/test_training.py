@@ -254,6 +254,30 @@ def test_a_split_without_windows_fails_before_a_run_folder_exists(tiny_config, t
     assert not (tmp_path / "runs").exists()
 
 
+class RunsCode:
+    """Unpickling it runs ``touch <marker>``: what a hostile checkpoint could carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_carrying_code_is_refused_without_running_it(tiny_config, tmp_path):
+    summary = train(tiny_config())
+    checkpoint = torch.load(Path(summary["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)
+    marker = tmp_path / "ran"
+    checkpoint["forecast_config"]["note"] = RunsCode(marker)
+    torch.save(checkpoint, tmp_path / "hostile.ckpt")
+    with pytest.raises(UsageError, match="is refused: it holds objects other than tensors and plain data"):
+        load_forecaster(tmp_path / "hostile.ckpt")
+    with pytest.raises(UsageError, match="is refused"):
+        train(tiny_config("trainer.max_steps=6"), resume=str(tmp_path / "hostile.ckpt"))
+    assert not marker.exists()  # nothing it carried ran
+    load_forecaster(Path(summary["run_dir"]) / "checkpoints" / "last.ckpt")  # our own checkpoints load as they are
+
+
 def test_a_file_that_is_no_checkpoint_is_a_usage_error(tiny_config, tmp_path):
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     with pytest.raises(UsageError, match="is not a checkpoint torch can read"):

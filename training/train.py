@@ -106,7 +106,9 @@ def train(
     group_is_ours = not (dist.is_available() and dist.is_initialized())  # else whoever made it ends it
     try:
         with cpu_threads(threads_per_process(cfg)):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
+            trainer.fit(
+                model, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None, weights_only=True
+            )
             if not fast_dev_run:
                 trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
             # The sampler's state where training ended (testing below loads the best checkpoint's).
@@ -117,7 +119,7 @@ def train(
                     "no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best",
                     stacklevel=2,
                 )
-            trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     finally:
         if group_is_ours:
             _end_process_group()
