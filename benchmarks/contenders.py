@@ -184,6 +184,12 @@ def contenders(base_config: str, attention_config: str, synthetic: bool) -> list
             )
             for kind in ("uniform", "beta", "adaptive")
         ),
+        OurContender(
+            "adaptive_attention_no_hata",
+            "the adaptive-attention config as shipped, without its HATA blocks (model.attention.num_blocks=0)",
+            attention_config,
+            ("model.attention.num_blocks=0",),
+        ),
     ]
     nixtla = [
         NeuralForecastContender(

@@ -26,7 +26,7 @@ from experiment.config import config_to_dict
 from experiment.errors import ConfigError
 from experiment.schema import Architecture, DatasetConfig, DataSource, ModelConfig
 from model.forecaster import AnyQuantileForecaster, AnyQuantileForecasterAdaptiveAttention
-from model.schedules import InverseSquareRootWarmup
+from model.schedules import InverseSquareRootWarmup, Schedule, WarmupCosineToBudget
 from modules.adaptive_network import AdaptiveAttentionNetwork
 from modules.forecast_network import AnyQuantileNetwork, QuantileNetwork, context_size
 from modules.level_sampling import LevelSampler, build_level_sampler
@@ -98,6 +98,15 @@ def build_network(cfg: DictConfig) -> QuantileNetwork:
     )
 
 
+def build_lr_schedule(cfg: DictConfig) -> InverseSquareRootWarmup | WarmupCosineToBudget:
+    """The learning-rate multiplier per step of ``cfg.optimizer``; a cosine schedule follows the step budget
+    here, and ``training.train`` makes it follow ``trainer.max_time`` too."""
+    optimizer = cfg.optimizer
+    if optimizer.schedule == Schedule.cosine:
+        return WarmupCosineToBudget(optimizer.warmup_steps, cfg.trainer.max_steps, optimizer.final_lr_fraction)
+    return InverseSquareRootWarmup(optimizer.warmup_steps)
+
+
 def build_sampler(cfg: DictConfig) -> LevelSampler:
     """The training level sampler of ``cfg.sampler``."""
     return build_level_sampler(OmegaConf.to_object(cfg.sampler))
@@ -136,7 +145,7 @@ def _build_forecaster(cfg: DictConfig) -> AnyQuantileForecaster:
             weight_decay=cfg.optimizer.weight_decay,
             fused=cfg.optimizer.fused,
         ),
-        lr_schedule=InverseSquareRootWarmup(cfg.optimizer.warmup_steps),
+        lr_schedule=build_lr_schedule(cfg),
         rearrange=cfg.evaluation.rearrange,
         paper_protocol_levels=cfg.evaluation.paper_protocol_levels,
         config=config_to_dict(cfg),

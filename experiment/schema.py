@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 
 from dataset.splits import SplitBoundaries
 from dataset.synthetic import SyntheticLoadSpec
+from model.schedules import Schedule
 from modules.adaptive_network import AdaptiveAttentionConfig
 from modules.forecast_network import NetworkConfig
 from modules.level_sampling import SamplerConfig
@@ -103,7 +104,11 @@ class ModelConfig(NetworkConfig, NBeatsConfig):
 class OptimizerConfig:
     lr: float = 5e-4
     weight_decay: float = 0.0
-    warmup_steps: int = 400  # inverse-square-root schedule after a linear warm-up
+    warmup_steps: int = 400  # linear warm-up, then the schedule's decay
+    # inverse_sqrt: 1 / sqrt(step), never annealed; cosine: to final_lr_fraction exactly when the budget
+    # (trainer.max_time or max_steps, whichever runs out first) is spent
+    schedule: Schedule = Schedule.inverse_sqrt
+    final_lr_fraction: float = 0.01  # cosine: the rate's floor, as a fraction of lr
     # Adam's update as one vectorised kernel per parameter instead of a dozen for-each passes over
     # all of them: the same algorithm, equal within float rounding (docs/results.md, "Efficiency").
     fused: bool = True
@@ -113,7 +118,11 @@ class OptimizerConfig:
             self.lr > 0 and self.weight_decay >= 0,
             f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}",
         )
+        self.schedule = choose(Schedule, self.schedule, "learning-rate schedule")
         require(self.warmup_steps >= 1, f"warmup_steps must be >= 1, got {self.warmup_steps}")
+        require(
+            0.0 <= self.final_lr_fraction < 1.0, f"final_lr_fraction must be in [0, 1), got {self.final_lr_fraction}"
+        )
 
 
 @dataclass

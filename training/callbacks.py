@@ -8,6 +8,8 @@ from typing import Any
 from lightning import Callback, Trainer
 from lightning.pytorch.callbacks import Timer
 
+from model.schedules import WarmupCosineToBudget
+
 
 class Throughput(Callback):
     """Samples per second of training, two ways:
@@ -74,3 +76,17 @@ class WallClockBudget(Timer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         pass
+
+
+class AnnealWithBudget(Callback):
+    """Starts a budget-ending schedule's wall clock (``model.schedules.WarmupCosineToBudget``) with the
+    time budget's when training starts, so that the rate reaches its floor when the time runs out."""
+
+    def __init__(self, budget: WallClockBudget, schedule: WarmupCosineToBudget) -> None:
+        self.budget = budget
+        self.schedule = schedule
+
+    def on_train_start(self, trainer: Trainer, *args: Any) -> None:
+        remaining = self.budget.time_remaining()  # the whole budget: every call of train gets it
+        if remaining is not None:
+            self.schedule.start_clock(remaining)

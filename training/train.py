@@ -19,7 +19,8 @@ from experiment.builders import build_data, build_datamodule, build_training_for
 from experiment.checkpoints import stored_config
 from experiment.errors import ConfigError, UsageError
 from model.metrics import headline
-from training.callbacks import Throughput, WallClockBudget
+from model.schedules import WarmupCosineToBudget
+from training.callbacks import AnnealWithBudget, Throughput, WallClockBudget
 from training.cpu import cpu_threads, native_bf16, threads_per_process
 
 CHECKPOINTS = "checkpoints"
@@ -75,6 +76,10 @@ def train(
 
     datamodule = build_datamodule(cfg, data)
     throughput = Throughput(cfg.dataset.batch_size)
+    budget = WallClockBudget(duration=cfg.trainer.max_time, interval="step") if cfg.trainer.max_time else None
+    budget_callbacks: list[Callback] = [] if budget is None else [budget]
+    if budget is not None and isinstance(model.lr_schedule, WarmupCosineToBudget):
+        budget_callbacks.append(AnnealWithBudget(budget, model.lr_schedule))
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINTS,
         filename="best-{step}",
@@ -98,8 +103,7 @@ def train(
         num_sanity_val_steps=1,
         use_distributed_sampler=False,  # WindowDataModule shards batches by rank itself
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
-        callbacks=[checkpoint, throughput, LearningRateMonitor(logging_interval="step"), *callbacks]
-        + ([WallClockBudget(duration=cfg.trainer.max_time, interval="step")] if cfg.trainer.max_time else []),
+        callbacks=[checkpoint, throughput, LearningRateMonitor(logging_interval="step"), *callbacks, *budget_callbacks],
         fast_dev_run=fast_dev_run,
         default_root_dir=str(run_dir),
     )
