@@ -1,11 +1,13 @@
 """Train an any-quantile forecaster from a YAML config.
 
     python train_adaptive_attention.py --config config/nbeatsaq-synthetic.yaml [--fast-dev-run]
-        [--resume PATH|last] [key=value ...]
+        [--resume PATH|last | --refit] [key=value ...]
 
 Overrides use the config's dotted keys (``model.width=512 trainer.max_steps=100``); a key that
 does not exist fails with a message naming it. The resolved config, TensorBoard logs, checkpoints
-(last and best by val CRPS) and ``metrics.json`` go to ``runs/<name>/<time>/``.
+(last and best by val CRPS) and ``metrics.json`` go to ``runs/<name>/<time>/``. ``--refit`` then trains
+again, on the training and validation months, for the best run's step count (``training/refit.py``):
+the way to forecast a new period; that run goes to ``runs/<name>-refit/<time>/``.
 """
 
 from __future__ import annotations
@@ -25,16 +27,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume", metavar="PATH|last", help="continue from a checkpoint, or this config's newest last.ckpt"
     )
+    parser.add_argument(
+        "--refit", action="store_true", help="then train on train + val for the step count chosen on val"
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(argv)
     try:
+        if args.refit and (args.resume or args.fast_dev_run):
+            raise UsageError("--refit trains twice from fresh weights: it takes neither --resume nor --fast-dev-run")
         cfg = load_config(args.config, args.overrides)
         from evaluation.references import (
             add_references,  # imported late: a bad config fails fast, before Lightning loads
         )
+        from training.refit import refit
         from training.train import train
 
-        summary = add_references(cfg, train(cfg, fast_dev_run=args.fast_dev_run, resume=args.resume))
+        if args.refit:
+            summary = add_references(cfg, refit(cfg))
+        else:
+            summary = add_references(cfg, train(cfg, fast_dev_run=args.fast_dev_run, resume=args.resume))
     except (ConfigError, UsageError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -47,6 +58,11 @@ def print_summary(summary: dict) -> None:
     rows = {"model": summary["model"], **summary.get("references", {})}
     columns = ("crps", "coverage_90", "coverage_95", "mape", "crossing_rate_raw", "crossing_rate_final")
     print(f"\n{summary['split']} split, {summary['windows']} windows, step {summary['global_step']}")
+    if "chosen_on_val" in summary:
+        chosen = summary["chosen_on_val"]
+        print(f"refit on train + val for {chosen['best_step']} steps, the best on val of {chosen['run_dir']}")
+    if summary.get("in_sample"):
+        print("these scores are of months the model trained on (no test split): in-sample, not a test")
     print(f"{'':20s}" + "".join(f"{c:>20s}" for c in columns) + f"{'model/row crps':>17s}")
     model_crps = summary["model"].get("crps", float("nan"))
     for name, metrics in rows.items():

@@ -19,12 +19,18 @@ class HourlyPanel:
     series_ids: tuple[str, ...]  # S names, in row order of ``values``
     timestamps: pd.DatetimeIndex  # L regular hours
     values: np.ndarray  # [S, L] float32, NaN where missing
+    # the holiday calendar (country code) of each series, for the holiday features; None: no holiday features
+    holiday_countries: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.values.shape != (len(self.series_ids), len(self.timestamps)):
             raise ValueError(
                 f"values has shape {self.values.shape}, expected "
                 f"({len(self.series_ids)}, {len(self.timestamps)}) for the series and timestamps given"
+            )
+        if self.holiday_countries is not None and len(self.holiday_countries) != len(self.series_ids):
+            raise ValueError(
+                f"{len(self.holiday_countries)} holiday countries for {len(self.series_ids)} series: one per series"
             )
 
     @property

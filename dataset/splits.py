@@ -9,19 +9,25 @@ import pandas as pd
 from dataset.panel import HourlyPanel
 from dataset.windows import WindowIndex, WindowShape, split_windows
 
-BOUNDARY_ORDER = ("train_start", "val_start", "test_start", "test_end")
+BOUNDARY_ORDER = ("train_start", "val_start", "test_start", "test_end")  # each before the next
 
 
 @dataclass(frozen=True)
 class SplitBoundaries:
-    """Targets of split ``train`` lie in [train_start, val_start), of ``val`` in [val_start, test_start)
-    and of ``test`` in [test_start, test_end). ``None`` means: the first hour (train_start), the end
-    of the data (test_start: no test split; test_end: the last hour)."""
+    """Targets of split ``train`` lie in [train_start, train_end), of ``val`` in [val_start, test_start)
+    and of ``test`` in [test_start, test_end). ``None`` means: the first hour (train_start), val_start
+    (train_end), the end of the data (test_start: no test split; test_end: the last hour).
+
+    A ``train_end`` after ``val_start`` refits on the validation months too (``training/refit.py``):
+    validation can then no longer choose a checkpoint. It never lies after ``test_start``: no window
+    trains on a test target.
+    """
 
     val_start: str
     train_start: str | None = None
     test_start: str | None = None
     test_end: str | None = None
+    train_end: str | None = None
 
     def __post_init__(self) -> None:
         """The dates parse and come in order (a ValueError that names them otherwise)."""
@@ -37,17 +43,34 @@ class SplitBoundaries:
         for (earlier, first), (later, second) in zip(given[:-1], given[1:]):
             if first >= second:
                 raise ValueError(f"split boundaries out of order: {earlier}={first} is not before {later}={second}")
+        if self.train_end is not None:
+            try:
+                train_end = pd.Timestamp(self.train_end)
+            except ValueError:
+                raise ValueError(f"train_end={self.train_end!r} is not a date") from None
+            if self.train_start is not None and train_end <= pd.Timestamp(self.train_start):
+                raise ValueError(f"train_end={train_end} is not after train_start={self.train_start}")
+            if self.test_start is not None and train_end > pd.Timestamp(self.test_start):
+                raise ValueError(
+                    f"train_end={train_end} is after test_start={self.test_start}: training would see test targets"
+                )
+
+    @property
+    def refits(self) -> bool:
+        """Training targets reach into the validation months (train_end after val_start)."""
+        return self.train_end is not None and pd.Timestamp(self.train_end) > pd.Timestamp(self.val_start)
 
     def hour_ranges(self, panel: HourlyPanel) -> dict[str, tuple[int, int]]:
         """Grid index ranges [start, end) of each split (``test`` absent when no test_start is set)."""
         train_start = panel.hour_index(self.train_start) if self.train_start else 0
         val_start = panel.hour_index(self.val_start)
+        train = (train_start, panel.hour_index(self.train_end) if self.train_end else val_start)
         if self.test_start is None:
             val_end = panel.hour_index(self.test_end) if self.test_end else panel.num_hours
-            return {"train": (train_start, val_start), "val": (val_start, val_end)}
+            return {"train": train, "val": (val_start, val_end)}
         test_start = panel.hour_index(self.test_start)
         test_end = panel.hour_index(self.test_end) if self.test_end else panel.num_hours
-        return {"train": (train_start, val_start), "val": (val_start, test_start), "test": (test_start, test_end)}
+        return {"train": train, "val": (val_start, test_start), "test": (test_start, test_end)}
 
 
 def make_splits(

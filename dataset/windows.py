@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dataset.calendar import calendar_features
+from dataset.calendar import CALENDAR_FEATURES, calendar_features
 from dataset.panel import HourlyPanel
+from dataset.public_holidays import HOLIDAY_FEATURES, series_holiday_features
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,17 @@ class WindowBatch:
     history_mask: torch.Tensor  # [B, T] True where the history hour was observed
     target: torch.Tensor  # [B, H] observed values, 0 where missing (never scored: see ``target_mask``)
     target_mask: torch.Tensor  # [B, H] True where the target hour was observed
-    calendar: torch.Tensor  # [B, T + H, C] calendar features of every hour of the window
+    calendar: torch.Tensor  # [B, T + H, C] calendar (and holiday) features of every hour of the window
     series: torch.Tensor  # [B] the panel row of each window
     origin: torch.Tensor  # [B] the grid hour of each window's first target hour
 
     def __len__(self) -> int:
         return len(self.series)
+
+
+def calendar_width(holidays: bool) -> int:
+    """C, the width of a window's calendar: the shared calendar features, and the series' holiday features."""
+    return len(CALENDAR_FEATURES) + (len(HOLIDAY_FEATURES) if holidays else 0)
 
 
 class WindowBatches(Dataset):
@@ -132,6 +138,11 @@ class WindowBatches(Dataset):
         self._filled = torch.from_numpy(fill_from_past(panel.values))  # [S, L]
         self._raw = torch.from_numpy(np.nan_to_num(panel.values, nan=0.0))  # [S, L]
         self._calendar = torch.from_numpy(calendar_features(panel.timestamps))  # [L, C]
+        self._holidays = (  # [S, L, K] per series, or None
+            None
+            if panel.holiday_countries is None
+            else torch.from_numpy(series_holiday_features(panel.timestamps, panel.holiday_countries))
+        )
         self._offsets = torch.arange(-shape.history_length, shape.horizon)  # [T + H]
 
     def __len__(self) -> int:
@@ -143,12 +154,15 @@ class WindowBatches(Dataset):
         series, origin = self._series[indices], self._origin[indices]  # [B], [B]
         hours = origin[:, None] + self._offsets  # [B, T + H]
         rows = series[:, None]  # [B, 1]
+        calendar = self._calendar[hours]  # [B, T + H, C]
+        if self._holidays is not None:
+            calendar = torch.cat([calendar, self._holidays[rows, hours]], dim=-1)  # [B, T + H, C + K]
         return WindowBatch(
             history=self._filled[rows, hours[:, :T]],  # [B, T]
             history_mask=self._observed[rows, hours[:, :T]],  # [B, T]
             target=self._raw[rows, hours[:, T:]],  # [B, H]
             target_mask=self._observed[rows, hours[:, T:]],  # [B, H]
-            calendar=self._calendar[hours],  # [B, T + H, C]
+            calendar=calendar,
             series=series,
             origin=origin,
         )

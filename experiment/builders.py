@@ -7,6 +7,7 @@ width) is passed beside it. Nothing here reads files but data.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from baselines.reference import ReferenceForecaster
-from dataset.calendar import CALENDAR_FEATURES
 from dataset.datamodule import WindowDataModule
 from dataset.loader import load_hourly_panel
 from dataset.panel import HourlyPanel
+from dataset.public_holidays import UnknownCountryError, series_countries
 from dataset.splits import make_splits
 from dataset.synthetic import SyntheticLoad
-from dataset.windows import WindowIndex, WindowShape
+from dataset.windows import WindowIndex, WindowShape, calendar_width
 from experiment.config import config_to_dict
 from experiment.errors import ConfigError
 from experiment.schema import Architecture, DatasetConfig, DataSource, ModelConfig
@@ -54,6 +55,7 @@ def build_data(cfg: DictConfig) -> ForecastData:
         panel, oracle = synthetic.panel, synthetic.oracle_quantiles
     else:  # a file: validation made sure that dataset.path is given
         panel = load_hourly_panel(Path(data.path).expanduser(), min_length=shape.length)
+    panel = with_holidays(panel, data)
     try:
         splits = make_splits(
             panel, shape, data.split_boundaries(), data.train_step, data.eval_step, data.min_observed_history
@@ -61,6 +63,18 @@ def build_data(cfg: DictConfig) -> ForecastData:
     except ValueError as error:  # a split without windows in this data
         raise ConfigError(f"dataset split settings: {error}") from None
     return ForecastData(panel=panel, shape=shape, splits=splits, oracle=oracle)
+
+
+def with_holidays(panel: HourlyPanel, data: DatasetConfig) -> HourlyPanel:
+    """``panel`` with each series' holiday country when ``data.holidays`` (a ConfigError naming a series
+    without a known country); else as it is."""
+    if not data.holidays:
+        return panel
+    try:
+        countries = series_countries(panel.series_ids, dict(data.holiday_countries))
+    except UnknownCountryError as error:
+        raise ConfigError(str(error)) from None
+    return dataclasses.replace(panel, holiday_countries=countries)
 
 
 def build_datamodule(cfg: DictConfig, data: ForecastData) -> WindowDataModule:
@@ -82,7 +96,7 @@ def build_evaluation_levels(cfg: DictConfig) -> EvaluationLevels:
 def build_network(cfg: DictConfig) -> QuantileNetwork:
     """``(history, history_mask, calendar, levels) -> ScaledForecast`` for ``cfg.model``."""
     model: ModelConfig = OmegaConf.to_object(cfg.model)
-    T, H, C = cfg.dataset.history_length, cfg.dataset.horizon, len(CALENDAR_FEATURES)
+    T, H, C = cfg.dataset.history_length, cfg.dataset.horizon, calendar_width(cfg.dataset.holidays)
     side_inputs = context_size(T, C, model.use_calendar, model.use_history_mask)
     if model.architecture == Architecture.nbeats:
         return AnyQuantileNetwork(model, AnyQuantileNBeats(model, T, H, side_inputs))

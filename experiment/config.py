@@ -25,6 +25,14 @@ from experiment.errors import ConfigError
 from experiment.schema import SCHEMA_NAME, ExperimentConfig
 from experiment.validation import validate
 
+# Maps whose keys are the user's (series ids), not the schema's: '+dataset.holiday_countries.DE_north=DE' adds one.
+FREE_KEY_MAPS = ("dataset.holiday_countries",)
+
+
+def _adds_to_a_free_map(override: str) -> bool:
+    key = override.partition("=")[0]
+    return key.startswith("+") and any(key[1:].startswith(f"{name}.") for name in FREE_KEY_MAPS)
+
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Compose ``path`` (a YAML file in a Hydra config folder) with ``key=value`` overrides, and validate it.
@@ -35,10 +43,11 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     for override in overrides:
-        if override.startswith(("+", "~")):
+        if override.startswith(("+", "~")) and not _adds_to_a_free_map(override):
             # '+key=value' would add a key the schema does not know, '~key' delete one it needs.
             raise ConfigError(
-                f"{path}: override '{override}' adds or deletes a key; only existing keys can be set (key=value)"
+                f"{path}: override '{override}' adds or deletes a key; only existing keys can be set (key=value), "
+                f"and entries added to the maps {', '.join(FREE_KEY_MAPS)} (+map.key=value)"
             )
     GlobalHydra.instance().clear()
     try:

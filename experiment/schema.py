@@ -49,6 +49,9 @@ class DatasetConfig:
     horizon: int = 48  # H hours
     train_start: Optional[str] = None  # None: the first hour of the data
     val_start: str = "2017-01-01"
+    # None: val_start. Later (up to test_start, or the data's end): refit on the validation months too
+    # (training/refit.py); then the final weights are tested (trainer.test_checkpoint=last)
+    train_end: Optional[str] = None
     test_start: Optional[str] = None  # None: no test split, the final evaluation uses val
     test_end: Optional[str] = None  # None: the end of the data
     train_step: int = 1  # hours between training window origins
@@ -57,6 +60,8 @@ class DatasetConfig:
     batch_size: int = 1024
     eval_batch_size: int = 256
     num_workers: int = 0
+    holidays: bool = False  # public-holiday features per series beside the calendar's (dataset/public_holidays.py)
+    holiday_countries: dict[str, str] = field(default_factory=dict)  # series id -> country code; default: the id
 
     def __post_init__(self) -> None:
         self.source = choose(DataSource, self.source, "data source")
@@ -77,11 +82,19 @@ class DatasetConfig:
             f"batch_size and eval_batch_size must be >= 1, got {self.batch_size}, {self.eval_batch_size}",
         )
         require(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        require(
+            self.holidays or not self.holiday_countries,
+            "dataset.holiday_countries is set but dataset.holidays is false: set dataset.holidays=true",
+        )
         self.split_boundaries()  # the split dates parse and come in order
 
     def split_boundaries(self) -> SplitBoundaries:
         return SplitBoundaries(
-            val_start=self.val_start, train_start=self.train_start, test_start=self.test_start, test_end=self.test_end
+            val_start=self.val_start,
+            train_start=self.train_start,
+            test_start=self.test_start,
+            test_end=self.test_end,
+            train_end=self.train_end,
         )
 
 
@@ -147,6 +160,11 @@ class EvaluationConfig:
         return EvaluationLevels(self.grid_size, tuple(self.intervals), extra_levels=tuple(self.calibration_levels))
 
 
+class TestCheckpoint(Choice):
+    best = "best"  # the best validation CRPS
+    last = "last"  # the final weights
+
+
 @dataclass
 class TrainerConfig:
     accelerator: str = "cpu"
@@ -163,8 +181,12 @@ class TrainerConfig:
     # (trainer.devices > 1) the machine's cores split between them (training.cpu.threads_per_process)
     num_threads: Optional[int] = None
     compile: bool = False  # torch.compile the network's forward for training (benchmarks/speed.py --compile)
+    # best: the checkpoint of the best validation CRPS is tested; last: the final weights, and no validation
+    # runs while training (a refit, or a schedule that anneals to the budget's end)
+    test_checkpoint: TestCheckpoint = TestCheckpoint.best
 
     def __post_init__(self) -> None:
+        self.test_checkpoint = choose(TestCheckpoint, self.test_checkpoint, "test checkpoint")
         for name in ("devices", "max_steps", "val_every_n_steps", "log_every_n_steps"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         require(self.limit_val_batches > 0, f"limit_val_batches must be > 0, got {self.limit_val_batches}")

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiment.errors import ConfigError
-from experiment.schema import Architecture, DataSource
+from experiment.schema import Architecture, DataSource, TestCheckpoint
 from modules.nbeats import Conditioning
 
 # Lightning precisions this project trains and evaluates in.
@@ -102,7 +102,18 @@ def _fp16_clipping_needs_an_unfused_adam(cfg: DictConfig) -> str | None:
     return None
 
 
+def _validation_chooses_only_outside_training(cfg: DictConfig) -> str | None:
+    refits = OmegaConf.to_object(cfg.dataset).split_boundaries().refits
+    if refits and cfg.trainer.test_checkpoint == TestCheckpoint.best:
+        return (
+            f"dataset.train_end={cfg.dataset.train_end} trains on the validation months (from dataset.val_start="
+            f"{cfg.dataset.val_start}): validation cannot choose the checkpoint; set trainer.test_checkpoint=last"
+        )
+    return None
+
+
 RULES: tuple[Callable[[DictConfig], str | None], ...] = (
+    _validation_chooses_only_outside_training,
     _adaptive_attention_takes_the_level_at_the_output,
     _patches_tile_the_window,
     _a_supported_precision,

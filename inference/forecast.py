@@ -9,11 +9,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import OmegaConf
 
 from dataset.loader import load_hourly_panel
 from dataset.long_format import long_forecast_frame
 from dataset.panel import HourlyPanel
 from dataset.windows import WindowBatches, WindowIndex, WindowShape
+from experiment.builders import with_holidays
 from experiment.checkpoints import load_forecaster
 from experiment.errors import UsageError
 
@@ -40,7 +42,7 @@ def extend_grid(panel: HourlyPanel, hours: int) -> HourlyPanel:
     values = np.concatenate(
         [panel.values, np.full((panel.num_series, hours), np.nan, dtype=panel.values.dtype)], axis=1
     )
-    return HourlyPanel(panel.series_ids, timestamps, values)
+    return HourlyPanel(panel.series_ids, timestamps, values, panel.holiday_countries)
 
 
 def forecast_origins(
@@ -81,7 +83,8 @@ def predict(
     """Forecasts at ``levels`` for the next H hours of each series: series, origin, timestamp, step, level, value."""
     model, cfg = load_forecaster(checkpoint)
     shape = WindowShape(cfg.dataset.history_length, cfg.dataset.horizon)
-    panel = load_hourly_panel(Path(data).expanduser(), min_length=1)
+    # the same holiday countries as in training (a file with other series: a clear error naming the series)
+    panel = with_holidays(load_hourly_panel(Path(data).expanduser(), min_length=1), OmegaConf.to_object(cfg.dataset))
     names = list(series) if series else list(panel.series_ids)
     windows = forecast_origins(panel, shape, names, origin, cfg.dataset.min_observed_history)
     extended = extend_grid(panel, shape.horizon)  # the horizon may lie beyond the data

@@ -16,8 +16,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from experiment.builders import build_data, build_datamodule, build_training_forecaster
-from experiment.checkpoints import stored_config
+from experiment.checkpoints import read_checkpoint, stored_config
 from experiment.errors import ConfigError, UsageError
+from experiment.schema import TestCheckpoint
 from model.metrics import headline
 from model.schedules import WarmupCosineToBudget
 from training.callbacks import AnnealWithBudget, Throughput, WallClockBudget
@@ -80,13 +81,15 @@ def train(
     budget_callbacks: list[Callback] = [] if budget is None else [budget]
     if budget is not None and isinstance(model.lr_schedule, WarmupCosineToBudget):
         budget_callbacks.append(AnnealWithBudget(budget, model.lr_schedule))
+    # test_checkpoint=last: no validation while training (none chooses), only the final weights are kept
+    chooses = cfg.trainer.test_checkpoint == TestCheckpoint.best
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINTS,
         filename="best-{step}",
-        monitor="val/crps",
+        monitor="val/crps" if chooses else None,
         mode="min",
-        save_top_k=1,
-        save_last=True,
+        save_top_k=1 if chooses else 0,
+        save_last=chooses,
     )
     trainer = Trainer(
         accelerator=cfg.trainer.accelerator,
@@ -96,11 +99,11 @@ def train(
         max_epochs=-1,
         val_check_interval=cfg.trainer.val_every_n_steps,
         check_val_every_n_epoch=None,
-        limit_val_batches=cfg.trainer.limit_val_batches,
+        limit_val_batches=cfg.trainer.limit_val_batches if chooses else 0,
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.enable_progress_bar,
-        num_sanity_val_steps=1,
+        num_sanity_val_steps=1 if chooses else 0,
         use_distributed_sampler=False,  # WindowDataModule shards batches by rank itself
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
         callbacks=[checkpoint, throughput, LearningRateMonitor(logging_interval="step"), *callbacks, *budget_callbacks],
@@ -118,7 +121,7 @@ def train(
             # The sampler's state where training ended (testing below loads the best checkpoint's).
             sampler_state = model.level_sampler.state_summary()
             best = checkpoint.best_model_path or None
-            if best is None and not fast_dev_run:
+            if best is None and chooses and not fast_dev_run:
                 warnings.warn(
                     "no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best",
                     stacklevel=2,
@@ -132,8 +135,10 @@ def train(
         "name": cfg.name,
         "split": split,
         "windows": len(data.splits[split]),
-        "checkpoint": best or "final weights (no validation ran)",
+        "checkpoint": best or _final_checkpoint(run_dir, fast_dev_run),
         "global_step": trainer.global_step,
+        "best_step": read_checkpoint(best)["global_step"] if best else trainer.global_step,  # the tested weights'
+        "in_sample": split == "val" and OmegaConf.to_object(cfg.dataset).split_boundaries().refits,
         "train_steps": throughput.steps,  # steps run by this call (fewer than global_step after --resume)
         "train_seconds": throughput.seconds,  # the whole training path of the timed steps (all but the first)
         "train_timed_steps": throughput.timed_steps,
@@ -152,6 +157,11 @@ def train(
     summary["run_dir"] = str(run_dir)
     summary["metrics_file"] = None if metrics_file is None else str(metrics_file)
     return summary
+
+
+def _final_checkpoint(run_dir: Path, fast_dev_run: bool) -> str:
+    """The final weights' checkpoint (test_checkpoint=last, or no validation ran), or a note when none was written."""
+    return "final weights (fast-dev-run: none saved)" if fast_dev_run else str(run_dir / CHECKPOINTS / LAST_CHECKPOINT)
 
 
 def _end_process_group() -> None:
