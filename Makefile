@@ -1,4 +1,4 @@
-# make demo   : fresh machine -> .venv, install, train the default synthetic config, print results
+# make demo   : fresh machine -> .venv, install, train the default synthetic config, print results, write its dashboard
 # make test   : the test suite (what CI runs, after make lint); make test-slow adds the slow tests
 # make lint   : ruff's lint and format check (pyproject.toml)
 # make browser: Debian's chromium for the dashboard's browser test (skipped with the reason without it)
@@ -21,7 +21,7 @@ install: $(STAMP)
 
 # The config trains in bf16 autocast; on a CPU without native bf16 (emulated: many times slower) in fp32.
 demo: $(STAMP)
-	$(PY) train_adaptive_attention.py --config config/nbeatsaq-synthetic.yaml \
+	$(PY) train_adaptive_attention.py --config config/nbeatsaq-synthetic.yaml --dashboard \
 	  $$($(PY) -c "from training.cpu import native_bf16; print('' if native_bf16() else 'trainer.precision=32-true')")
 
 browser:

@@ -1,12 +1,13 @@
 """Score trained checkpoints on a split: metrics.json (overall, per step, per series, before/after
 rearrangement and conformal calibration), forecasts.parquet and dashboard.html.
 
-    python evaluate.py --checkpoint PATH [--checkpoint PATH ...] [--data FILE] [--split val|test]
+    python evaluate.py --checkpoint PATH [PATH ...] [--data FILE] [--split val|test]
         [--out DIR] [--conformal none|level|level_per_step|interval|interval_per_step]
         [--fan-series A,B] [--fan-origins "2017-12-01 00:00,..."] [--no-dashboard] [key=value ...]
 
-Several checkpoints form an ensemble that averages their quantile forecasts. ``key=value`` overrides
-the stored config (e.g. ``evaluation.grid_size=199``).
+Several checkpoints form an ensemble that averages their quantile forecasts: of several runs, or one
+run's snapshots (``trainer.snapshots=K``: ``--checkpoint runs/NAME/TIME/checkpoints/snapshot-*.ckpt``).
+``key=value`` overrides the stored config (e.g. ``evaluation.grid_size=199``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from experiment.errors import ConfigError, UsageError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", action="append", required=True, help="a checkpoint; repeat for an ensemble")
+    parser.add_argument(
+        "--checkpoint",
+        action="extend",
+        nargs="+",
+        required=True,
+        help="checkpoints: several (or repeated) form an ensemble, e.g. a run's checkpoints/snapshot-*.ckpt",
+    )
     parser.add_argument("--data", help="a data file in place of the config's dataset.path")
     parser.add_argument("--split", choices=("val", "test"), help="default: test if the config has one, else val")
     parser.add_argument("--out", default="evaluation-out", help="output folder (default: evaluation-out)")

@@ -1,19 +1,22 @@
 """Train an any-quantile forecaster from a YAML config.
 
     python train_adaptive_attention.py --config config/nbeatsaq-synthetic.yaml [--fast-dev-run]
-        [--resume PATH|last | --refit] [key=value ...]
+        [--resume PATH|last | --refit] [--dashboard] [key=value ...]
 
 Overrides use the config's dotted keys (``model.width=512 trainer.max_steps=100``); a key that
 does not exist fails with a message naming it. The resolved config, TensorBoard logs, checkpoints
 (last and best by val CRPS) and ``metrics.json`` go to ``runs/<name>/<time>/``. ``--refit`` then trains
 again, on the training and validation months, for the best run's step count (``training/refit.py``):
-the way to forecast a new period; that run goes to ``runs/<name>-refit/<time>/``.
+the way to forecast a new period; that run goes to ``runs/<name>-refit/<time>/``. ``--dashboard`` then
+evaluates the tested checkpoint (or the run's snapshot ensemble) as ``evaluate.py`` does, into the run
+folder's ``evaluation/`` (``dashboard.html``, ``metrics.json``, ``forecasts.parquet``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from dataset.loader import DataValidationError
 from experiment.config import load_config
@@ -30,11 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--refit", action="store_true", help="then train on train + val for the step count chosen on val"
     )
+    parser.add_argument(
+        "--dashboard", action="store_true", help="then write RUN/evaluation/dashboard.html of the tested checkpoint"
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(argv)
     try:
         if args.refit and (args.resume or args.fast_dev_run):
             raise UsageError("--refit trains twice from fresh weights: it takes neither --resume nor --fast-dev-run")
+        if args.dashboard and args.fast_dev_run:
+            raise UsageError("--dashboard evaluates a trained checkpoint: a --fast-dev-run keeps none")
         cfg = load_config(args.config, args.overrides)
         from evaluation.references import (
             add_references,  # imported late: a bad config fails fast, before Lightning loads
@@ -46,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
             summary = add_references(cfg, refit(cfg))
         else:
             summary = add_references(cfg, train(cfg, fast_dev_run=args.fast_dev_run, resume=args.resume))
+        if args.dashboard:
+            from evaluation.report import evaluate
+
+            out = Path(summary["run_dir"]) / "evaluation"
+            evaluate(summary["snapshots"] or [summary["checkpoint"]], out)
+            summary["dashboard"] = str(out / "dashboard.html")
     except (ConfigError, UsageError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -73,6 +87,8 @@ def print_summary(summary: dict) -> None:
             f"\nresults: {summary['run_dir']}/metrics.json, checkpoints/, tensorboard/ (tensorboard --logdir "
             f"{summary['run_dir']})"
         )
+    if "dashboard" in summary:
+        print(f"dashboard: {summary['dashboard']}")
 
 
 if __name__ == "__main__":

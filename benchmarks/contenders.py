@@ -8,7 +8,8 @@ final one, are reported. Three kinds:
 
 - :class:`ReferenceContender`: no training (seasonal naive, the synthetic oracle);
 - :class:`OurContender`: a config of this project trained through ``training.train.train`` within the
-  budget, its best-on-val checkpoint forecasting the windows;
+  budget, its tested checkpoint (best on val, or final: ``trainer.test_checkpoint``) or its snapshot
+  ensemble (``trainer.snapshots``) forecasting the windows;
 - :class:`NeuralForecastContender`: a Nixtla neuralforecast model (``baselines.neuralforecast_models``)
   trained on the same training hours within the same budget.
 """
@@ -55,8 +56,8 @@ class Bench:
 
     @property
     def train_end(self) -> int:
-        """Grid index of the first validation hour: everything before it is training data."""
-        return self.data.panel.hour_index(self.cfg.dataset.val_start)
+        """Grid index of the training data's end: the first validation hour, or ``dataset.train_end`` (a refit)."""
+        return self.data.panel.hour_index(self.cfg.dataset.train_end or self.cfg.dataset.val_start)
 
 
 @dataclass
@@ -106,7 +107,9 @@ class OurContender:
             raise RuntimeError(
                 f"{self.name}: training left no checkpoint ({summary['checkpoint']}); give it more budget"
             )
-        ensemble = Ensemble([load_forecaster(summary["checkpoint"])[0]])
+        # the run's snapshot ensemble when it kept snapshots (trainer.snapshots), else its tested checkpoint
+        members = summary["snapshots"] or [summary["checkpoint"]]
+        ensemble = Ensemble([load_forecaster(path)[0] for path in members])
         batch_size = cfg.dataset.eval_batch_size
         start = time.perf_counter()
         prediction = forecast_split(ensemble, bench.windows, bench.levels.levels, batch_size, self.name).prediction

@@ -184,12 +184,16 @@ class TrainerConfig:
     # best: the checkpoint of the best validation CRPS is tested; last: the final weights, and no validation
     # runs while training (a refit, or a schedule that anneals to the budget's end)
     test_checkpoint: TestCheckpoint = TestCheckpoint.best
+    # keep the checkpoints of the last K validations too (checkpoints/snapshot-step=N.ckpt): a snapshot
+    # ensemble of one run, for evaluate.py --checkpoint ... (0: none)
+    snapshots: int = 0
 
     def __post_init__(self) -> None:
         self.test_checkpoint = choose(TestCheckpoint, self.test_checkpoint, "test checkpoint")
         for name in ("devices", "max_steps", "val_every_n_steps", "log_every_n_steps"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         require(self.limit_val_batches > 0, f"limit_val_batches must be > 0, got {self.limit_val_batches}")
+        require(self.snapshots >= 0, f"snapshots must be >= 0 (0: none), got {self.snapshots}")
         require(self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1, got {self.num_threads}")
         require(
             self.gradient_clip_val is None or self.gradient_clip_val > 0,

@@ -112,7 +112,14 @@ def _validation_chooses_only_outside_training(cfg: DictConfig) -> str | None:
     return None
 
 
+def _snapshots_are_taken_at_validations(cfg: DictConfig) -> str | None:
+    if cfg.trainer.snapshots and cfg.trainer.test_checkpoint == TestCheckpoint.last:
+        return "trainer.snapshots are taken at validations, and trainer.test_checkpoint=last runs none: set one of them"
+    return None
+
+
 RULES: tuple[Callable[[DictConfig], str | None], ...] = (
+    _snapshots_are_taken_at_validations,
     _validation_chooses_only_outside_training,
     _adaptive_attention_takes_the_level_at_the_output,
     _patches_tile_the_window,

@@ -43,6 +43,9 @@ class AdaptiveAttentionConfig(AttentionConfig):
     ffn_multiplier: int = 2
     fft_features: int = 0  # 0 = off; else the number of lowest frequencies embedded
     cross_step: bool = True  # attention over the H steps refining each level's path
+    # history tokens also carry the backbone's residual: the part of each patch its blocks did not
+    # backcast, so the attention reads what the backbone left unexplained, not the raw history alone
+    backbone_residual: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -173,8 +176,10 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
         self.horizon, self.fft_features, self.calendar_gates = horizon, config.fft_features, config.calendar_gates
         self.patch = P
         # A token is a patch of P hours: its P values (history, or the centre forecast over the
-        # horizon), P observed flags and the calendar of its first hour.
-        self.embed_token = nn.Linear(2 * P + calendar_features, D)
+        # horizon), P observed flags, (with backbone_residual) the backbone's P residuals, and the
+        # calendar of its first hour.
+        self.backbone_residual = config.backbone_residual
+        self.embed_token = nn.Linear((3 if config.backbone_residual else 2) * P + calendar_features, D)
         self.position = nn.Parameter(torch.zeros(tokens, D))
         self.horizon_marker = nn.Parameter(torch.zeros(D))
         self.embed_spectrum = nn.Linear(2 * config.fft_features, D) if config.fft_features else None
@@ -188,8 +193,9 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
         self.readout_out = nn.Linear(D, P)
         self.schedule_steps = config.bias_schedule_steps
 
-    def encode(self, history_scaled, history_mask, calendar, centre, return_weights: bool = False):
-        """Horizon patch states [B, H/P, D] (once per window) and each block's attention output."""
+    def encode(self, history_scaled, history_mask, calendar, centre, residual=None, return_weights: bool = False):
+        """Horizon patch states [B, H/P, D] (once per window) and each block's attention output;
+        ``residual`` [B, T]: the backbone's unexplained history (backbone_residual), else None."""
         B, T = history_scaled.shape
         P = self.patch
         observed = history_mask.to(history_scaled.dtype)
@@ -200,7 +206,13 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
             B, -1, P
         )  # [B, L, P]
         patch_calendar = calendar[:, ::P]  # [B, L, C]: the calendar of each patch's first hour
-        tokens = self.embed_token(torch.cat([values, flags, patch_calendar], dim=-1))  # [B, L, D]
+        parts = [values, flags]
+        if residual is not None:  # zero over the horizon, where the backbone backcasts nothing
+            residuals = torch.cat(
+                [residual.to(observed.dtype) * observed, torch.zeros_like(flags[:, T // P :].flatten(1))], dim=1
+            )
+            parts.append(residuals.reshape(B, -1, P))  # [B, L, P]
+        tokens = self.embed_token(torch.cat([*parts, patch_calendar], dim=-1))  # [B, L, D]
         L, history_tokens = tokens.shape[1], T // P
         is_horizon = (torch.arange(L, device=tokens.device) >= history_tokens)[:, None]  # [L, 1]
         tokens = tokens + self.position + is_horizon * self.horizon_marker
@@ -220,8 +232,14 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
     def forward(self, history, history_mask, calendar, levels, return_attention: bool = False) -> ScaledForecast:
         scale = self.scaler(history, history_mask)
         scaled = scale.apply(history)
-        centre = self.backbone(scaled, backbone_context(history_mask, calendar))  # [B, H], no level
-        states, attended = self.encode(scaled, history_mask, calendar, centre, return_attention)  # [B, H/P, D]
+        context = backbone_context(history_mask, calendar)
+        if self.backbone_residual:
+            residual, centre = self.backbone.residual_and_forecast(scaled, context)  # [B, T], [B, H], no level
+        else:
+            residual, centre = None, self.backbone(scaled, context)
+        states, attended = self.encode(
+            scaled, history_mask, calendar, centre, residual, return_attention
+        )  # [B, H/P, D]
         hidden = self.readout_hidden(states)  # [B, H/P, D], once per window
         gamma, beta = self.level_film(self.embed_level(levels.to(hidden.dtype))).chunk(2, dim=-1)  # 2 x [B, Q, D]
         conditioned = torch.nn.functional.gelu(

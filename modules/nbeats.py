@@ -315,6 +315,12 @@ class NBeatsStack(nn.Module):
     def forward(self, history: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         return run_blocks(self.blocks, history, context)[1]  # [B, H]
 
+    def residual_and_forecast(
+        self, history: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the history its blocks did not backcast [B, T], forecast [B, H]) in one pass."""
+        return run_blocks(self.blocks, history, context)
+
 
 def run_blocks(
     blocks: nn.ModuleList,

@@ -191,3 +191,26 @@ def test_patch_length_must_divide_history_and_horizon():
         ConfigError, match=r"model.attention.patch_length \(5\) must divide dataset.history_length \(168\)"
     ):
         load_config(CONFIG_DIR / "nbeatsaq-adaptive-attention-synthetic.yaml", ["model.attention.patch_length=5"])
+
+
+def test_backbone_residual_tokens_read_what_the_backbone_left_unexplained(monkeypatch):
+    """With backbone_residual, the tokens carry the stack's residual: replacing it changes the forecast,
+    and without the option the residual is never asked for."""
+    network, _ = small_network("model.attention.backbone_residual=true")
+    P = network.patch
+    assert network.embed_token.in_features == 3 * P + 7
+    history, mask, calendar = batch()
+    levels = torch.tensor([[0.1, 0.5, 0.9]]).expand(len(history), 3)
+    with torch.no_grad():
+        forecast = network(history, mask, calendar, levels).prediction
+        true_pass = network.backbone.residual_and_forecast
+        monkeypatch.setattr(
+            network.backbone, "residual_and_forecast", lambda *a: (torch.zeros_like(true_pass(*a)[0]), true_pass(*a)[1])
+        )
+        without_residual = network(history, mask, calendar, levels).prediction
+    assert not torch.allclose(forecast, without_residual)
+    plain, _ = small_network()
+    assert plain.embed_token.in_features == 2 * P + 7
+    monkeypatch.setattr(plain.backbone, "residual_and_forecast", None)  # a call would fail
+    with torch.no_grad():
+        plain(history, mask, calendar, levels)

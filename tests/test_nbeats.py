@@ -253,3 +253,15 @@ def test_out_read_out_scale_starts_near_one():
     D = net.width
     bias = net.level_readout.film.bias.detach()
     assert bias[:D].sub(1).abs().max() <= 1.0 and bias[D:].abs().max() <= 1.0  # nn.Linear's bias is U(-1, 1) for F = 1
+
+
+def test_stack_residual_is_the_history_less_its_blocks_backcasts():
+    stack = NBeatsStack(NBeatsConfig(num_blocks=3, num_layers=2, width=32), T, H, context_size=C)
+    history, context = torch.randn(4, T), torch.randn(4, C)
+    residual, forecast = stack.residual_and_forecast(history, context)
+    b0, f0 = stack.blocks[0](history, context)
+    b1, f1 = stack.blocks[1](history - b0, context)
+    _, f2 = stack.blocks[2](history - b0 - b1, context)  # the last block backcasts nothing
+    torch.testing.assert_close(residual, history - b0 - b1)
+    torch.testing.assert_close(forecast, f0 + f1 + f2)
+    torch.testing.assert_close(forecast, stack(history, context))

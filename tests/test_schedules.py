@@ -31,15 +31,20 @@ def test_inverse_square_root_warmup_of_one_step_starts_at_the_peak():
     assert schedule(3) == pytest.approx(0.5)
 
 
-def test_inverse_square_root_warmup_drives_lambda_lr():
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([parameter], lr=0.1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, InverseSquareRootWarmup(10))
+def rates_through_lambda_lr(schedule, steps: int, lr: float = 0.1) -> list[float]:
+    """The rate of each of ``steps`` SGD steps under LambdaLR(schedule), and after the last one."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     rates = []
-    for _ in range(40):
+    for _ in range(steps):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
+    return [*rates, optimizer.param_groups[0]["lr"]]
+
+
+def test_inverse_square_root_warmup_drives_lambda_lr():
+    rates = rates_through_lambda_lr(InverseSquareRootWarmup(10), 40)
     assert rates[0] == pytest.approx(0.01)
     assert rates[9] == pytest.approx(0.1)
     assert rates[39] == pytest.approx(0.05)
@@ -77,17 +82,10 @@ def test_cosine_to_budget_follows_the_wall_clock_when_it_is_ahead(monkeypatch):
 
 
 def test_cosine_to_budget_decreases_after_the_warm_up_and_lands_on_the_floor_through_lambda_lr():
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([parameter], lr=0.1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosineToBudget(10, 40, final_fraction=0.05))
-    rates = []
-    for _ in range(40):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    rates = rates_through_lambda_lr(WarmupCosineToBudget(10, 40, final_fraction=0.05), 40)
     assert rates[0] == pytest.approx(0.01)
     assert all(later <= earlier for earlier, later in zip(rates[10:], rates[11:], strict=False))
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.05)  # after the 40th step: the floor
+    assert rates[40] == pytest.approx(0.1 * 0.05)  # after the 40th step: the floor
 
 
 def test_cosine_schedule_state_is_plain_data_a_weights_only_load_accepts(tmp_path):

@@ -91,6 +91,15 @@ def train(
         save_top_k=1 if chooses else 0,
         save_last=chooses,
     )
+    snapshots = (
+        [
+            ModelCheckpoint(  # the latest K validations' weights: the highest steps
+                dirpath=run_dir / CHECKPOINTS, filename="snapshot-{step}", monitor="step", mode="max", save_top_k=K
+            )
+        ]
+        if (K := cfg.trainer.snapshots)
+        else []
+    )
     trainer = Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
@@ -106,7 +115,14 @@ def train(
         num_sanity_val_steps=1 if chooses else 0,
         use_distributed_sampler=False,  # WindowDataModule shards batches by rank itself
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
-        callbacks=[checkpoint, throughput, LearningRateMonitor(logging_interval="step"), *callbacks, *budget_callbacks],
+        callbacks=[
+            checkpoint,
+            *snapshots,
+            throughput,
+            LearningRateMonitor(logging_interval="step"),
+            *callbacks,
+            *budget_callbacks,
+        ],
         fast_dev_run=fast_dev_run,
         default_root_dir=str(run_dir),
     )
@@ -120,6 +136,7 @@ def train(
                 trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
             # The sampler's state where training ended (testing below loads the best checkpoint's).
             sampler_state = model.level_sampler.state_summary()
+            snapshot_paths = _snapshot_paths(snapshots)  # before testing, which restores the callbacks' older states
             best = checkpoint.best_model_path or None
             if best is None and chooses and not fast_dev_run:
                 warnings.warn(
@@ -139,6 +156,8 @@ def train(
         "global_step": trainer.global_step,
         "best_step": read_checkpoint(best)["global_step"] if best else trainer.global_step,  # the tested weights'
         "in_sample": split == "val" and OmegaConf.to_object(cfg.dataset).split_boundaries().refits,
+        # the snapshot ensemble's members, oldest first (trainer.snapshots)
+        "snapshots": snapshot_paths,
         "train_steps": throughput.steps,  # steps run by this call (fewer than global_step after --resume)
         "train_seconds": throughput.seconds,  # the whole training path of the timed steps (all but the first)
         "train_timed_steps": throughput.timed_steps,
@@ -157,6 +176,14 @@ def train(
     summary["run_dir"] = str(run_dir)
     summary["metrics_file"] = None if metrics_file is None else str(metrics_file)
     return summary
+
+
+def _snapshot_paths(snapshots: list[ModelCheckpoint]) -> list[str]:
+    """The snapshot checkpoints kept (trainer.snapshots), oldest first."""
+    if not snapshots:
+        return []
+    kept = snapshots[0].best_k_models  # path -> the step it was taken at
+    return [path for path, _ in sorted(kept.items(), key=lambda item: float(item[1]))]
 
 
 def _final_checkpoint(run_dir: Path, fast_dev_run: bool) -> str:
