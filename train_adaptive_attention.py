@@ -48,12 +48,14 @@ def main(argv: list[str] | None = None) -> int:
             add_references,  # imported late: a bad config fails fast, before Lightning loads
         )
         from training.refit import refit
-        from training.train import train
+        from training.train import is_rank_zero, train
 
         if args.refit:
             summary = add_references(cfg, refit(cfg))
         else:
             summary = add_references(cfg, train(cfg, fast_dev_run=args.fast_dev_run, resume=args.resume))
+        if not is_rank_zero():  # a DDP rank Lightning started: rank 0 evaluates and reports
+            return 0
         if args.dashboard:
             from evaluation.report import evaluate
 

@@ -11,7 +11,9 @@ codes). Per hour, from the hour's date:
   (0 on a holiday), clipped at ``HOLIDAY_REACH_DAYS`` and divided by it, so in [0, 1]: the run-up to
   Christmas and the days after Easter differ from ordinary weeks.
 
-The dates are the timestamps' own (no time-zone conversion).
+The dates are those of the timestamps as loaded: in UTC when the file's timestamps carry an offset
+(``dataset/loader.py`` converts them), so for European series a holiday's first local hour or two
+fall on the day before. Weekends are Saturday and Sunday for every country.
 """
 
 from __future__ import annotations
@@ -87,14 +89,15 @@ def holiday_features(timestamps: pd.DatetimeIndex, country: str) -> np.ndarray:
     return per_day[(hours - days[0]).astype(np.int64)]  # [L, 4]
 
 
-def series_countries(series_ids: tuple[str, ...], mapping: dict[str, str]) -> tuple[str, ...]:
+def series_countries(series_ids: tuple[str, ...], mapping: dict[str, str], strict: bool = True) -> tuple[str, ...]:
     """The holiday country of each series: ``mapping[id]``, or the id itself when it has no entry.
 
-    A mapping entry for a series the data does not have, or a country the holidays package does not know,
-    is an :class:`UnknownCountryError` naming the series (a misspelt id would otherwise be ignored).
+    A country the holidays package does not know is an :class:`UnknownCountryError` naming the series;
+    so is, when ``strict`` (training: a misspelt id would otherwise be ignored), a mapping entry for a
+    series the data does not have. Forecasting some of a model's series is not strict.
     """
     strays = sorted(set(mapping) - set(series_ids))
-    if strays:
+    if strays and strict:
         raise UnknownCountryError(f"dataset.holiday_countries names series the data does not have: {strays}")
     countries = tuple(mapping.get(series, series) for series in series_ids)
     for series, country in zip(series_ids, countries, strict=True):

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import OmegaConf
 
 from dataset.long_format import long_forecast_frame
 from dataset.windows import WindowBatches
@@ -61,12 +62,19 @@ def evaluate(
         raise UsageError(str(error)) from None
     data_overrides = ["dataset.source=file", f"dataset.path={data}"] if data else []
     ensemble, cfg = load_ensemble(checkpoints, [*overrides, *data_overrides])
-    forecast_data = build_data(cfg)
+    # a --data file may hold some of the model's series only: its holiday map is not checked whole
+    forecast_data = build_data(cfg, strict_holiday_map=data is None)
     split = split or ("test" if "test" in forecast_data.splits else "val")
     if split not in forecast_data.splits:
         raise UsageError(f"split '{split}' does not exist for this config; it has {sorted(forecast_data.splits)}")
     if conformal != ConformalKind.none and split == "val":
         raise UsageError("conformal calibration is fitted on val; evaluate another split (--split test)")
+    refits = OmegaConf.to_object(cfg.dataset).split_boundaries().refits  # trained on the validation months
+    if conformal != ConformalKind.none and refits:
+        raise UsageError(
+            "this model trained on the validation months (a refit: dataset.train_end after dataset.val_start): "
+            "a conformal correction fitted there would be fitted in-sample; use the model chosen on val"
+        )
     levels = build_evaluation_levels(cfg)
     rearrange = cfg.evaluation.rearrange
     batch_size = cfg.dataset.eval_batch_size
@@ -79,6 +87,7 @@ def evaluate(
         "checkpoints": [str(path) for path in checkpoints],
         "split": split,
         "windows": len(windows),
+        "in_sample": refits and split == "val",  # the scores are of months the model trained on
         "model": scores.final,
     }
     if scores.raw is not None:

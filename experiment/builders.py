@@ -45,8 +45,11 @@ class ForecastData:
     oracle: ReferenceForecaster | None = None
 
 
-def build_data(cfg: DictConfig) -> ForecastData:
-    """Load or generate the series named by ``cfg.dataset`` and cut them into split windows."""
+def build_data(cfg: DictConfig, strict_holiday_map: bool = True) -> ForecastData:
+    """Load or generate the series named by ``cfg.dataset`` and cut them into split windows.
+
+    ``strict_holiday_map``: a ``dataset.holiday_countries`` entry for a series the data does not have is an
+    error (training); evaluating a file of some of a model's series is not strict."""
     data: DatasetConfig = OmegaConf.to_object(cfg.dataset)
     shape = WindowShape(data.history_length, data.horizon)
     oracle = None
@@ -55,7 +58,7 @@ def build_data(cfg: DictConfig) -> ForecastData:
         panel, oracle = synthetic.panel, synthetic.oracle_quantiles
     else:  # a file: validation made sure that dataset.path is given
         panel = load_hourly_panel(Path(data.path).expanduser(), min_length=shape.length)
-    panel = with_holidays(panel, data)
+    panel = with_holidays(panel, data, strict_holiday_map)
     try:
         splits = make_splits(
             panel, shape, data.split_boundaries(), data.train_step, data.eval_step, data.min_observed_history
@@ -65,13 +68,13 @@ def build_data(cfg: DictConfig) -> ForecastData:
     return ForecastData(panel=panel, shape=shape, splits=splits, oracle=oracle)
 
 
-def with_holidays(panel: HourlyPanel, data: DatasetConfig) -> HourlyPanel:
+def with_holidays(panel: HourlyPanel, data: DatasetConfig, strict: bool = True) -> HourlyPanel:
     """``panel`` with each series' holiday country when ``data.holidays`` (a ConfigError naming a series
-    without a known country); else as it is."""
+    without a known country, or with ``strict`` a mapped id that is no series of ``panel``); else as it is."""
     if not data.holidays:
         return panel
     try:
-        countries = series_countries(panel.series_ids, dict(data.holiday_countries))
+        countries = series_countries(panel.series_ids, dict(data.holiday_countries), strict)
     except UnknownCountryError as error:
         raise ConfigError(str(error)) from None
     return dataclasses.replace(panel, holiday_countries=countries)

@@ -21,6 +21,8 @@ from experiment.errors import UsageError
 from model.forecaster import AnyQuantileForecaster
 
 CONFIG_KEY = "forecast_config"
+CHECKPOINTS = "checkpoints"  # a run folder's checkpoint folder
+SNAPSHOT_NAME = "snapshot-{step}"  # trainer.snapshots: checkpoints/snapshot-step=N.ckpt
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -42,6 +44,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise UsageError(f"{path} has no stored config; was it written by train_adaptive_attention.py?")
     return checkpoint
+
+
+def snapshot_checkpoints(run_dir: str | Path) -> list[str]:
+    """A run's snapshot checkpoints (``trainer.snapshots``), oldest first; none is a UsageError."""
+    found = sorted(Path(run_dir, CHECKPOINTS).glob("snapshot-step=*.ckpt"), key=lambda p: int(p.stem.split("=")[1]))
+    if not found:
+        raise UsageError(f"no snapshot checkpoints in {Path(run_dir, CHECKPOINTS)}: train with trainer.snapshots=K")
+    return [str(path) for path in found]
 
 
 def stored_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:

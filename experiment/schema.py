@@ -161,6 +161,8 @@ class EvaluationConfig:
 
 
 class TestCheckpoint(Choice):
+    __test__ = False  # not a pytest test class, whatever its name
+
     best = "best"  # the best validation CRPS
     last = "last"  # the final weights
 

@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiment.errors import ConfigError
-from experiment.schema import Architecture, DataSource, TestCheckpoint
+from experiment.schema import Architecture, DataSource, OptimizerConfig, TestCheckpoint
+from model.schedules import Schedule
 from modules.nbeats import Conditioning
 
 # Lightning precisions this project trains and evaluates in.
@@ -118,7 +119,26 @@ def _snapshots_are_taken_at_validations(cfg: DictConfig) -> str | None:
     return None
 
 
+def _one_clock_for_every_rank(cfg: DictConfig) -> str | None:
+    # Each DDP rank would read its own clock: rates a hair apart, replicas drifting apart over a run.
+    if cfg.optimizer.schedule == Schedule.cosine and cfg.trainer.max_time and cfg.trainer.devices > 1:
+        return (
+            "optimizer.schedule=cosine follows trainer.max_time by each process's clock, which differ between "
+            "DDP ranks: with trainer.devices > 1 give the budget in trainer.max_steps (trainer.max_time=null)"
+        )
+    return None
+
+
+def _cosine_settings_only_under_cosine(cfg: DictConfig) -> str | None:
+    default = OptimizerConfig.final_lr_fraction
+    if cfg.optimizer.schedule != Schedule.cosine and cfg.optimizer.final_lr_fraction != default:
+        return "optimizer.final_lr_fraction applies to optimizer.schedule=cosine only"
+    return None
+
+
 RULES: tuple[Callable[[DictConfig], str | None], ...] = (
+    _one_clock_for_every_rank,
+    _cosine_settings_only_under_cosine,
     _snapshots_are_taken_at_validations,
     _validation_chooses_only_outside_training,
     _adaptive_attention_takes_the_level_at_the_output,

@@ -83,8 +83,10 @@ def predict(
     """Forecasts at ``levels`` for the next H hours of each series: series, origin, timestamp, step, level, value."""
     model, cfg = load_forecaster(checkpoint)
     shape = WindowShape(cfg.dataset.history_length, cfg.dataset.horizon)
-    # the same holiday countries as in training (a file with other series: a clear error naming the series)
-    panel = with_holidays(load_hourly_panel(Path(data).expanduser(), min_length=1), OmegaConf.to_object(cfg.dataset))
+    # the holiday countries of training; the file may hold some of its series only (not strict), and a
+    # series without a country is a clear error naming it
+    dataset = OmegaConf.to_object(cfg.dataset)
+    panel = with_holidays(load_hourly_panel(Path(data).expanduser(), min_length=1), dataset, strict=False)
     names = list(series) if series else list(panel.series_ids)
     windows = forecast_origins(panel, shape, names, origin, cfg.dataset.min_observed_history)
     extended = extend_grid(panel, shape.horizon)  # the horizon may lie beyond the data

@@ -10,7 +10,7 @@ import predict as predict_cli
 from dataset.windows import WindowBatches
 from experiment.builders import build_data
 from experiment.checkpoints import load_forecaster
-from experiment.errors import UsageError
+from experiment.errors import ConfigError, UsageError
 from inference.forecast import parse_levels, predict
 from training.train import train
 
@@ -105,3 +105,30 @@ def test_cli_writes_csv_and_reports_errors(trained, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_a_model_with_holidays_forecasts_with_the_series_own_holidays_and_names_an_unmapped_series(
+    tmp_path, tiny_config_in
+):
+    holidays = ("dataset.holidays=true", "+dataset.holiday_countries.synthetic_00=DE")
+    cfg = tiny_config_in(tmp_path / "runs", *holidays, "+dataset.holiday_countries.synthetic_01=FR")
+    summary = train(cfg)
+    data = build_data(cfg)
+    data_file = tmp_path / "series.csv"
+    data.panel.to_long_frame().to_csv(data_file, index=False)
+    test = data.splits["test"]
+    name, origin = data.panel.series_ids[int(test.series[3])], str(data.panel.timestamps[int(test.origin[3])])
+    frame = predict(summary["checkpoint"], data_file, [0.9], series=[name], origin=origin)
+    model, _ = load_forecaster(summary["checkpoint"])
+    batch = WindowBatches(data.panel, data.shape, test)[torch.tensor([3])]  # with the training's holidays
+    assert batch.calendar.shape[-1] == 11
+    with torch.no_grad():
+        expected = model(batch, torch.tensor([[0.9]])).prediction[0, :, 0]
+    torch.testing.assert_close(torch.tensor(frame["value"].values, dtype=torch.float32), expected)
+    renamed = data.panel.to_long_frame().replace({"unique_id": {"synthetic_01": "XX"}})
+    renamed.to_csv(tmp_path / "renamed.csv", index=False)
+    with pytest.raises(ConfigError, match="series 'XX'"):  # other series than the model was trained with
+        predict(summary["checkpoint"], tmp_path / "renamed.csv", [0.9], series=["synthetic_00"])
+    subset = renamed[renamed.unique_id == "synthetic_00"]  # some of the model's series: its map is not checked whole
+    subset.to_csv(tmp_path / "subset.csv", index=False)
+    assert len(predict(summary["checkpoint"], tmp_path / "subset.csv", [0.9])) == 48

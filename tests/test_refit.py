@@ -9,8 +9,9 @@ import pytest
 from lightning import Callback
 
 from dataset.splits import SplitBoundaries
+from evaluation.report import evaluate
 from experiment.builders import build_data
-from experiment.errors import ConfigError
+from experiment.errors import ConfigError, UsageError
 from training.refit import refit
 from training.train import train
 
@@ -102,3 +103,16 @@ def test_the_final_weights_are_tested_without_validating_when_asked(tiny_config)
     summary = train(tiny_config("trainer.test_checkpoint=last"), callbacks=[seen])
     assert seen.runs[0]["validations"] == 0
     assert Path(summary["checkpoint"]).name == "last.ckpt" and summary["best_step"] == summary["global_step"] == 4
+
+
+def test_refit_needs_a_config_whose_validation_chooses(tiny_config):
+    with pytest.raises(UsageError, match="trainer.test_checkpoint=best"):
+        refit(tiny_config("trainer.test_checkpoint=last"))
+
+
+def test_a_refit_model_gets_no_conformal_correction_fitted_on_its_own_training_months(tiny_config, tmp_path):
+    summary = train(tiny_config("dataset.train_end=2015-04-10", "trainer.test_checkpoint=last"))
+    with pytest.raises(UsageError, match="in-sample"):
+        evaluate([summary["checkpoint"]], tmp_path / "out", conformal="level", dashboard=False)
+    results = evaluate([summary["checkpoint"]], tmp_path / "out", split="val", dashboard=False)
+    assert results["in_sample"]  # val scores of a model that trained on val

@@ -138,3 +138,37 @@ def test_a_run_stopped_by_its_time_budget_ends_at_the_floor_rate(tiny_config):
 def test_an_unknown_schedule_is_refused_on_loading_with_the_choices(tiny_config):
     with pytest.raises(ConfigError, match="inverse_sqrt, cosine"):
         tiny_config("optimizer.schedule=linear")
+
+
+class RatePerStep(Callback):
+    def __init__(self) -> None:
+        self.rates: dict[int, float] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.rates[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def test_a_resumed_cosine_run_follows_its_own_step_budget_not_the_checkpoints(tiny_config):
+    """LambdaLR's resume restores the schedule's saved settings (max_steps=4, which would hold the rate
+    at the floor); the resumed run anneals over its own max_steps=10 instead."""
+    schedule = ("optimizer.schedule=cosine", "optimizer.final_lr_fraction=0.1", "trainer.val_every_n_steps=100")
+    train(tiny_config(*schedule, "trainer.max_steps=4"))
+    seen = RatePerStep()
+    train(tiny_config(*schedule, "trainer.max_steps=10"), resume="last", callbacks=[seen])
+    expected = WarmupCosineToBudget(warmup_steps=2, max_steps=10, final_fraction=0.1)
+    lr = tiny_config().optimizer.lr
+    for step in range(5, 10):  # step 4's rate was set when the first run ended
+        assert seen.rates[step] == pytest.approx(lr * expected(step)), step
+    assert seen.rates[5] > 2 * lr * 0.1  # well above the floor
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("optimizer.schedule=cosine", "trainer.max_time=00:00:01:00", "trainer.devices=2"), "each process's clock"),
+        (("optimizer.final_lr_fraction=0.2",), "applies to optimizer.schedule=cosine only"),
+    ],
+)
+def test_cosine_settings_that_cannot_hold_are_refused_on_loading(tiny_config, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(*overrides)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
+import evaluate as evaluate_cli
 from dataset.windows import WindowBatches
 from evaluation.ensemble import load_ensemble
 from experiment.builders import build_data
@@ -37,3 +39,13 @@ def test_snapshots_need_validations(tiny_config):
         tiny_config("trainer.snapshots=2", "trainer.test_checkpoint=last")
     with pytest.raises(ConfigError, match="snapshots must be >= 0"):
         tiny_config("trainer.snapshots=-1")
+
+
+def test_evaluate_scores_a_runs_snapshot_ensemble(tiny_config, tmp_path):
+    summary = train(tiny_config("trainer.max_steps=6", "trainer.val_every_n_steps=2", "trainer.snapshots=2"))
+    out = tmp_path / "evaluation"
+    assert evaluate_cli.main(["--snapshots", summary["run_dir"], "--out", str(out), "--no-dashboard"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["checkpoints"] == summary["snapshots"]
+    assert evaluate_cli.main(["--snapshots", str(tmp_path), "--out", str(out)]) == 2  # a folder without any
+    assert evaluate_cli.main(["--out", str(out)]) == 2  # neither --checkpoint nor --snapshots

@@ -79,14 +79,20 @@ class WallClockBudget(Timer):
 
 
 class AnnealWithBudget(Callback):
-    """Starts a budget-ending schedule's wall clock (``model.schedules.WarmupCosineToBudget``) with the
-    time budget's when training starts, so that the rate reaches its floor when the time runs out."""
+    """Keeps a budget-ending schedule (``model.schedules.WarmupCosineToBudget``) on this run's budget.
 
-    def __init__(self, budget: WallClockBudget, schedule: WarmupCosineToBudget) -> None:
-        self.budget = budget
+    When training starts, the schedule gets back the settings it was built with from this run's
+    config (on a resume, ``LambdaLR`` has just restored the checkpoint's: its ``max_steps`` and the
+    earlier process's clock), and its wall clock starts with the time budget, when there is one.
+    """
+
+    def __init__(self, schedule: WarmupCosineToBudget, budget: WallClockBudget | None = None) -> None:
         self.schedule = schedule
+        self.budget = budget
+        self.settings = dict(vars(schedule))  # as built from the config, before any checkpoint is restored
 
     def on_train_start(self, trainer: Trainer, *args: Any) -> None:
-        remaining = self.budget.time_remaining()  # the whole budget: every call of train gets it
+        vars(self.schedule).update(self.settings)
+        remaining = None if self.budget is None else self.budget.time_remaining()  # every call of train has it whole
         if remaining is not None:
             self.schedule.start_clock(remaining)

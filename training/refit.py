@@ -25,6 +25,8 @@ from omegaconf import DictConfig
 
 from experiment.builders import build_data
 from experiment.config import merge_config
+from experiment.errors import UsageError
+from experiment.schema import TestCheckpoint
 from training.train import train
 
 
@@ -35,6 +37,7 @@ def refit_overrides(cfg: DictConfig, steps: int) -> list[str]:
         end = str(build_data(cfg).panel.timestamps[-1] + pd.Timedelta(hours=1))
     return [
         f"name={cfg.name}-refit",
+        "trainer.snapshots=0",  # snapshots are taken at validations, and the refit runs none
         f"dataset.train_end={end}",
         f"trainer.max_steps={steps}",
         "trainer.max_time=null",
@@ -44,7 +47,13 @@ def refit_overrides(cfg: DictConfig, steps: int) -> list[str]:
 
 def refit(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Train ``cfg``, then refit it on train + val for its best step count; the refit's summary, with
-    ``chosen_on_val``: the first run's folder, its best step and validation scores."""
+    ``chosen_on_val``: the first run's folder, its best step and the scores it was tested with (on the
+    test split, or val without one). A config whose validation chooses nothing is refused before training."""
+    if cfg.trainer.test_checkpoint != TestCheckpoint.best:
+        raise UsageError(
+            "--refit takes its step count from validation: the config must choose its checkpoint on val "
+            "(trainer.test_checkpoint=best, dataset.train_end unset)"
+        )
     chosen = train(cfg, callbacks=callbacks)
     steps = max(int(chosen["best_step"]), 1)
     summary = train(merge_config(cfg, refit_overrides(cfg, steps), source="refit"), callbacks=callbacks)

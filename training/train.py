@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from experiment.builders import build_data, build_datamodule, build_training_forecaster
-from experiment.checkpoints import read_checkpoint, stored_config
+from experiment.checkpoints import CHECKPOINTS, SNAPSHOT_NAME, read_checkpoint, stored_config
 from experiment.errors import ConfigError, UsageError
 from experiment.schema import TestCheckpoint
 from model.metrics import headline
@@ -24,7 +24,6 @@ from model.schedules import WarmupCosineToBudget
 from training.callbacks import AnnealWithBudget, Throughput, WallClockBudget
 from training.cpu import cpu_threads, native_bf16, threads_per_process
 
-CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 METRICS_FILE = "metrics.json"
 RANK_VARIABLE = "LOCAL_RANK"  # set by Lightning in the processes it starts for DDP ranks > 0
@@ -66,7 +65,7 @@ def train(
     data = build_data(cfg)
     model = build_training_forecaster(cfg)
     run_dir = resume_path.parent.parent if resume_path else _new_run_dir(cfg)
-    if _is_rank_zero():
+    if is_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
         # A resume keeps the original config.yaml and records its own config beside it.
         config_name = f"config-resumed-{_timestamp()}.yaml" if resume_path else "config.yaml"
@@ -79,8 +78,8 @@ def train(
     throughput = Throughput(cfg.dataset.batch_size)
     budget = WallClockBudget(duration=cfg.trainer.max_time, interval="step") if cfg.trainer.max_time else None
     budget_callbacks: list[Callback] = [] if budget is None else [budget]
-    if budget is not None and isinstance(model.lr_schedule, WarmupCosineToBudget):
-        budget_callbacks.append(AnnealWithBudget(budget, model.lr_schedule))
+    if isinstance(model.lr_schedule, WarmupCosineToBudget):
+        budget_callbacks.append(AnnealWithBudget(model.lr_schedule, budget))
     # test_checkpoint=last: no validation while training (none chooses), only the final weights are kept
     chooses = cfg.trainer.test_checkpoint == TestCheckpoint.best
     checkpoint = ModelCheckpoint(
@@ -89,12 +88,12 @@ def train(
         monitor="val/crps" if chooses else None,
         mode="min",
         save_top_k=1 if chooses else 0,
-        save_last=chooses,
+        save_last=True,  # with test_checkpoint=last at every epoch's end: a crash leaves a point to resume from
     )
     snapshots = (
         [
             ModelCheckpoint(  # the latest K validations' weights: the highest steps
-                dirpath=run_dir / CHECKPOINTS, filename="snapshot-{step}", monitor="step", mode="max", save_top_k=K
+                dirpath=run_dir / CHECKPOINTS, filename=SNAPSHOT_NAME, monitor="step", mode="max", save_top_k=K
             )
         ]
         if (K := cfg.trainer.snapshots)
@@ -136,7 +135,9 @@ def train(
                 trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
             # The sampler's state where training ended (testing below loads the best checkpoint's).
             sampler_state = model.level_sampler.state_summary()
-            snapshot_paths = _snapshot_paths(snapshots)  # before testing, which restores the callbacks' older states
+            # read where fit ended: after trainer.test has loaded the best checkpoint, the snapshot callback
+            # lists the files as they were when that checkpoint was written
+            snapshot_paths = _snapshot_paths(snapshots)
             best = checkpoint.best_model_path or None
             if best is None and chooses and not fast_dev_run:
                 warnings.warn(
@@ -213,7 +214,8 @@ def _check_same_sampler(cfg: DictConfig, checkpoint_path: Path) -> None:
         )
 
 
-def _is_rank_zero() -> bool:
+def is_rank_zero() -> bool:
+    """This process is DDP rank 0 (or the only one): the one that writes files."""
     return os.environ.get(RANK_VARIABLE, "0") == "0"
 
 
@@ -223,7 +225,7 @@ def _timestamp() -> str:
 
 def _new_run_dir(cfg: DictConfig) -> Path:
     """A fresh timestamped folder; DDP ranks started by this process inherit it through the environment."""
-    if RUN_DIR_VARIABLE in os.environ and not _is_rank_zero():
+    if RUN_DIR_VARIABLE in os.environ and not is_rank_zero():
         return Path(os.environ[RUN_DIR_VARIABLE])
     run_dir = Path(cfg.output_dir) / cfg.name / _timestamp()
     os.environ[RUN_DIR_VARIABLE] = str(run_dir)
