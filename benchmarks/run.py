@@ -1,7 +1,7 @@
 """Every contender on the same windows, the same metrics code and the same training budget.
 
     python -m benchmarks.run --data synthetic|mhl|FILE --budget-minutes M [--seeds 0 1 2]
-        [--only NAME ...] [--max-steps N] [--paper-size] [--json PATH] [key=value ...]
+        [--only NAME ...] [--max-steps N] [--paper-size] [--refit] [--json PATH] [key=value ...]
     python -m benchmarks.run --data mhl --report results/benchmark-mhl.json   # the table of a results file
 
 Contenders (benchmarks/contenders.py): seasonal naive (24 h, 168 h), the oracle (synthetic data),
@@ -15,7 +15,10 @@ after each run so an interrupted benchmark keeps what it has.
 ``--data mhl`` reads ../shared/data/mhl/mhl_2016_2017.csv.gz (or FILE) with the CPU MHL configs,
 validation 2017-07..09 (checkpoint choice) and test 2017-10..12 (the table). ``key=value``
 overrides apply to every config of ours and to the data. ``--paper-size`` trains our models at the
-paper's sizes (``nbeatsaq-mhlv`` configs, 30 blocks x 1024 wide; meant for a GPU).
+paper's sizes (``nbeatsaq-mhlv`` configs, 30 blocks x 1024 wide; meant for a GPU). ``--refit`` trains
+every contender on the training and validation months, up to the test start, within the same budget
+(neuralforecast's too), and tests our models' final weights (``trainer.test_checkpoint=last``): no
+choice on val, the schedule annealing to the budget's end in its place (MHL only).
 """
 
 from __future__ import annotations
@@ -71,7 +74,12 @@ def columns(with_oracle: bool, oracle_crps: float | None) -> list[Column]:
 
 
 def build_bench(
-    data: str, budget_minutes: float, max_steps: int | None, overrides: Sequence[str], paper_size: bool = False
+    data: str,
+    budget_minutes: float,
+    max_steps: int | None,
+    overrides: Sequence[str],
+    paper_size: bool = False,
+    refit: bool = False,
 ) -> tuple[Bench, str, str]:
     """The base config's data and test windows, and the two config names of ours for ``data``."""
     if paper_size and data == "synthetic":
@@ -86,8 +94,12 @@ def build_bench(
         data_overrides = [f"dataset.path={data}"]
     if paper_size:
         base, attention = PAPER_SIZE_CONFIGS
+    if refit and data == "synthetic":
+        raise UsageError("--refit is for MHL data (it trains up to the MHL benchmark's test start)")
     if data != "synthetic":
         data_overrides.append(f"dataset.test_start={MHL_TEST_START}")
+    if refit:
+        data_overrides += [f"dataset.train_end={MHL_TEST_START}", "trainer.test_checkpoint=last"]
     all_overrides = (*data_overrides, *overrides)
     cfg = load_config(CONFIG_DIR / f"{base}.yaml", list(all_overrides))
     forecast_data = build_data(cfg)
@@ -110,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--paper-size", action="store_true", help="our models at the paper's sizes (configs *-mhlv; for a GPU)"
     )
+    parser.add_argument(
+        "--refit", action="store_true", help="train every contender up to the test start; ours test final weights"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="a subset of the contenders")
     parser.add_argument("--json", type=Path, help="the results file (default results/benchmark-<data>.json)")
@@ -120,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         bench, base, attention = build_bench(
-            args.data, args.budget_minutes, args.max_steps, args.overrides, args.paper_size
+            args.data, args.budget_minutes, args.max_steps, args.overrides, args.paper_size, args.refit
         )
         table = contenders(base, attention, synthetic=bench.data.oracle is not None)
         names = [c.name for c in table]

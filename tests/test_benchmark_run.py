@@ -156,3 +156,21 @@ def test_a_results_file_from_before_the_crossing_rates_were_named_still_makes_a_
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[0] == "seasonal_naive_168" and cells[3] == "341.42"
     assert cells[9:11] == ["0.250", "–"]  # the old crossing_rate was the raw one; the final one was not recorded
+
+
+def test_refit_bench_trains_every_contender_up_to_the_test_start(tmp_path, capsys):
+    hours = pd.date_range("2017-01-01", "2017-12-31 23:00", freq="h")
+    frame = pd.concat(
+        pd.DataFrame({"unique_id": country, "ds": hours, "y": 1000.0 + np.arange(len(hours)) % 24})
+        for country in ("DE", "FR")
+    )
+    path = tmp_path / "mhl-like.csv"
+    frame.to_csv(path, index=False)
+    bench, _, _ = benchmark.build_bench(str(path), 0, 1, [], refit=True)
+    assert bench.cfg.dataset.train_end == benchmark.MHL_TEST_START == bench.cfg.dataset.test_start
+    assert bench.cfg.trainer.test_checkpoint == "last"
+    assert bench.train_end == bench.data.panel.hour_index(benchmark.MHL_TEST_START)  # neuralforecast's data too
+    plain, _, _ = benchmark.build_bench(str(path), 0, 1, [])
+    assert plain.train_end == plain.data.panel.hour_index(plain.cfg.dataset.val_start)
+    assert benchmark.main(["--data", "synthetic", "--refit"]) == 2
+    assert "--refit is for MHL data" in capsys.readouterr().err
