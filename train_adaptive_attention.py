@@ -74,9 +74,11 @@ def print_summary(summary: dict) -> None:
     rows = {"model": summary["model"], **summary.get("references", {})}
     columns = ("crps", "coverage_90", "coverage_95", "mape", "crossing_rate_raw", "crossing_rate_final")
     print(f"\n{summary['split']} split, {summary['windows']} windows, step {summary['global_step']}")
-    if "chosen_on_val" in summary:
-        chosen = summary["chosen_on_val"]
-        print(f"refit on train + val for {chosen['best_step']} steps, the best on val of {chosen['run_dir']}")
+    if "first_run" in summary:
+        first = summary["first_run"]
+        print(
+            f"refit on train + val for {first['steps']} steps, chosen by the {first['chosen_by']} of {first['run_dir']}"
+        )
     if summary.get("in_sample"):
         print("these scores are of months the model trained on (no test split): in-sample, not a test")
     print(f"{'':20s}" + "".join(f"{c:>20s}" for c in columns) + f"{'model/row crps':>17s}")

@@ -48,7 +48,8 @@ def test_refit_trains_on_train_and_val_windows_for_the_chosen_steps_and_never_on
     assert max(refitted["origins"]) + H <= test_start and refitted["last_split_origin"] + H == test_start
     assert max(refitted["origins"]) + H > val_start
     assert refitted["validations"] == 0
-    best_step = summary["chosen_on_val"]["best_step"]
+    assert summary["first_run"]["chosen_by"] == "validation"
+    best_step = summary["first_run"]["steps"]
     assert best_step in (2, 4, 6)
     assert len(refitted["origins"]) == best_step * 512  # exactly the chosen number of steps
     assert summary["global_step"] == best_step and summary["split"] == "test" and not summary["in_sample"]
@@ -105,9 +106,16 @@ def test_the_final_weights_are_tested_without_validating_when_asked(tiny_config)
     assert Path(summary["checkpoint"]).name == "last.ckpt" and summary["best_step"] == summary["global_step"] == 4
 
 
-def test_refit_needs_a_config_whose_validation_chooses(tiny_config):
-    with pytest.raises(UsageError, match="trainer.test_checkpoint=best"):
-        refit(tiny_config("trainer.test_checkpoint=last"))
+def test_a_first_run_testing_its_final_weights_gives_the_refit_all_its_steps(tiny_config):
+    seen = SeenWindows()
+    summary = refit(tiny_config("trainer.test_checkpoint=last", "trainer.max_steps=3"), callbacks=[seen])
+    assert summary["first_run"]["chosen_by"] == "budget" and summary["first_run"]["steps"] == 3
+    assert summary["global_step"] == 3 and [run["validations"] for run in seen.runs] == [0, 0]
+
+
+def test_refit_of_a_config_that_already_trains_on_val_is_refused(tiny_config):
+    with pytest.raises(UsageError, match="already trains on the validation months"):
+        refit(tiny_config("dataset.train_end=2015-04-01", "trainer.test_checkpoint=last"))
 
 
 def test_a_refit_model_gets_no_conformal_correction_fitted_on_its_own_training_months(tiny_config, tmp_path):

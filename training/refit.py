@@ -4,7 +4,8 @@ A run validated on the months after its training data never trains on the most r
 season just before the period to forecast. ``refit`` runs two trainings:
 
 1. ``cfg`` as it is: validation on ``[val_start, test_start)`` picks the best checkpoint, whose step
-   count is the training length;
+   count is the training length (with ``trainer.test_checkpoint=last``, as the MHL CPU configs, whose
+   schedule anneals to the budget's end: every step the budget allowed);
 2. the same config from fresh weights on the training *and* validation months
    (``dataset.train_end`` = ``test_start``, or the data's end without a test split), for exactly
    that many steps, no time limit and no validation (``trainer.test_checkpoint=last``); its final
@@ -21,7 +22,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 from lightning import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from experiment.builders import build_data
 from experiment.config import merge_config
@@ -46,20 +47,22 @@ def refit_overrides(cfg: DictConfig, steps: int) -> list[str]:
 
 
 def refit(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
-    """Train ``cfg``, then refit it on train + val for its best step count; the refit's summary, with
-    ``chosen_on_val``: the first run's folder, its best step and the scores it was tested with (on the
-    test split, or val without one). A config whose validation chooses nothing is refused before training."""
-    if cfg.trainer.test_checkpoint != TestCheckpoint.best:
+    """Train ``cfg``, then refit it on train + val for the first run's step count; the refit's summary,
+    with ``first_run``: its folder, the step count, what chose it (``validation``, or ``budget``: all the
+    steps it ran) and the scores it was tested with (test split, or val without one). A config that
+    already trains on the validation months is refused before training."""
+    if OmegaConf.to_object(cfg.dataset).split_boundaries().refits:
         raise UsageError(
-            "--refit takes its step count from validation: the config must choose its checkpoint on val "
-            "(trainer.test_checkpoint=best, dataset.train_end unset)"
+            f"--refit: this config already trains on the validation months (dataset.train_end="
+            f"{cfg.dataset.train_end}); the first run must train before dataset.val_start"
         )
     chosen = train(cfg, callbacks=callbacks)
     steps = max(int(chosen["best_step"]), 1)
     summary = train(merge_config(cfg, refit_overrides(cfg, steps), source="refit"), callbacks=callbacks)
-    summary["chosen_on_val"] = {
+    summary["first_run"] = {
         "run_dir": chosen["run_dir"],
-        "best_step": steps,
+        "steps": steps,
+        "chosen_by": "validation" if cfg.trainer.test_checkpoint == TestCheckpoint.best else "budget",
         "split": chosen["split"],
         "model": chosen["model"],
     }
