@@ -598,3 +598,29 @@ def test_fp16_gradient_clipping_with_fused_adam_is_refused(tiny_config):
     with pytest.raises(ConfigError, match="optimizer.fused=false"):
         tiny_config("trainer.precision=16-mixed", "trainer.gradient_clip_val=1.0")
     assert tiny_config("trainer.precision=16-mixed", "trainer.gradient_clip_val=1.0", "optimizer.fused=false")
+
+
+def test_cli_dashboard_evaluates_the_tested_checkpoint_into_the_run_folder(default_config, tiny_overrides, tmp_path):
+    args = ["--config", str(default_config), *tiny_overrides, f"output_dir={tmp_path}"]
+    assert train_adaptive_attention.main([*args, "--dashboard"]) == 0
+    (run_dir,) = (tmp_path / "nbeatsaq-synthetic").iterdir()
+    written = json.loads((run_dir / "metrics.json").read_text())
+    evaluated = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    assert (run_dir / "evaluation" / "dashboard.html").is_file()
+    assert evaluated["checkpoints"] == [written["checkpoint"]]
+    assert evaluated["model"]["crps"] == pytest.approx(written["model"]["crps"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dashboard", "--fast-dev-run"], "a --fast-dev-run keeps none"),
+        (["--refit", "--resume", "last"], "--refit trains twice"),
+        (["--refit", "--fast-dev-run"], "--refit trains twice"),
+    ],
+)
+def test_cli_refuses_flags_that_do_not_go_together(default_config, tiny_overrides, tmp_path, capsys, flags, message):
+    args = ["--config", str(default_config), *tiny_overrides, f"output_dir={tmp_path}"]
+    assert train_adaptive_attention.main([*args, *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # nothing written
