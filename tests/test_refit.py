@@ -124,3 +124,8 @@ def test_a_refit_model_gets_no_conformal_correction_fitted_on_its_own_training_m
         evaluate([summary["checkpoint"]], tmp_path / "out", conformal="level", dashboard=False)
     results = evaluate([summary["checkpoint"]], tmp_path / "out", split="val", dashboard=False)
     assert results["in_sample"]  # val scores of a model that trained on val
+
+
+def test_a_first_run_with_snapshots_refits_without_them(tiny_config):
+    summary = refit(tiny_config("trainer.snapshots=2"))  # the refit runs no validation to take them at
+    assert summary["snapshots"] == [] and Path(summary["checkpoint"]).name == "last.ckpt"
