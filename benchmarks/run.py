@@ -9,8 +9,9 @@ neuralforecast NBEATS (MQLoss, IQLoss) and NHITS (MQLoss), our N-BEATS-AQ (CAT, 
 adaptive-attention model with each level sampler. Each trained contender gets ``M`` minutes of
 training (and at most ``--max-steps`` steps); all forecast the test split's windows at the
 evaluation levels and are scored by one function. Prints a markdown table (mean ± std over seeds)
-and writes every run's record to ``--json`` (default results/benchmark-<data>.json), appended
-after each run so an interrupted benchmark keeps what it has.
+and appends every run's record to ``--json`` (default results/benchmark-<data>.json) as soon as it
+is done, so an interrupted benchmark keeps what it has and a table is built up over several runs
+(the file's records must be of the same test windows; a run it holds already is not run again).
 
 ``--data mhl`` reads ../shared/data/mhl/mhl_2016_2017.csv.gz (or FILE) with the CPU MHL configs,
 validation 2017-07..09 (checkpoint choice) and test 2017-10..12 (the table). ``key=value``
@@ -29,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.contenders import CONFIG_DIR, Bench, contenders, run_contender
+from benchmarks.contenders import CONFIG_DIR, Bench, contenders, run_contender, window_fingerprint
 from benchmarks.variant_runs import Column, markdown_table, metric
 from dataset.loader import DataValidationError
 from dataset.windows import WindowBatches
@@ -153,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         args.json
         or REPO / "results" / f"benchmark-{Path(args.data).stem if args.data not in CONFIGS else args.data}.json"
     )
+    try:
+        earlier = earlier_records(out, bench)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     out.parent.mkdir(parents=True, exist_ok=True)
-    records = run_all(selected, bench, args.seeds, out)
+    records = run_all(selected, bench, args.seeds, out, earlier)
     print(
         f"\n{args.data}: {len(bench.windows):,} test windows, {args.budget_minutes:g} min of training per trained "
         f"contender{f' (at most {args.max_steps} steps)' if args.max_steps else ''}, seeds {args.seeds}\n"
@@ -183,15 +189,48 @@ def with_named_crossing_rates(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "model": {**renamed, "crossing_rate_raw": scores["crossing_rate"], "crossing_rate_final": NAN}}
 
 
-def run_all(selected, bench: Bench, seeds: Sequence[int], out: Path) -> list[dict[str, Any]]:
-    """Every contender with every seed (contenders that do not train run once); each record saved at once."""
-    records: list[dict[str, Any]] = []
-    for contender in selected:
-        for seed in seeds if contender.trains else seeds[:1]:
-            print(f"\n=== {contender.name}, seed {seed} ===", flush=True)
-            records.append(run_contender(contender, bench, seed))
-            print(f"{contender.name}: CRPS {records[-1]['model']['crps']:.3f}", flush=True)
-            out.write_text(json.dumps(records, indent=2))
+def runs(selected, seeds: Sequence[int]) -> list[tuple[Any, int]]:
+    """(contender, seed) of every run: every seed of a contender that trains, one run of the others."""
+    return [(contender, seed) for contender in selected for seed in (seeds if contender.trains else seeds[:1])]
+
+
+def earlier_records(out: Path, bench: Bench) -> list[dict[str, Any]]:
+    """The records already in the results file ``out``, which this benchmark appends to; a UsageError when they
+    are of other test windows (another data set or split)."""
+    if not out.is_file():
+        return []
+    try:
+        records = json.loads(out.read_text())
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{out} is not a results file ({error}); give another --json") from None
+    fingerprint = window_fingerprint(bench.windows)
+    other = sorted({r["window_fingerprint"] for r in records} - {fingerprint})
+    if other:
+        raise UsageError(
+            f"{out} holds records of other test windows (fingerprint {other[0]}, these are {fingerprint}): "
+            "another data set or split; give another --json"
+        )
+    return records
+
+
+def held(contender, seed: int, records: Sequence[dict[str, Any]]) -> bool:
+    """Whether ``records`` hold this run already: the seed's, or any run of a contender that does not train."""
+    return any(r["variant"] == contender.name and (r["seed"] == seed or not contender.trains) for r in records)
+
+
+def run_all(
+    selected, bench: Bench, seeds: Sequence[int], out: Path, earlier: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """Every run (:func:`runs`) that ``earlier`` does not hold, each record appended to them and to ``out`` at once."""
+    records: list[dict[str, Any]] = list(earlier)
+    for contender, seed in runs(selected, seeds):
+        if held(contender, seed, earlier):
+            print(f"{contender.name}, seed {seed}: already in {out}, not run again", flush=True)
+            continue
+        print(f"\n=== {contender.name}, seed {seed} ===", flush=True)
+        records.append(run_contender(contender, bench, seed))
+        print(f"{contender.name}: CRPS {records[-1]['model']['crps']:.3f}", flush=True)
+        out.write_text(json.dumps(records, indent=2))
     return records
 
 

@@ -11,32 +11,39 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dataset.covariates import RESERVED_COLUMNS, CovariateSpec, covariate_grid
+from dataset.errors import DataValidationError
 from dataset.panel import HourlyPanel
 
-REQUIRED_COLUMNS = ("unique_id", "ds", "y")
+REQUIRED_COLUMNS = RESERVED_COLUMNS
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 ONE_HOUR = np.timedelta64(1, "h")
 
 
-class DataValidationError(ValueError):
-    """The data file cannot be used as it is; the message says which series and why."""
+__all__ = ["DataValidationError", "load_hourly_panel", "panel_from_frame"]
 
 
-def load_hourly_panel(path: str | Path, min_length: int = 1) -> HourlyPanel:
+NO_COVARIATES = CovariateSpec()
+
+
+def load_hourly_panel(path: str | Path, min_length: int = 1, covariates: CovariateSpec = NO_COVARIATES) -> HourlyPanel:
     """Read a long-format file and return its series on one hourly grid.
 
     Args:
         path: a ``.csv``, ``.csv.gz`` or ``.parquet`` file with columns ``unique_id, ds, y``.
         min_length: the fewest hours (rows) a series may have: one window, history + horizon.
+        covariates: the file's covariate columns to read (``dataset/covariates.py``); others are ignored.
 
     Every series must list every hour between its first and last timestamp exactly once, in
     order; a missing observation is a row with an empty ``y`` (kept as NaN, never filled in).
     """
     frame = _read_frame(Path(path))
-    return panel_from_frame(frame, min_length=min_length, source=str(path))
+    return panel_from_frame(frame, min_length=min_length, source=str(path), covariates=covariates)
 
 
-def panel_from_frame(frame: pd.DataFrame, min_length: int = 1, source: str = "data frame") -> HourlyPanel:
+def panel_from_frame(
+    frame: pd.DataFrame, min_length: int = 1, source: str = "data frame", covariates: CovariateSpec = NO_COVARIATES
+) -> HourlyPanel:
     """Validate a long-format frame and lay its series out on a shared hourly grid."""
     if len(frame) == 0:
         raise DataValidationError(f"{source}: the file has no rows.")
@@ -45,16 +52,24 @@ def panel_from_frame(frame: pd.DataFrame, min_length: int = 1, source: str = "da
         raise DataValidationError(
             f"{source}: missing column(s) {missing}; expected {list(REQUIRED_COLUMNS)}, found {list(frame.columns)}."
         )
+    absent = [name for name in covariates.names if name not in frame.columns]
+    if absent:
+        raise DataValidationError(
+            f"{source}: covariate column(s) {absent} (dataset.futr/hist/stat_exog_list) are not in the file; "
+            f"it has {list(frame.columns)}."
+        )
     no_id = frame["unique_id"].isna().to_numpy() | (frame["unique_id"].astype(str).str.strip() == "").to_numpy()
     if no_id.any():
         raise DataValidationError(f"{source}: row {int(np.flatnonzero(no_id)[0])} has no 'unique_id'.")
     ids = frame["unique_id"].astype(str).to_numpy()
     stamps = _parse_timestamps(frame["ds"], ids, source)
     values = _parse_values(frame["y"], ids, source)
+    exogenous = {name: _parse_values(frame[name], ids, source, name) for name in covariates.names}
 
     # A stable sort by series keeps each series' rows in file order, so order errors stay visible.
     order = np.argsort(ids, kind="stable")
     ids, stamps, values = ids[order], stamps[order], values[order]
+    exogenous = {name: column[order] for name, column in exogenous.items()}
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     ends = np.r_[starts[1:], len(ids)]
     for start, end in zip(starts, ends):
@@ -67,7 +82,12 @@ def panel_from_frame(frame: pd.DataFrame, min_length: int = 1, source: str = "da
     row = np.repeat(np.arange(len(series_ids)), ends - starts)
     column = ((stamps - grid_start) // ONE_HOUR).astype(np.int64)
     panel_values[row, column] = values
-    return HourlyPanel(series_ids=series_ids, timestamps=timestamps, values=panel_values)
+    grid = None
+    if covariates.width:
+        grid = covariate_grid(exogenous, covariates, row, column, series_ids, len(timestamps), source)
+    return HourlyPanel(
+        series_ids=series_ids, timestamps=timestamps, values=panel_values, covariates=grid, covariate_spec=covariates
+    )
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
@@ -104,19 +124,19 @@ def _parse_timestamps(column: pd.Series, ids: np.ndarray, source: str) -> np.nda
     return parsed.to_numpy().astype("datetime64[ns]")
 
 
-def _parse_values(column: pd.Series, ids: np.ndarray, source: str) -> np.ndarray:
-    values = _parse_numbers(column, ids, source)
+def _parse_values(column: pd.Series, ids: np.ndarray, source: str, name: str = "y") -> np.ndarray:
+    values = _parse_numbers(column, ids, source, name)
     infinite = np.isinf(values)
     if infinite.any():
         first = int(np.flatnonzero(infinite)[0])
         raise DataValidationError(
-            f"{source}: series '{ids[first]}' has an infinite value in 'y' (row {first}); "
+            f"{source}: series '{ids[first]}' has an infinite value in '{name}' (row {first}); "
             f"{int(infinite.sum())} row(s) in all. Leave a missing value empty."
         )
     return values
 
 
-def _parse_numbers(column: pd.Series, ids: np.ndarray, source: str) -> np.ndarray:
+def _parse_numbers(column: pd.Series, ids: np.ndarray, source: str, name: str) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(column):
         return column.to_numpy(dtype=np.float32, na_value=np.nan)
     text = column.astype("string").str.strip()
@@ -126,7 +146,7 @@ def _parse_numbers(column: pd.Series, ids: np.ndarray, source: str) -> np.ndarra
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise DataValidationError(
-            f"{source}: series '{ids[first]}' has a non-numeric value {column.iloc[first]!r} in 'y' "
+            f"{source}: series '{ids[first]}' has a non-numeric value {column.iloc[first]!r} in '{name}' "
             f"(row {first}); {int(bad.sum())} row(s) in all. Leave a missing value empty."
         )
     return numbers.to_numpy(dtype=np.float32, na_value=np.nan)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from dataset.covariates import CovariateSpec
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,9 @@ class HourlyPanel:
     values: np.ndarray  # [S, L] float32, NaN where missing
     # the holiday calendar (country code) of each series, for the holiday features; None: no holiday features
     holiday_countries: tuple[str, ...] | None = None
+    # the file's covariates (dataset/covariates.py): [S, L, K] float32, NaN where none is given; None: K = 0
+    covariates: np.ndarray | None = None
+    covariate_spec: CovariateSpec = field(default_factory=CovariateSpec)
 
     def __post_init__(self) -> None:
         if self.values.shape != (len(self.series_ids), len(self.timestamps)):
@@ -32,6 +37,9 @@ class HourlyPanel:
             raise ValueError(
                 f"{len(self.holiday_countries)} holiday countries for {len(self.series_ids)} series: one per series"
             )
+        expected = (*self.values.shape, self.covariate_spec.width)
+        if (self.covariates.shape if self.covariates is not None else expected[:2] + (0,)) != expected:
+            raise ValueError(f"covariates of shape {getattr(self.covariates, 'shape', None)}, expected {expected}")
 
     @property
     def num_series(self) -> int:

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dataset.calendar import CALENDAR_FEATURES, calendar_features
+from dataset.covariates import check_window_covariates, window_covariates
 from dataset.panel import HourlyPanel
 from dataset.public_holidays import HOLIDAY_FEATURES, series_holiday_features
 
@@ -110,7 +111,9 @@ class WindowBatch:
     history_mask: torch.Tensor  # [B, T] True where the history hour was observed
     target: torch.Tensor  # [B, H] observed values, 0 where missing (never scored: see ``target_mask``)
     target_mask: torch.Tensor  # [B, H] True where the target hour was observed
-    calendar: torch.Tensor  # [B, T + H, C] calendar (and holiday) features of every hour of the window
+    # [B, T + H, C] calendar features of every hour of the window, then the series' holiday features and
+    # its covariates (the last K channels, dataset/covariates.py), when the data has them
+    calendar: torch.Tensor
     series: torch.Tensor  # [B] the panel row of each window
     origin: torch.Tensor  # [B] the grid hour of each window's first target hour
 
@@ -118,19 +121,23 @@ class WindowBatch:
         return len(self.series)
 
 
-def calendar_width(holidays: bool) -> int:
-    """C, the width of a window's calendar: the shared calendar features, and the series' holiday features."""
-    return len(CALENDAR_FEATURES) + (len(HOLIDAY_FEATURES) if holidays else 0)
+def calendar_width(holidays: bool, covariates: int = 0) -> int:
+    """C, the width of a window's calendar: the shared calendar features, the series' holiday features and
+    its ``covariates`` (K channels)."""
+    return len(CALENDAR_FEATURES) + (len(HOLIDAY_FEATURES) if holidays else 0) + covariates
 
 
 class WindowBatches(Dataset):
     """Gathers whole batches of windows by index from contiguous tensors (no per-window Python).
 
-    ``dataset[indices]`` with a 1-D tensor of window indices returns a :class:`WindowBatch`.
+    ``dataset[indices]`` with a 1-D tensor of window indices returns a :class:`WindowBatch`. A window that
+    reads a covariate hour without a value is a DataValidationError here, before any batch is gathered.
     """
 
     def __init__(self, panel: HourlyPanel, shape: WindowShape, windows: WindowIndex) -> None:
+        check_window_covariates(panel, windows, shape)
         self.shape = shape
+        self.covariate_spec = panel.covariate_spec
         self.windows = windows
         self._series = torch.from_numpy(windows.series)
         self._origin = torch.from_numpy(windows.origin)
@@ -142,6 +149,9 @@ class WindowBatches(Dataset):
             None
             if panel.holiday_countries is None
             else torch.from_numpy(series_holiday_features(panel.timestamps, panel.holiday_countries))
+        )
+        self._covariates = (  # [S, L, K]; checked above: every hour a window reads has a value
+            None if panel.covariates is None else torch.from_numpy(np.nan_to_num(panel.covariates, nan=0.0))
         )
         self._offsets = torch.arange(-shape.history_length, shape.horizon)  # [T + H]
 
@@ -156,7 +166,10 @@ class WindowBatches(Dataset):
         rows = series[:, None]  # [B, 1]
         calendar = self._calendar[hours]  # [B, T + H, C]
         if self._holidays is not None:
-            calendar = torch.cat([calendar, self._holidays[rows, hours]], dim=-1)  # [B, T + H, C + K]
+            calendar = torch.cat([calendar, self._holidays[rows, hours]], dim=-1)  # [B, T + H, C + 4]
+        if self._covariates is not None:
+            covariates = window_covariates(self._covariates[rows, hours], self.covariate_spec, T)  # [B, T + H, K]
+            calendar = torch.cat([calendar, covariates], dim=-1)  # [B, T + H, C + K]
         return WindowBatch(
             history=self._filled[rows, hours[:, :T]],  # [B, T]
             history_mask=self._observed[rows, hours[:, :T]],  # [B, T]

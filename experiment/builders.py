@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from baselines.reference import ReferenceForecaster
+from dataset.covariates import check_window_covariates
 from dataset.datamodule import WindowDataModule
 from dataset.loader import load_hourly_panel
 from dataset.panel import HourlyPanel
@@ -57,7 +58,7 @@ def build_data(cfg: DictConfig, strict_holiday_map: bool = True) -> ForecastData
         synthetic = SyntheticLoad(data.synthetic)
         panel, oracle = synthetic.panel, synthetic.oracle_quantiles
     else:  # a file: validation made sure that dataset.path is given
-        panel = load_hourly_panel(Path(data.path).expanduser(), min_length=shape.length)
+        panel = load_hourly_panel(Path(data.path).expanduser(), min_length=shape.length, covariates=data.covariates())
     panel = with_holidays(panel, data, strict_holiday_map)
     try:
         splits = make_splits(
@@ -65,6 +66,8 @@ def build_data(cfg: DictConfig, strict_holiday_map: bool = True) -> ForecastData
         )
     except ValueError as error:  # a split without windows in this data
         raise ConfigError(f"dataset split settings: {error}") from None
+    for windows in splits.values():  # a window reading a covariate hour without a value: an error before training
+        check_window_covariates(panel, windows, shape)
     return ForecastData(panel=panel, shape=shape, splits=splits, oracle=oracle)
 
 
@@ -99,10 +102,12 @@ def build_evaluation_levels(cfg: DictConfig) -> EvaluationLevels:
 def build_network(cfg: DictConfig) -> QuantileNetwork:
     """``(history, history_mask, calendar, levels) -> ScaledForecast`` for ``cfg.model``."""
     model: ModelConfig = OmegaConf.to_object(cfg.model)
-    T, H, C = cfg.dataset.history_length, cfg.dataset.horizon, calendar_width(cfg.dataset.holidays)
-    side_inputs = context_size(T, C, model.use_calendar, model.use_history_mask)
+    T, H = cfg.dataset.history_length, cfg.dataset.horizon
+    K = OmegaConf.to_object(cfg.dataset).covariates().width
+    C = calendar_width(cfg.dataset.holidays, K)
+    side_inputs = context_size(T, H, C, K, model.use_calendar, model.use_history_mask)
     if model.architecture == Architecture.nbeats:
-        return AnyQuantileNetwork(model, AnyQuantileNBeats(model, T, H, side_inputs))
+        return AnyQuantileNetwork(model, AnyQuantileNBeats(model, T, H, side_inputs), covariates=K)
     # The adaptive network's backbone is q-free; the level enters at its output (validation: conditioning 'out').
     return AdaptiveAttentionNetwork(
         model.attention,
@@ -111,6 +116,7 @@ def build_network(cfg: DictConfig) -> QuantileNetwork:
         history_length=T,
         horizon=H,
         calendar_features=C,
+        covariates=K,
         level_embedding=QuantileEmbedding(model.quantile_embedding, model.quantile_embedding_dim),
     )
 

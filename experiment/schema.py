@@ -16,6 +16,7 @@ from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
+from dataset.covariates import CovariateSpec
 from dataset.splits import SplitBoundaries
 from dataset.synthetic import SyntheticLoadSpec
 from model.schedules import Schedule
@@ -62,6 +63,11 @@ class DatasetConfig:
     num_workers: int = 0
     holidays: bool = False  # public-holiday features per series beside the calendar's (dataset/public_holidays.py)
     holiday_countries: dict[str, str] = field(default_factory=dict)  # series id -> country code; default: the id
+    # covariate columns of the file, under neuralforecast's names (dataset/covariates.py): known for the
+    # horizon too, known up to the origin, one value per series
+    futr_exog_list: list[str] = field(default_factory=list)
+    hist_exog_list: list[str] = field(default_factory=list)
+    stat_exog_list: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.source = choose(DataSource, self.source, "data source")
@@ -87,6 +93,13 @@ class DatasetConfig:
             "dataset.holiday_countries is set but dataset.holidays is false: set dataset.holidays=true",
         )
         self.split_boundaries()  # the split dates parse and come in order
+        require(
+            self.source == DataSource.file or not self.covariates().width,
+            "dataset.futr/hist/stat_exog_list name columns of a file: the synthetic data has no covariates",
+        )
+
+    def covariates(self) -> CovariateSpec:
+        return CovariateSpec(tuple(self.futr_exog_list), tuple(self.hist_exog_list), tuple(self.stat_exog_list))
 
     def split_boundaries(self) -> SplitBoundaries:
         return SplitBoundaries(

@@ -3,6 +3,7 @@ origin), at any levels asked, from a trained checkpoint. ``predict.py`` is its c
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -42,7 +43,12 @@ def extend_grid(panel: HourlyPanel, hours: int) -> HourlyPanel:
     values = np.concatenate(
         [panel.values, np.full((panel.num_series, hours), np.nan, dtype=panel.values.dtype)], axis=1
     )
-    return HourlyPanel(panel.series_ids, timestamps, values, panel.holiday_countries)
+    covariates = panel.covariates
+    if covariates is not None:  # static ones hold on; the others are unknown there
+        later = np.full((panel.num_series, hours, covariates.shape[-1]), np.nan, dtype=covariates.dtype)
+        later[..., panel.covariate_spec.temporal :] = covariates[:, -1:, panel.covariate_spec.temporal :]
+        covariates = np.concatenate([covariates, later], axis=1)
+    return dataclasses.replace(panel, timestamps=timestamps, values=values, covariates=covariates)
 
 
 def forecast_origins(
@@ -86,7 +92,8 @@ def predict(
     # the holiday countries of training; the file may hold some of its series only (not strict), and a
     # series without a country is a clear error naming it
     dataset = OmegaConf.to_object(cfg.dataset)
-    panel = with_holidays(load_hourly_panel(Path(data).expanduser(), min_length=1), dataset, strict=False)
+    panel = load_hourly_panel(Path(data).expanduser(), min_length=1, covariates=dataset.covariates())
+    panel = with_holidays(panel, dataset, strict=False)
     names = list(series) if series else list(panel.series_ids)
     windows = forecast_origins(panel, shape, names, origin, cfg.dataset.min_observed_history)
     extended = extend_grid(panel, shape.horizon)  # the horizon may lie beyond the data

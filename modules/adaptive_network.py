@@ -149,6 +149,8 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
         backbone: the q-free N-BEATS stack that makes the centre forecast.
         history_length, horizon: T and H hours; the patch length must divide both.
         calendar_features: C, the calendar's width.
+        covariates: K, the calendar's last K channels that are the window's covariates (the backbone reads
+            them at every hour; the tokens and gates read each patch's first hour, as the calendar).
         level_embedding: the features of q that the read-out reads.
     """
 
@@ -161,6 +163,7 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
         horizon: int,
         calendar_features: int,
         level_embedding: QuantileEmbedding,
+        covariates: int = 0,
     ) -> None:
         super().__init__(network.scaler, network.loss_normalisation)
         P, D = config.patch_length, config.d_model
@@ -169,6 +172,7 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
             f"patch_length ({P}) must divide history_length ({history_length}) and horizon ({horizon})",
         )
         self.backbone = backbone
+        self.covariates = covariates
         gate_context = calendar_features if config.calendar_gates else 0
         tokens = (history_length + horizon) // P
         self.blocks = nn.ModuleList(HataBlock(config, tokens, gate_context) for _ in range(config.num_blocks))
@@ -232,7 +236,7 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
     def forward(self, history, history_mask, calendar, levels, return_attention: bool = False) -> ScaledForecast:
         scale = self.scaler(history, history_mask)
         scaled = scale.apply(history)
-        context = backbone_context(history_mask, calendar)
+        context = backbone_context(history_mask, calendar, covariates=self.covariates)
         if self.backbone_residual:
             residual, centre = self.backbone.residual_and_forecast(scaled, context)  # [B, T], [B, H], no level
         else:

@@ -86,22 +86,40 @@ class QuantileNetwork(nn.Module):
         return loss
 
 
-def context_size(history_length: int, calendar_features: int, use_calendar: bool, use_history_mask: bool) -> int:
-    """Width of the side input that ``AnyQuantileNetwork`` builds for its backbone."""
-    return (calendar_features if use_calendar else 0) + (history_length if use_history_mask else 0)
+def context_size(
+    history_length: int,
+    horizon: int,
+    calendar_features: int,
+    covariates: int,
+    use_calendar: bool,
+    use_history_mask: bool,
+) -> int:
+    """Width of the side input that ``backbone_context`` builds for the backbone."""
+    return (
+        (calendar_features if use_calendar else 0)
+        + (history_length if use_history_mask else 0)
+        + (history_length + horizon) * covariates
+    )
 
 
 def backbone_context(
-    history_mask: torch.Tensor, calendar: torch.Tensor, use_calendar: bool = True, use_history_mask: bool = True
+    history_mask: torch.Tensor,
+    calendar: torch.Tensor,
+    use_calendar: bool = True,
+    use_history_mask: bool = True,
+    covariates: int = 0,
 ) -> torch.Tensor | None:
     """The backbone's side input [B, E]: calendar features of the first forecast hour (they fix the
-    calendar of the whole horizon) and the history's observation mask, as ``context_size`` counts them."""
+    calendar of the whole horizon), the history's observation mask and, as NBEATSx reads them, the
+    window's ``covariates`` (the calendar's last K channels) at every hour, as ``context_size`` counts them."""
     T = history_mask.shape[1]
     parts = []
     if use_calendar:
         parts.append(calendar[:, T, :])  # [B, C]
     if use_history_mask:
         parts.append(history_mask.to(calendar.dtype))  # [B, T]
+    if covariates:
+        parts.append(calendar[:, :, -covariates:].flatten(1))  # [B, (T + H) K]
     return torch.cat(parts, dim=-1) if parts else None
 
 
@@ -113,9 +131,10 @@ class AnyQuantileNetwork(QuantileNetwork):
     observation mask, so it can tell a filled-in hour from an observed one.
     """
 
-    def __init__(self, config: NetworkConfig, backbone: nn.Module) -> None:
+    def __init__(self, config: NetworkConfig, backbone: nn.Module, covariates: int = 0) -> None:
         super().__init__(config.scaler, config.loss_normalisation)
         self.backbone = backbone
+        self.covariates = covariates  # K: the calendar's last K channels are the window's covariates
         self.use_calendar = config.use_calendar
         self.use_history_mask = config.use_history_mask
 
@@ -124,7 +143,7 @@ class AnyQuantileNetwork(QuantileNetwork):
     ) -> ScaledForecast:
         # history, history_mask: [B, T]; calendar: [B, T + H, C]; levels: [B, Q]
         scale = self.scaler(history, history_mask)
-        context = backbone_context(history_mask, calendar, self.use_calendar, self.use_history_mask)
+        context = backbone_context(history_mask, calendar, self.use_calendar, self.use_history_mask, self.covariates)
         output = self.backbone(scale.apply(history), levels, context)  # [B, H, Q], scaled
         # Unscale in fp32: under bf16 autocast a load of 60,000 MW would round to the nearest 256.
         return ScaledForecast(prediction=scale.undo(output.float()), scale=scale)

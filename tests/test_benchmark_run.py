@@ -174,3 +174,26 @@ def test_refit_bench_trains_every_contender_up_to_the_test_start(tmp_path, capsy
     assert plain.train_end == plain.data.panel.hour_index(plain.cfg.dataset.val_start)
     assert benchmark.main(["--data", "synthetic", "--refit"]) == 2
     assert "--refit is for MHL data" in capsys.readouterr().err
+
+
+def test_a_later_benchmark_appends_to_the_results_file_and_skips_the_runs_it_holds(
+    tiny_benchmark, tiny_overrides, tmp_path, capsys
+):
+    results = tmp_path / "records.json"
+    results.write_text(json.dumps(tiny_benchmark))  # seed 0 of every contender
+    common = ["--data", "synthetic", "--budget-minutes", BUDGET_MINUTES, "--max-steps", STEPS]
+    tail = [*tiny_overrides, f"output_dir={tmp_path / 'runs'}"]
+    asked = ["--only", "seasonal_naive_24", "nbeatsaq_cat", "--seeds", "0", "1"]
+    assert benchmark.main([*common, *asked, "--json", str(results), *tail]) == 0
+    out = capsys.readouterr().out
+    assert "seasonal_naive_24, seed 0: already in" in out  # one run of a contender that does not train
+    assert "nbeatsaq_cat, seed 0: already in" in out
+    appended = json.loads(results.read_text())
+    assert appended[:-1] == tiny_benchmark
+    assert (appended[-1]["variant"], appended[-1]["seed"], appended[-1]["train_steps"]) == ("nbeatsaq_cat", 1, 6)
+    assert "| nbeatsaq_cat | our N-BEATS-AQ, level concatenated to the input | 2 |" in out  # both seeds tabulated
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{**tiny_benchmark[0], "window_fingerprint": "0123456789ab"}]))
+    assert benchmark.main([*common, "--only", "nbeatsaq_cat", "--json", str(other), *tail]) == 2
+    assert "records of other test windows" in capsys.readouterr().err
