@@ -12,6 +12,11 @@ final one, are reported. Three kinds:
   ensemble (``trainer.snapshots``) forecasting the windows;
 - :class:`NeuralForecastContender`: a Nixtla neuralforecast model (``baselines.neuralforecast_models``)
   trained on the same training hours within the same budget.
+
+With a conformal correction (``Bench.conformal``, ``benchmarks.run --conformal``) every contender
+also forecasts the validation windows, and the correction fitted there on its forecasts
+(``evaluation.report.conformal_scores``, as ``evaluate.py --conformal`` fits it) is scored on the
+test windows too: the record's ``conformal`` scores.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from baselines.neuralforecast_models import NeuralForecastBaseline
 from baselines.reference import ReferenceForecaster
 from baselines.seasonal_naive import SeasonalNaive
 from dataset.windows import WindowBatches
-from evaluation.ensemble import Ensemble, forecast_split
-from evaluation.report import paper_protocol_crps
+from evaluation.conformal import ConformalKind
+from evaluation.ensemble import Ensemble, SplitForecasts, forecast_split
+from evaluation.report import conformal_scores, paper_protocol_crps
 from experiment.builders import ForecastData
 from experiment.checkpoints import load_forecaster
 from experiment.config import load_config
@@ -53,6 +59,8 @@ class Bench:
     overrides: tuple[str, ...]  # applied to every config of ours (data, sizes)
     budget: str | None  # DD:HH:MM:SS per trained contender
     max_steps: int | None  # optional cap on training steps for every trained contender
+    conformal: ConformalKind = ConformalKind.none  # a correction fitted on val_windows' forecasts, scored on test
+    val_windows: WindowBatches | None = None  # the validation windows, when a correction is fitted
 
     @property
     def train_end(self) -> int:
@@ -63,9 +71,19 @@ class Bench:
 @dataclass
 class Forecasts:
     prediction: torch.Tensor  # [N, H, Q] at the bench's levels, raw
-    eval_seconds: float
+    eval_seconds: float  # of the test windows' forecasts
     training: dict[str, float] = field(default_factory=dict)  # seconds, steps, samples_per_second
     extra_metrics: dict[str, float] = field(default_factory=dict)  # e.g. the paper-protocol CRPS
+    val_prediction: torch.Tensor | None = None  # [N_val, H, Q] raw, when the bench fits a conformal correction
+
+
+def timed_forecasts(bench: Bench, forecast: Callable[[WindowBatches], torch.Tensor], **fields: Any) -> Forecasts:
+    """``forecast`` of the test windows (timed) and, when the bench fits a correction, of the validation windows."""
+    start = time.perf_counter()
+    prediction = forecast(bench.windows)
+    eval_seconds = time.perf_counter() - start
+    val = forecast(bench.val_windows) if bench.val_windows is not None else None
+    return Forecasts(prediction=prediction, eval_seconds=eval_seconds, val_prediction=val, **fields)
 
 
 @dataclass(frozen=True)
@@ -77,11 +95,7 @@ class ReferenceContender:
 
     def run(self, bench: Bench, seed: int) -> Forecasts:
         forecaster = self.make(bench)
-        start = time.perf_counter()
-        prediction = forecaster(
-            bench.windows.windows.series, bench.windows.windows.origin, bench.windows.shape.horizon, bench.levels.levels
-        )
-        return Forecasts(prediction=prediction.float(), eval_seconds=time.perf_counter() - start)
+        return timed_forecasts(bench, lambda windows: by_window(forecaster, windows, bench.levels).float())
 
 
 @dataclass(frozen=True)
@@ -111,16 +125,20 @@ class OurContender:
         members = summary["snapshots"] or [summary["checkpoint"]]
         ensemble = Ensemble([load_forecaster(path)[0] for path in members])
         batch_size = cfg.dataset.eval_batch_size
-        start = time.perf_counter()
-        prediction = forecast_split(ensemble, bench.windows, bench.levels.levels, batch_size, self.name).prediction
-        eval_seconds = time.perf_counter() - start
-        paper = paper_protocol_crps(ensemble, bench.windows, bench.cfg.evaluation.paper_protocol_levels, batch_size)
         training = {
             "seconds": summary["train_seconds"],
             "steps": summary["train_steps"],
             "samples_per_second": summary["train_samples_per_second"],
         }
-        return Forecasts(prediction=prediction, eval_seconds=eval_seconds, training=training, extra_metrics=paper)
+        forecasts = timed_forecasts(
+            bench,
+            lambda windows: forecast_split(ensemble, windows, bench.levels.levels, batch_size, self.name).prediction,
+            training=training,
+        )
+        forecasts.extra_metrics = paper_protocol_crps(
+            ensemble, bench.windows, bench.cfg.evaluation.paper_protocol_levels, batch_size
+        )
+        return forecasts
 
 
 @dataclass(frozen=True)
@@ -143,16 +161,17 @@ class NeuralForecastContender:
             max_steps=bench.max_steps or 1_000_000,
             precision=bench.cfg.trainer.precision,
         ).fit(bench.data.panel, bench.train_end)
-        start = time.perf_counter()
-        prediction = baseline(
-            bench.windows.windows.series, bench.windows.windows.origin, bench.windows.shape.horizon, bench.levels.levels
-        )
         training = {
             "seconds": baseline.training.seconds,
             "steps": baseline.training.steps,
             "samples_per_second": baseline.training.samples_per_second,
         }
-        return Forecasts(prediction=prediction, eval_seconds=time.perf_counter() - start, training=training)
+        return timed_forecasts(bench, lambda windows: by_window(baseline, windows, bench.levels), training=training)
+
+
+def by_window(forecaster: ReferenceForecaster, windows: WindowBatches, levels: EvaluationLevels) -> torch.Tensor:
+    """A forecaster of (series, origin) pairs on the windows: [N, H, Q] at the levels."""
+    return forecaster(windows.windows.series, windows.windows.origin, windows.shape.horizon, levels.levels)
 
 
 Contender = ReferenceContender | OurContender | NeuralForecastContender
@@ -219,12 +238,24 @@ def score_contender(bench: Bench, forecasts: Forecasts) -> dict[str, float]:
     return {**headline(scores.final), **forecasts.extra_metrics}
 
 
+def conformal_contender_scores(bench: Bench, forecasts: Forecasts) -> dict[str, float]:
+    """The headline scores of the test forecasts after the bench's correction, fitted on the validation forecasts."""
+    test, val = (
+        SplitForecasts(prediction, batch.target, batch.target_mask, batch.series, batch.origin)
+        for prediction, batch in (
+            (forecasts.prediction, bench.windows.all()),
+            (forecasts.val_prediction, bench.val_windows.all()),
+        )
+    )
+    return conformal_scores(bench.conformal, bench.levels, val, test, bench.cfg.evaluation.rearrange)["after"]
+
+
 def run_contender(contender: Contender, bench: Bench, seed: int) -> dict[str, Any]:
     """Train (if it trains), forecast and score one contender: one record of the results file."""
     forecasts = contender.run(bench, seed)
     if not torch.isfinite(forecasts.prediction).all():
         raise RuntimeError(f"{contender.name} forecast non-finite values")
-    return {
+    record = {
         "variant": contender.name,  # the key benchmarks.variant_runs tabulates by
         "seed": seed,
         "model": score_contender(bench, forecasts),
@@ -235,6 +266,9 @@ def run_contender(contender: Contender, bench: Bench, seed: int) -> dict[str, An
         "windows": len(bench.windows),
         "window_fingerprint": window_fingerprint(bench.windows),
     }
+    if forecasts.val_prediction is not None:
+        record["conformal"] = {"kind": str(bench.conformal), **conformal_contender_scores(bench, forecasts)}
+    return record
 
 
 def window_fingerprint(windows: WindowBatches) -> str:

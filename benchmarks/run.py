@@ -1,7 +1,7 @@
 """Every contender on the same windows, the same metrics code and the same training budget.
 
     python -m benchmarks.run --data synthetic|mhl|FILE --budget-minutes M [--seeds 0 1 2]
-        [--only NAME ...] [--max-steps N] [--paper-size] [--refit] [--json PATH] [key=value ...]
+        [--only NAME ...] [--max-steps N] [--paper-size] [--refit] [--conformal KIND] [--json PATH] [key=value ...]
     python -m benchmarks.run --data mhl --report results/benchmark-mhl.json   # the table of a results file
 
 Contenders (benchmarks/contenders.py): seasonal naive (24 h, 168 h), the oracle (synthetic data),
@@ -19,7 +19,9 @@ overrides apply to every config of ours and to the data. ``--paper-size`` trains
 paper's sizes (``nbeatsaq-mhlv`` configs, 30 blocks x 1024 wide; meant for a GPU). ``--refit`` trains
 every contender on the training and validation months, up to the test start, within the same budget
 (neuralforecast's too), and tests our models' final weights (``trainer.test_checkpoint=last``): no
-choice on val, the schedule annealing to the budget's end in its place (MHL only).
+choice on val, the schedule annealing to the budget's end in its place (MHL only). ``--conformal
+level`` (or another kind of ``evaluate.py --conformal``) fits a split-conformal correction on each
+contender's validation forecasts and adds its test scores after it to the record and the table.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from benchmarks.contenders import CONFIG_DIR, Bench, contenders, run_contender, 
 from benchmarks.variant_runs import Column, markdown_table, metric
 from dataset.loader import DataValidationError
 from dataset.windows import WindowBatches
+from evaluation.conformal import ConformalKind
 from experiment.builders import build_data, build_evaluation_levels
 from experiment.config import load_config
 from experiment.errors import ConfigError, UsageError
@@ -51,7 +54,12 @@ MHL_TEST_START = "2017-10-01"  # val (Jul-Sep) picks the checkpoint, test (Oct-D
 NAN = float("nan")
 
 
-def columns(with_oracle: bool, oracle_crps: float | None) -> list[Column]:
+def conformal_metric(name: str):
+    """A score after the conformal correction; NaN ("–") for a record without one."""
+    return lambda record: record.get("conformal", {}).get(name, NAN)
+
+
+def columns(with_oracle: bool, oracle_crps: float | None, with_conformal: bool = False) -> list[Column]:
     table = [
         Column("CRPS", metric("crps"), 2),
         Column("CRPS (paper)", lambda r: r["model"].get("crps_paper_protocol", NAN), 2),
@@ -62,6 +70,14 @@ def columns(with_oracle: bool, oracle_crps: float | None) -> list[Column]:
         Column("cov 90", metric("coverage_90")),
         Column("cov 95", metric("coverage_95")),
         Column("cal. error", metric("calibration_error")),
+    ]
+    if with_conformal:  # the interval kinds leave CRPS and calibration error undefined: "–"
+        table += [
+            Column("CRPS conf.", conformal_metric("crps"), 2),
+            Column("cov 95 conf.", conformal_metric("coverage_95")),
+            Column("cal. error conf.", conformal_metric("calibration_error")),
+        ]
+    table += [
         Column("MAPE %", metric("mape"), 2),
         Column("crossing raw", metric("crossing_rate_raw")),
         Column("crossing final", metric("crossing_rate_final")),
@@ -81,6 +97,7 @@ def build_bench(
     overrides: Sequence[str],
     paper_size: bool = False,
     refit: bool = False,
+    conformal: str = "none",
 ) -> tuple[Bench, str, str]:
     """The base config's data and test windows, and the two config names of ours for ``data``."""
     if paper_size and data == "synthetic":
@@ -97,6 +114,9 @@ def build_bench(
         base, attention = PAPER_SIZE_CONFIGS
     if refit and data == "synthetic":
         raise UsageError("--refit is for MHL data (it trains up to the MHL benchmark's test start)")
+    kind = ConformalKind(conformal)
+    if refit and kind != ConformalKind.none:
+        raise UsageError("--refit trains on the validation months: a conformal correction fitted there is in-sample")
     if data != "synthetic":
         data_overrides.append(f"dataset.test_start={MHL_TEST_START}")
     if refit:
@@ -111,7 +131,11 @@ def build_bench(
     if budget_minutes:
         seconds = int(round(budget_minutes * 60))
         budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-    bench = Bench(cfg, forecast_data, windows, build_evaluation_levels(cfg), tuple(all_overrides), budget, max_steps)
+    val_windows = None
+    if kind != ConformalKind.none:
+        val_windows = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits["val"])
+    levels = build_evaluation_levels(cfg)
+    bench = Bench(cfg, forecast_data, windows, levels, tuple(all_overrides), budget, max_steps, kind, val_windows)
     return bench, base, attention
 
 
@@ -126,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--refit", action="store_true", help="train every contender up to the test start; ours test final weights"
     )
+    parser.add_argument(
+        "--conformal",
+        default="none",
+        choices=[kind.value for kind in ConformalKind],
+        help="fit a split-conformal correction on each contender's val forecasts; score the test after it too",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="a subset of the contenders")
     parser.add_argument("--json", type=Path, help="the results file (default results/benchmark-<data>.json)")
@@ -136,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         bench, base, attention = build_bench(
-            args.data, args.budget_minutes, args.max_steps, args.overrides, args.paper_size, args.refit
+            args.data, args.budget_minutes, args.max_steps, args.overrides, args.paper_size, args.refit, args.conformal
         )
         table = contenders(base, attention, synthetic=bench.data.oracle is not None)
         names = [c.name for c in table]
@@ -174,9 +204,8 @@ def report(records: list[dict[str, Any]], selected) -> str:
     """The markdown table of ``records`` (CRPS ÷ oracle when the oracle ran)."""
     records = [with_named_crossing_rates(record) for record in records]
     oracle = [r["model"]["crps"] for r in records if r["variant"] == "oracle"]
-    return markdown_table(
-        records, selected, columns(bool(oracle), sum(oracle) / len(oracle) if oracle else None), ("contender", "what")
-    )
+    table = columns(bool(oracle), sum(oracle) / len(oracle) if oracle else None, any("conformal" in r for r in records))
+    return markdown_table(records, selected, table, ("contender", "what"))
 
 
 def with_named_crossing_rates(record: dict[str, Any]) -> dict[str, Any]:

@@ -197,3 +197,39 @@ def test_a_later_benchmark_appends_to_the_results_file_and_skips_the_runs_it_hol
     other.write_text(json.dumps([{**tiny_benchmark[0], "window_fingerprint": "0123456789ab"}]))
     assert benchmark.main([*common, "--only", "nbeatsaq_cat", "--json", str(other), *tail]) == 2
     assert "records of other test windows" in capsys.readouterr().err
+
+
+def test_a_conformal_benchmark_scores_each_contender_after_a_correction_fitted_on_its_val_forecasts(
+    tiny_overrides, tmp_path
+):
+    from baselines.seasonal_naive import SeasonalNaive
+    from evaluation.conformal import LevelConformal
+    from model.metrics import headline
+    from model.scoring import score_forecasts
+
+    results = tmp_path / "records.json"
+    args = ["--data", "synthetic", "--only", "seasonal_naive_168", "--conformal", "level", "--json", str(results)]
+    assert benchmark.main([*args, *tiny_overrides, f"output_dir={tmp_path / 'runs'}"]) == 0
+    (record,) = json.loads(results.read_text())
+    assert record["conformal"]["kind"] == "level"
+
+    # the same correction by hand: fitted on the val windows' forecasts, applied to the test windows'
+    bench, _, _ = benchmark.build_bench("synthetic", 1, None, tiny_overrides)
+    naive = SeasonalNaive(bench.data.panel, 168, bench.cfg.evaluation.residual_window)
+    val, test = (bench.data.splits[name] for name in ("val", "test"))
+    H, levels = bench.windows.shape.horizon, bench.levels
+    val_batch = benchmark.WindowBatches(bench.data.panel, bench.data.shape, val).all()
+    correction = LevelConformal(levels.levels).fit(
+        naive(val.series, val.origin, H, levels.levels).float(), val_batch.target, val_batch.target_mask
+    )
+    corrected = correction.apply(naive(test.series, test.origin, H, levels.levels).float())
+    test_batch = bench.windows.all()
+    expected = headline(score_forecasts(levels, corrected, test_batch.target, test_batch.target_mask, True).final)
+    for name in ("crps", "coverage_95", "calibration_error"):
+        assert record["conformal"][name] == pytest.approx(expected[name], rel=1e-9), name
+    assert record["conformal"]["crps"] != pytest.approx(record["model"]["crps"], rel=1e-6)  # the correction moved it
+
+
+def test_a_refit_benchmark_refuses_a_conformal_correction(capsys):
+    assert benchmark.main(["--data", "mhl", "--refit", "--conformal", "level"]) == 2
+    assert "in-sample" in capsys.readouterr().err
