@@ -16,6 +16,8 @@ from dataset.windows import WindowBatches, WindowIndex, WindowShape
 from experiment.builders import build_data
 from experiment.errors import ConfigError
 from inference.forecast import predict
+from modules.forecast_network import AnyQuantileNetwork, NetworkConfig, context_size
+from modules.nbeats import AnyQuantileNBeats, NBeatsConfig
 from training.train import train
 
 SPEC = CovariateSpec(futr=("temp",), hist=("meter",), stat=("area",))
@@ -92,6 +94,27 @@ def test_a_window_missing_a_future_covariate_in_its_horizon_names_series_covaria
         WindowBatches(panel, shape, WindowIndex(np.array([0]), np.array([12])))
 
 
+def test_the_backbone_reads_covariates_at_every_hour_and_the_calendar_at_the_first_forecast_hour_only():
+    T, H, C = 24, 6, 8  # C: the calendar's width, its last channel a covariate when K = 1
+
+    def network(K: int) -> AnyQuantileNetwork:
+        torch.manual_seed(0)
+        backbone = AnyQuantileNBeats(
+            NBeatsConfig(num_blocks=2, num_layers=2, width=16), T, H, context_size(T, H, C, K, True, True)
+        )
+        return AnyQuantileNetwork(NetworkConfig(), backbone, covariates=K).eval()
+
+    g = torch.Generator().manual_seed(1)
+    history, mask = 100.0 + torch.randn(2, T, generator=g), torch.ones(2, T, dtype=torch.bool)
+    calendar, levels = torch.randn(2, T + H, C, generator=g), torch.full((2, 3), 0.5)
+    later = calendar.clone()
+    later[:, T + 3, -1] += 1.0  # the last channel, three hours after the first forecast hour
+    for K, moves in ((1, True), (0, False)):
+        with torch.no_grad():
+            before, after = (network(K)(history, mask, c, levels).prediction for c in (calendar, later))
+        assert (not torch.equal(before, after)) == moves, K
+
+
 def test_covariates_need_a_file(tiny_config):
     with pytest.raises(ConfigError, match="the synthetic data has no covariates"):
         tiny_config("dataset.futr_exog_list=[temp]")
@@ -100,8 +123,7 @@ def test_covariates_need_a_file(tiny_config):
 @pytest.fixture(scope="module")
 def trained_with_covariates(tmp_path_factory, tiny_config_in):
     folder = tmp_path_factory.mktemp("covariates")
-    history = tiny_config_in(folder / "runs").copy()
-    series = build_data(history).panel.to_long_frame()
+    series = build_data(tiny_config_in(folder / "runs")).panel.to_long_frame()
     hours = (series.ds - series.ds.min()) / pd.Timedelta(hours=1)
     series["temp"] = np.sin(2 * np.pi * hours / 24)
     series["meter"] = series.groupby("unique_id").y.shift(1).fillna(0.0)
