@@ -9,8 +9,9 @@ Three kinds, as in neuralforecast (``futr_exog_list``, ``hist_exog_list``, ``sta
   over its history; over its horizon they are zero, so nothing after the origin is ever read;
 - static (``stat``): one value per series (a region's area); repeated on every row of the series.
 
-Every hour a window reads must carry a value: a missing one is a :class:`DataValidationError` naming
-the series, the covariate and the hour; nothing is filled in. Temporal covariates (future-known and
+Every hour a window reads must carry a value; nothing is filled in. A training or evaluation window
+that reads a missing one is skipped (``dataset/splits.py`` warns how many); a forecast that would is
+a :class:`DataValidationError` naming the series, the covariate and the hour. Temporal covariates (future-known and
 historical) are standardised per window by the mean and standard deviation of their history hours,
 as neuralforecast's temporal scalers do, so their units do not matter; static ones enter as given.
 """
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # the panel and windows hold covariates: they import this mod
     from dataset.windows import WindowIndex, WindowShape
 
 RESERVED_COLUMNS = ("unique_id", "ds", "y")
-CONSTANT_HISTORY = 1e-6  # a history standard deviation below this: the covariate is only centred
+CONSTANT_HISTORY = 1e-6  # a history standard deviation below this share of its largest size: only centred
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,16 @@ def covariate_grid(
 ) -> np.ndarray:
     """The covariates laid out on the panel's grid: ``[S, L, K]`` float32, NaN where the file gives none.
 
-    ``columns``: each covariate's parsed values, one per file row (rows sorted by series, as ``row``
-    and ``column``, their grid position). A static covariate must have one value per series, which
-    then fills the series' whole row of the grid."""
+    ``columns``: each covariate's parsed values, one per file row; ``row`` and ``column``: each file row's
+    place on the grid, the rows sorted by series. A static covariate must have one value per series,
+    which then fills the series' whole row of the grid."""
     grid = np.full((len(series_ids), num_hours, spec.width), np.nan, dtype=np.float32)
     for channel, name in enumerate(spec.names):
         grid[row, column, channel] = columns[name]
+    bounds = np.searchsorted(row, np.arange(len(series_ids) + 1))  # series s: file rows bounds[s]..bounds[s + 1]
     for channel, name in enumerate(spec.stat, start=spec.temporal):
         for index, series in enumerate(series_ids):
-            values = columns[name][row == index]
+            values = columns[name][bounds[index] : bounds[index + 1]]
             if np.isnan(values).any() or (values != values[0]).any():
                 seen = np.unique(values[np.isfinite(values)])[:3].tolist()
                 raise DataValidationError(
@@ -99,35 +101,40 @@ def covariate_grid(
     return grid
 
 
-def check_window_covariates(panel: HourlyPanel, windows: WindowIndex, shape: WindowShape) -> None:
-    """A DataValidationError when one of ``windows`` reads a covariate hour of ``panel`` without a value:
-    a future-known covariate over the history and horizon, a historical one over the history."""
-    spec, series, origin = panel.covariate_spec, windows.series, windows.origin  # [N], [N]
-    if panel.covariates is None or len(origin) == 0:
-        return
-    T, horizon, timestamps = shape.history_length, shape.horizon, panel.timestamps
-    given = np.isfinite(panel.covariates)  # [S, L, K]
+def covariate_gaps(panel: HourlyPanel, shape: WindowShape, series: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """[N, F + Hx]: True where window (``series``, ``origin`` [N]) reads an hour of that temporal covariate that has
+    no value: a future-known covariate over its history and horizon, a historical one over its history."""
+    spec, T = panel.covariate_spec, shape.history_length
+    if panel.covariates is None:
+        return np.zeros((len(origin), 0), dtype=bool)
+    given = np.isfinite(panel.covariates[..., : spec.temporal])  # [S, L, F + Hx]
     counts = np.concatenate([np.zeros_like(given[:, :1], dtype=np.int64), np.cumsum(given, axis=1)], axis=1)
-    for channel, name in enumerate(spec.names[: spec.temporal]):
-        end = origin + (horizon if channel < len(spec.futr) else 0)  # [N]
-        seen = counts[series, end, channel] - counts[series, origin - T, channel]  # [N]
-        short = np.flatnonzero(seen < end - (origin - T))
-        if len(short) == 0:
-            continue
-        window = short[0]
-        s, start = series[window], origin[window] - T
-        hour = start + int(np.argmin(given[s, start : end[window], channel]))
-        reads = "its history and horizon" if channel < len(spec.futr) else "its history"
-        raise DataValidationError(
-            f"series '{panel.series_ids[s]}': {spec.kind(channel)} covariate '{name}' has no value at "
-            f"{timestamps[hour]}, an hour of {reads} that the window forecasting from {timestamps[origin[window]]} "
-            f"reads ({len(short)} window(s) in all). Give every such hour a value"
-            + (
-                "; to forecast past the data, add the horizon's hours as rows with an empty 'y'."
-                if channel < len(spec.futr)
-                else "."
-            )
-        )
+    after_origin = np.where(np.arange(spec.temporal) < len(spec.futr), shape.horizon, 0)  # [F + Hx] hours read
+    start, end = (origin - T)[:, None], origin[:, None] + after_origin[None, :]  # [N, 1], [N, F + Hx]
+    rows, channels = series[:, None], np.arange(spec.temporal)[None, :]
+    seen = counts[rows, end, channels] - counts[rows, start, channels]  # [N, F + Hx]
+    return seen < end - start
+
+
+def check_window_covariates(panel: HourlyPanel, shape: WindowShape, windows: WindowIndex) -> None:
+    """A DataValidationError naming the series, covariate and hour when one of ``windows`` reads a covariate hour
+    of ``panel`` that has no value (:func:`covariate_gaps`)."""
+    gaps = covariate_gaps(panel, shape, windows.series, windows.origin)  # [N, F + Hx]
+    if not gaps.any():
+        return
+    spec, timestamps = panel.covariate_spec, panel.timestamps
+    window, channel = (int(i[0]) for i in np.nonzero(gaps))
+    s, origin = windows.series[window], windows.origin[window]
+    futr = channel < len(spec.futr)
+    start, end = origin - shape.history_length, origin + (shape.horizon if futr else 0)
+    hour = start + int(np.argmin(np.isfinite(panel.covariates[s, start:end, channel])))
+    raise DataValidationError(
+        f"series '{panel.series_ids[s]}': {spec.kind(channel)} covariate '{spec.names[channel]}' has no value at "
+        f"{timestamps[hour]}, an hour of {'its history and horizon' if futr else 'its history'} that the window "
+        f"forecasting from {timestamps[origin]} reads ({int(gaps.any(axis=1).sum())} window(s) in all). Give every "
+        "such hour a value"
+        + ("; to forecast past the data, add the horizon's hours as rows with an empty 'y'." if futr else ".")
+    )
 
 
 def window_covariates(raw: torch.Tensor, spec: CovariateSpec, history_length: int) -> torch.Tensor:
@@ -137,9 +144,11 @@ def window_covariates(raw: torch.Tensor, spec: CovariateSpec, history_length: in
     values = raw[..., :temporal]  # [B, T + H, F + Hx]
     history = values[:, :T]  # [B, T, F + Hx]
     mean = history.mean(dim=1, keepdim=True)  # [B, 1, F + Hx]
-    std = history.std(dim=1, correction=0, keepdim=True)
-    std = torch.where(std < CONSTANT_HISTORY, torch.ones_like(std), std)
-    scaled = (values - mean) / std
+    std = history.std(dim=1, correction=0, keepdim=True)  # [B, 1, F + Hx]
+    # constant over the history (relative to its size, so units do not matter): only centred
+    constant = std <= CONSTANT_HISTORY * history.abs().amax(dim=1, keepdim=True)
+    std = torch.where(constant, torch.ones_like(std), std)
+    scaled = (values - mean) / std  # [B, T + H, F + Hx]
     after_origin = torch.arange(raw.shape[1], device=raw.device) >= T  # [T + H]
     is_historical = torch.arange(temporal, device=raw.device) >= len(spec.futr)  # [F + Hx]
     scaled = scaled.masked_fill(after_origin[:, None] & is_historical[None, :], 0.0)

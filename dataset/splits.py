@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
 
+from dataset.covariates import covariate_gaps
 from dataset.panel import HourlyPanel
 from dataset.windows import WindowIndex, WindowShape, split_windows
 
@@ -81,11 +83,20 @@ def make_splits(
     eval_step: int,
     min_observed_history: float,
 ) -> dict[str, WindowIndex]:
-    """The windows of each split; raises if a split has none, saying which and why it may be."""
+    """The windows of each split; raises if a split has none, saying which and why it may be. A window that reads
+    a covariate hour without a value is skipped, with a warning that counts them."""
     splits = {}
     for name, (start, end) in boundaries.hour_ranges(panel).items():
         step = train_step if name == "train" else eval_step
         windows = split_windows(panel, shape, start, end, step, min_observed_history)
+        gaps = covariate_gaps(panel, shape, windows.series, windows.origin).any(axis=1)  # [N]
+        if gaps.any():
+            warnings.warn(
+                f"the {name} split skips {int(gaps.sum())} of its {len(windows)} windows: they read an hour of a "
+                "covariate that has no value (dataset/covariates.py)",
+                stacklevel=2,
+            )
+            windows = WindowIndex(windows.series[~gaps], windows.origin[~gaps])
         if len(windows) == 0:
             first, last = panel.timestamps[0], panel.timestamps[-1]
             raise ValueError(

@@ -135,7 +135,7 @@ class WindowBatches(Dataset):
     """
 
     def __init__(self, panel: HourlyPanel, shape: WindowShape, windows: WindowIndex) -> None:
-        check_window_covariates(panel, windows, shape)
+        check_window_covariates(panel, shape, windows)
         self.shape = shape
         self.covariate_spec = panel.covariate_spec
         self.windows = windows

@@ -16,7 +16,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from baselines.reference import ReferenceForecaster
-from dataset.covariates import check_window_covariates
 from dataset.datamodule import WindowDataModule
 from dataset.loader import load_hourly_panel
 from dataset.panel import HourlyPanel
@@ -30,7 +29,7 @@ from experiment.schema import Architecture, DatasetConfig, DataSource, ModelConf
 from model.forecaster import AnyQuantileForecaster, AnyQuantileForecasterAdaptiveAttention
 from model.schedules import InverseSquareRootWarmup, Schedule, WarmupCosineToBudget
 from modules.adaptive_network import AdaptiveAttentionNetwork
-from modules.forecast_network import AnyQuantileNetwork, QuantileNetwork, context_size
+from modules.forecast_network import AnyQuantileNetwork, CovariateChannels, QuantileNetwork, context_size
 from modules.level_sampling import LevelSampler, build_level_sampler
 from modules.nbeats import AnyQuantileNBeats, NBeatsStack, QuantileEmbedding
 from modules.quantile_levels import EvaluationLevels
@@ -66,8 +65,6 @@ def build_data(cfg: DictConfig, strict_holiday_map: bool = True) -> ForecastData
         )
     except ValueError as error:  # a split without windows in this data
         raise ConfigError(f"dataset split settings: {error}") from None
-    for windows in splits.values():  # a window reading a covariate hour without a value: an error before training
-        check_window_covariates(panel, windows, shape)
     return ForecastData(panel=panel, shape=shape, splits=splits, oracle=oracle)
 
 
@@ -103,11 +100,14 @@ def build_network(cfg: DictConfig) -> QuantileNetwork:
     """``(history, history_mask, calendar, levels) -> ScaledForecast`` for ``cfg.model``."""
     model: ModelConfig = OmegaConf.to_object(cfg.model)
     T, H = cfg.dataset.history_length, cfg.dataset.horizon
-    K = OmegaConf.to_object(cfg.dataset).covariates().width
-    C = calendar_width(cfg.dataset.holidays, K)
-    side_inputs = context_size(T, H, C, K, model.use_calendar, model.use_history_mask)
+    spec = OmegaConf.to_object(cfg.dataset).covariates()
+    covariates = CovariateChannels(len(spec.futr), len(spec.hist), len(spec.stat))
+    C = calendar_width(cfg.dataset.holidays, covariates.width)
+    side_inputs = context_size(
+        T, H, C, use_calendar=model.use_calendar, use_history_mask=model.use_history_mask, covariates=covariates
+    )
     if model.architecture == Architecture.nbeats:
-        return AnyQuantileNetwork(model, AnyQuantileNBeats(model, T, H, side_inputs), covariates=K)
+        return AnyQuantileNetwork(model, AnyQuantileNBeats(model, T, H, side_inputs), covariates=covariates)
     # The adaptive network's backbone is q-free; the level enters at its output (validation: conditioning 'out').
     return AdaptiveAttentionNetwork(
         model.attention,
@@ -116,7 +116,7 @@ def build_network(cfg: DictConfig) -> QuantileNetwork:
         history_length=T,
         horizon=H,
         calendar_features=C,
-        covariates=K,
+        covariates=covariates,
         level_embedding=QuantileEmbedding(model.quantile_embedding, model.quantile_embedding_dim),
     )
 

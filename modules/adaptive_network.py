@@ -25,7 +25,14 @@ import torch
 from torch import nn
 
 from modules.attention import AdaptiveTemporalAttention, AttentionConfig, AttentionOutput
-from modules.forecast_network import NetworkConfig, QuantileNetwork, ScaledForecast, backbone_context
+from modules.forecast_network import (
+    NO_COVARIATES,
+    CovariateChannels,
+    NetworkConfig,
+    QuantileNetwork,
+    ScaledForecast,
+    backbone_context,
+)
 from modules.nbeats import NBeatsStack, QuantileEmbedding
 from modules.options import require
 
@@ -149,8 +156,8 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
         backbone: the q-free N-BEATS stack that makes the centre forecast.
         history_length, horizon: T and H hours; the patch length must divide both.
         calendar_features: C, the calendar's width.
-        covariates: K, the calendar's last K channels that are the window's covariates (the backbone reads
-            them at every hour; the tokens and gates read each patch's first hour, as the calendar).
+        covariates: the calendar's last channels that are the window's covariates (the backbone reads them
+            as ``CovariateChannels.context``; the tokens and gates read each patch's first hour, as the calendar).
         level_embedding: the features of q that the read-out reads.
     """
 
@@ -163,7 +170,7 @@ class AdaptiveAttentionNetwork(QuantileNetwork):
         horizon: int,
         calendar_features: int,
         level_embedding: QuantileEmbedding,
-        covariates: int = 0,
+        covariates: CovariateChannels = NO_COVARIATES,
     ) -> None:
         super().__init__(network.scaler, network.loss_normalisation)
         P, D = config.patch_length, config.d_model

@@ -86,19 +86,54 @@ class QuantileNetwork(nn.Module):
         return loss
 
 
+@dataclass(frozen=True)
+class CovariateChannels:
+    """How many of the calendar's last channels are a window's covariates, of each kind, in this order:
+    future-known (read over the window), historical (zero over the horizon) and static (one value)."""
+
+    futr: int = 0
+    hist: int = 0
+    stat: int = 0
+
+    @property
+    def width(self) -> int:
+        return self.futr + self.hist + self.stat
+
+    def context_size(self, history_length: int, horizon: int) -> int:
+        return (history_length + horizon) * self.futr + history_length * self.hist + self.stat
+
+    def context(self, calendar: torch.Tensor, history_length: int) -> torch.Tensor:
+        """[B, (T + H) F + T Hx + S]: the future-known covariates at every hour of the window, the historical
+        ones at every hour of the history, the static ones once (as NBEATSx reads them)."""
+        T, F, temporal = history_length, self.futr, self.futr + self.hist
+        covariates = calendar[..., calendar.shape[-1] - self.width :]  # [B, T + H, K]
+        return torch.cat(
+            [
+                covariates[:, :, :F].flatten(1),  # [B, (T + H) F]
+                covariates[:, :T, F:temporal].flatten(1),  # [B, T Hx]
+                covariates[:, T, temporal:],  # [B, S]
+            ],
+            dim=-1,
+        )
+
+
+NO_COVARIATES = CovariateChannels()
+
+
 def context_size(
     history_length: int,
     horizon: int,
     calendar_features: int,
-    covariates: int,
+    *,
     use_calendar: bool,
     use_history_mask: bool,
+    covariates: CovariateChannels = NO_COVARIATES,
 ) -> int:
     """Width of the side input that ``backbone_context`` builds for the backbone."""
     return (
         (calendar_features if use_calendar else 0)
         + (history_length if use_history_mask else 0)
-        + (history_length + horizon) * covariates
+        + covariates.context_size(history_length, horizon)
     )
 
 
@@ -107,19 +142,19 @@ def backbone_context(
     calendar: torch.Tensor,
     use_calendar: bool = True,
     use_history_mask: bool = True,
-    covariates: int = 0,
+    covariates: CovariateChannels = NO_COVARIATES,
 ) -> torch.Tensor | None:
     """The backbone's side input [B, E]: calendar features of the first forecast hour (they fix the
-    calendar of the whole horizon), the history's observation mask and, as NBEATSx reads them, the
-    window's ``covariates`` (the calendar's last K channels) at every hour, as ``context_size`` counts them."""
+    calendar of the whole horizon), the history's observation mask and the window's ``covariates``
+    (the calendar's last channels, :meth:`CovariateChannels.context`), as ``context_size`` counts them."""
     T = history_mask.shape[1]
     parts = []
     if use_calendar:
         parts.append(calendar[:, T, :])  # [B, C]
     if use_history_mask:
         parts.append(history_mask.to(calendar.dtype))  # [B, T]
-    if covariates:
-        parts.append(calendar[:, :, -covariates:].flatten(1))  # [B, (T + H) K]
+    if covariates.width:
+        parts.append(covariates.context(calendar, T))  # [B, (T + H) F + T Hx + S]
     return torch.cat(parts, dim=-1) if parts else None
 
 
@@ -131,10 +166,12 @@ class AnyQuantileNetwork(QuantileNetwork):
     observation mask, so it can tell a filled-in hour from an observed one.
     """
 
-    def __init__(self, config: NetworkConfig, backbone: nn.Module, covariates: int = 0) -> None:
+    def __init__(
+        self, config: NetworkConfig, backbone: nn.Module, covariates: CovariateChannels = NO_COVARIATES
+    ) -> None:
         super().__init__(config.scaler, config.loss_normalisation)
         self.backbone = backbone
-        self.covariates = covariates  # K: the calendar's last K channels are the window's covariates
+        self.covariates = covariates  # the calendar's last channels that are the window's covariates
         self.use_calendar = config.use_calendar
         self.use_history_mask = config.use_history_mask
 

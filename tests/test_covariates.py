@@ -12,11 +12,12 @@ import torch
 
 from dataset.covariates import CovariateSpec, window_covariates
 from dataset.loader import DataValidationError, panel_from_frame
+from dataset.splits import SplitBoundaries, make_splits
 from dataset.windows import WindowBatches, WindowIndex, WindowShape
 from experiment.builders import build_data
 from experiment.errors import ConfigError
 from inference.forecast import predict
-from modules.forecast_network import AnyQuantileNetwork, NetworkConfig, context_size
+from modules.forecast_network import AnyQuantileNetwork, CovariateChannels, NetworkConfig, context_size
 from modules.nbeats import AnyQuantileNBeats, NBeatsConfig
 from training.train import train
 
@@ -79,7 +80,7 @@ def test_standardised_by_the_history_historical_zero_after_the_origin_static_as_
 
 
 def test_a_window_missing_a_future_covariate_in_its_horizon_names_series_covariate_and_hour():
-    data = frame(hours=12)
+    data = frame(hours=14)
     data.loc[(data.unique_id == "B") & (data.ds == "2017-01-01 10:00"), "temp"] = np.nan
     data.loc[(data.unique_id == "A") & (data.ds == "2017-01-01 11:00"), "meter"] = np.nan
     panel = panel_from_frame(data, covariates=SPEC)
@@ -94,25 +95,59 @@ def test_a_window_missing_a_future_covariate_in_its_horizon_names_series_covaria
         WindowBatches(panel, shape, WindowIndex(np.array([0]), np.array([12])))
 
 
-def test_the_backbone_reads_covariates_at_every_hour_and_the_calendar_at_the_first_forecast_hour_only():
-    T, H, C = 24, 6, 8  # C: the calendar's width, its last channel a covariate when K = 1
+@pytest.mark.parametrize(
+    "channels, hour, read",
+    [
+        (CovariateChannels(futr=1), "horizon", True),  # a future-known covariate: every hour of the window
+        (CovariateChannels(futr=1), "history", True),
+        (CovariateChannels(hist=1), "history", True),
+        (CovariateChannels(hist=1), "horizon", False),  # a historical one: never after the origin
+        (CovariateChannels(), "horizon", False),  # a calendar channel: the first forecast hour only
+        (CovariateChannels(), "history", False),
+    ],
+)
+def test_the_backbone_reads_each_kind_of_covariate_where_it_is_known(channels, hour, read):
+    T, H, C = 24, 6, 8  # C: the calendar's width, its last channel a covariate when the channels say so
 
-    def network(K: int) -> AnyQuantileNetwork:
+    def network() -> AnyQuantileNetwork:
         torch.manual_seed(0)
-        backbone = AnyQuantileNBeats(
-            NBeatsConfig(num_blocks=2, num_layers=2, width=16), T, H, context_size(T, H, C, K, True, True)
-        )
-        return AnyQuantileNetwork(NetworkConfig(), backbone, covariates=K).eval()
+        size = context_size(T, H, C, use_calendar=True, use_history_mask=True, covariates=channels)
+        backbone = AnyQuantileNBeats(NBeatsConfig(num_blocks=2, num_layers=2, width=16), T, H, size)
+        return AnyQuantileNetwork(NetworkConfig(), backbone, covariates=channels).eval()
 
     g = torch.Generator().manual_seed(1)
     history, mask = 100.0 + torch.randn(2, T, generator=g), torch.ones(2, T, dtype=torch.bool)
     calendar, levels = torch.randn(2, T + H, C, generator=g), torch.full((2, 3), 0.5)
-    later = calendar.clone()
-    later[:, T + 3, -1] += 1.0  # the last channel, three hours after the first forecast hour
-    for K, moves in ((1, True), (0, False)):
-        with torch.no_grad():
-            before, after = (network(K)(history, mask, c, levels).prediction for c in (calendar, later))
-        assert (not torch.equal(before, after)) == moves, K
+    moved = calendar.clone()
+    moved[:, T + 3 if hour == "horizon" else T - 5, -1] += 1.0  # the last channel, away from the first forecast hour
+    with torch.no_grad():
+        before, after = (network()(history, mask, c, levels).prediction for c in (calendar, moved))
+    assert (not torch.equal(before, after)) == read
+
+
+def test_static_covariates_are_read_once():
+    channels = CovariateChannels(futr=1, hist=2, stat=1)
+    assert channels.context_size(24, 6) == 30 * 1 + 24 * 2 + 1
+    calendar = torch.arange(2 * 30 * 5, dtype=torch.float32).reshape(2, 30, 5)  # [B, T + H, C], K = 4 last
+    context = channels.context(calendar, 24)
+    assert context.shape == (2, 79)
+    torch.testing.assert_close(context[:, -1], calendar[:, 24, 4])  # the static channel at the first forecast hour
+    torch.testing.assert_close(context[:, :30], calendar[:, :, 1])  # the future-known channel, every hour
+
+
+def test_a_split_skips_the_windows_that_read_a_covariate_gap_and_says_how_many():
+    data = frame(hours=40)
+    data.loc[(data.unique_id == "A") & (data.ds == "2017-01-01 20:00"), "meter"] = np.nan
+    panel = panel_from_frame(data, covariates=SPEC)
+    shape = WindowShape(history_length=4, horizon=2)
+    with pytest.warns(UserWarning, match="the train split skips 4 of its"):
+        splits = make_splits(panel, shape, SplitBoundaries(val_start="2017-01-02 06:00"), 1, 1, 1.0)
+    # A's windows with 20:00 in their history: origins 21..24 (history [origin - 4, origin)); origin 20 reads
+    # 20:00 in its horizon only, where a historical covariate is not read; B keeps all
+    a = splits["train"].series == 0
+    assert not set(splits["train"].origin[a]) & {21, 22, 23, 24}
+    assert {20, 25} <= set(splits["train"].origin[a])
+    assert (splits["train"].series == 1).sum() == a.sum() + 4
 
 
 def test_covariates_need_a_file(tiny_config):

@@ -20,7 +20,7 @@ def _network(scaler: str, conditioning: str = "film", seed: int = 0) -> AnyQuant
         NBeatsConfig(conditioning=conditioning, num_blocks=3, num_layers=2, width=32, dropout=0.2),
         T,
         H,
-        context_size=context_size(T, H, C, 0, True, True),
+        context_size=context_size(T, H, C, use_calendar=True, use_history_mask=True),
     )
     return AnyQuantileNetwork(NetworkConfig(scaler=scaler), backbone).eval()
 
