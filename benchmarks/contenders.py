@@ -61,6 +61,7 @@ class Bench:
     max_steps: int | None  # optional cap on training steps for every trained contender
     conformal: ConformalKind = ConformalKind.none  # a correction fitted on val_windows' forecasts, scored on test
     val_windows: WindowBatches | None = None  # the validation windows, when a correction is fitted
+    settings: dict[str, Any] = field(default_factory=dict)  # what the results depend on, kept in every record
 
     @property
     def train_end(self) -> int:
@@ -265,6 +266,7 @@ def run_contender(contender: Contender, bench: Bench, seed: int) -> dict[str, An
         "eval_seconds": forecasts.eval_seconds,
         "windows": len(bench.windows),
         "window_fingerprint": window_fingerprint(bench.windows),
+        "settings": bench.settings,
     }
     if forecasts.val_prediction is not None:
         record["conformal"] = {"kind": str(bench.conformal), **conformal_contender_scores(bench, forecasts)}

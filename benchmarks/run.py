@@ -32,6 +32,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from omegaconf import OmegaConf
+
 from benchmarks.contenders import CONFIG_DIR, Bench, contenders, run_contender, window_fingerprint
 from benchmarks.variant_runs import Column, markdown_table, metric
 from dataset.loader import DataValidationError
@@ -40,6 +42,7 @@ from evaluation.conformal import ConformalKind
 from experiment.builders import build_data, build_evaluation_levels
 from experiment.config import load_config
 from experiment.errors import ConfigError, UsageError
+from modules.options import choose
 
 REPO = Path(__file__).resolve().parents[1]
 MHL_FILE = REPO.parent / "shared" / "data" / "mhl" / "mhl_2016_2017.csv.gz"
@@ -52,6 +55,8 @@ MHL_TEST_START = "2017-10-01"  # val (Jul-Sep) picks the checkpoint, test (Oct-D
 
 
 NAN = float("nan")
+# overrides that change no result (display, where runs are written): records made with and without them compare
+NO_RESULT_KEYS = ("trainer.enable_progress_bar", "output_dir")
 
 
 def conformal_metric(name: str):
@@ -114,7 +119,10 @@ def build_bench(
         base, attention = PAPER_SIZE_CONFIGS
     if refit and data == "synthetic":
         raise UsageError("--refit is for MHL data (it trains up to the MHL benchmark's test start)")
-    kind = ConformalKind(conformal)
+    try:
+        kind = choose(ConformalKind, conformal, "--conformal")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if refit and kind != ConformalKind.none:
         raise UsageError("--refit trains on the validation months: a conformal correction fitted there is in-sample")
     if data != "synthetic":
@@ -131,11 +139,25 @@ def build_bench(
     if budget_minutes:
         seconds = int(round(budget_minutes * 60))
         budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    if OmegaConf.to_object(cfg.dataset).covariates().width:
+        raise UsageError("the benchmark's neuralforecast contenders do not read covariates yet: run it without them")
     val_windows = None
     if kind != ConformalKind.none:
+        if "val" not in forecast_data.splits:
+            raise ConfigError("--conformal fits its correction on a validation split: this config has none")
         val_windows = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits["val"])
+    settings = {
+        "budget_minutes": budget_minutes,
+        "max_steps": max_steps,
+        "paper_size": paper_size,
+        "refit": refit,
+        "conformal": str(kind),
+        "overrides": sorted(o for o in overrides if o.split("=")[0].lstrip("+") not in NO_RESULT_KEYS),
+    }
     levels = build_evaluation_levels(cfg)
-    bench = Bench(cfg, forecast_data, windows, levels, tuple(all_overrides), budget, max_steps, kind, val_windows)
+    bench = Bench(
+        cfg, forecast_data, windows, levels, tuple(all_overrides), budget, max_steps, kind, val_windows, settings
+    )
     return bench, base, attention
 
 
@@ -225,13 +247,19 @@ def runs(selected, seeds: Sequence[int]) -> list[tuple[Any, int]]:
 
 def earlier_records(out: Path, bench: Bench) -> list[dict[str, Any]]:
     """The records already in the results file ``out``, which this benchmark appends to; a UsageError when they
-    are of other test windows (another data set or split)."""
+    are of other test windows (another data set or split) or were made with other settings (budget, steps,
+    overrides, ...: ``Bench.settings``)."""
     if not out.is_file():
         return []
     try:
         records = json.loads(out.read_text())
     except json.JSONDecodeError as error:
         raise UsageError(f"{out} is not a results file ({error}); give another --json") from None
+    keys = ("variant", "seed", "window_fingerprint", "settings")
+    if not isinstance(records, list) or not all(isinstance(r, dict) and all(k in r for k in keys) for r in records):
+        raise UsageError(
+            f"{out} is not a results file of this benchmark (a list of records with {keys}); give another --json"
+        )
     fingerprint = window_fingerprint(bench.windows)
     other = sorted({r["window_fingerprint"] for r in records} - {fingerprint})
     if other:
@@ -239,6 +267,12 @@ def earlier_records(out: Path, bench: Bench) -> list[dict[str, Any]]:
             f"{out} holds records of other test windows (fingerprint {other[0]}, these are {fingerprint}): "
             "another data set or split; give another --json"
         )
+    for record in records:
+        theirs = record["settings"]
+        differ = sorted(n for n in {*theirs, *bench.settings} if theirs.get(n) != bench.settings.get(n))
+        if differ:
+            said = "; ".join(f"{n}: {theirs.get(n)!r} there, {bench.settings.get(n)!r} here" for n in differ)
+            raise UsageError(f"{out} holds records made with other settings ({said}); give another --json")
     return records
 
 

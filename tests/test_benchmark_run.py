@@ -197,6 +197,10 @@ def test_a_later_benchmark_appends_to_the_results_file_and_skips_the_runs_it_hol
     other.write_text(json.dumps([{**tiny_benchmark[0], "window_fingerprint": "0123456789ab"}]))
     assert benchmark.main([*common, "--only", "nbeatsaq_cat", "--json", str(other), *tail]) == 2
     assert "records of other test windows" in capsys.readouterr().err
+    fewer_steps = [*common[:-1], "5", "--only", "nbeatsaq_cat", "--seeds", "2", "--json", str(results), *tail]
+    assert benchmark.main(fewer_steps) == 2
+    assert "made with other settings (max_steps: 6 there, 5 here)" in capsys.readouterr().err
+    assert json.loads(results.read_text()) == appended  # refused before anything ran or was written
 
 
 def test_a_conformal_benchmark_scores_each_contender_after_a_correction_fitted_on_its_val_forecasts(
