@@ -14,7 +14,7 @@ from dataset.covariates import CovariateSpec, window_covariates
 from dataset.loader import DataValidationError, panel_from_frame
 from dataset.splits import SplitBoundaries, make_splits
 from dataset.windows import WindowBatches, WindowIndex, WindowShape
-from experiment.builders import build_data
+from experiment.builders import build_data, build_network
 from experiment.errors import ConfigError
 from inference.forecast import predict
 from modules.forecast_network import AnyQuantileNetwork, CovariateChannels, NetworkConfig, context_size
@@ -156,7 +156,9 @@ def test_covariates_need_a_file(tiny_config):
 
 
 @pytest.fixture(scope="module")
-def trained_with_covariates(tmp_path_factory, tiny_config_in):
+def covariate_file(tmp_path_factory, tiny_config_in):
+    """The tiny synthetic series with a future-known, a historical and a static covariate, and the overrides
+    that read them."""
     folder = tmp_path_factory.mktemp("covariates")
     series = build_data(tiny_config_in(folder / "runs")).panel.to_long_frame()
     hours = (series.ds - series.ds.min()) / pd.Timedelta(hours=1)
@@ -165,15 +167,37 @@ def trained_with_covariates(tmp_path_factory, tiny_config_in):
     series["area"] = series.unique_id.map({"synthetic_00": 1.0, "synthetic_01": 2.0})
     data_file = folder / "series.csv"
     series.to_csv(data_file, index=False)
-    cfg = tiny_config_in(
-        folder / "runs",
+    overrides = (
         "dataset.source=file",
         f"dataset.path={data_file}",
         "dataset.futr_exog_list=[temp]",
         "dataset.hist_exog_list=[meter]",
         "dataset.stat_exog_list=[area]",
     )
-    return train(cfg)["checkpoint"], series, folder
+    return series, folder, overrides
+
+
+@pytest.fixture(scope="module")
+def trained_with_covariates(covariate_file, tiny_config_in):
+    series, folder, overrides = covariate_file
+    return train(tiny_config_in(folder / "runs", *overrides))["checkpoint"], series, folder
+
+
+def test_the_attention_model_reads_the_future_covariates_of_its_horizon(covariate_file, tiny_config):
+    _, _, overrides = covariate_file
+    cfg = tiny_config(*overrides, "model.architecture=adaptive_attention", "model.conditioning=out")
+    data = build_data(cfg)
+    batch = WindowBatches(data.panel, data.shape, data.splits["val"])[torch.arange(4)]
+    assert batch.calendar.shape[-1] == 7 + 3  # the calendar's features, then temp, meter, area
+    network = build_network(cfg).eval()
+    moved = batch.calendar.clone()
+    moved[:, data.shape.history_length + 20, 7] += 1.0  # temp, 20 hours after the origin
+    levels = torch.full((4, 2), 0.5)
+    with torch.no_grad():
+        before, after = (
+            network(batch.history, batch.history_mask, c, levels).prediction for c in (batch.calendar, moved)
+        )
+    assert not torch.equal(before, after)
 
 
 def with_horizon_rows(series: pd.DataFrame, hours: int, temp_shift: float = 0.0, meter: float = 0.0) -> pd.DataFrame:
