@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from dataset.windows import WindowBatch
 from experiment.builders import build_forecaster, build_network
@@ -175,6 +176,19 @@ def test_adaptive_architecture_needs_out_conditioning():
 def test_adaptive_configs_compose(name):
     cfg = load_config(CONFIG_DIR / f"{name}.yaml", ["dataset.path=data.csv"])
     assert cfg.name == name and cfg.model.architecture == "adaptive_attention"
+
+
+def test_the_readout_config_is_the_attention_config_without_its_blocks_as_the_benchmark_measured_it():
+    # benchmarks.contenders' adaptive_attention_no_hata: the attention config with model.attention.num_blocks=0
+    readout = OmegaConf.to_container(load_config(CONFIG_DIR / "nbeatsaq-readout-mhl-cpu.yaml", ["dataset.path=x"]))
+    measured = OmegaConf.to_container(
+        load_config(
+            CONFIG_DIR / "nbeatsaq-adaptive-attention-mhl-cpu.yaml", ["dataset.path=x", "model.attention.num_blocks=0"]
+        )
+    )
+    assert readout.pop("name") == "nbeatsaq-readout-mhl-cpu"
+    measured.pop("name")
+    assert readout == measured
 
 
 def test_fast_dev_run_of_the_adaptive_model(tmp_path, tiny_overrides):

@@ -45,7 +45,13 @@ def test_mhl_cpu_config_splits():
 
 
 @pytest.mark.parametrize(
-    "name", ["nbeatsaq-mhl-cpu", "nbeatsaq-adaptive-attention-mhl-cpu", "nbeatsaq-adaptive-attention-mhlv"]
+    "name",
+    [
+        "nbeatsaq-mhl-cpu",
+        "nbeatsaq-readout-mhl-cpu",
+        "nbeatsaq-adaptive-attention-mhl-cpu",
+        "nbeatsaq-adaptive-attention-mhlv",
+    ],
 )
 def test_fast_dev_run_of_each_mhl_config(name, tmp_path):
     # The shipped model sizes on the real file, on CPU; a small batch keeps one step of the
