@@ -147,6 +147,7 @@ def build_bench(
             raise ConfigError("--conformal fits its correction on a validation split: this config has none")
         val_windows = WindowBatches(forecast_data.panel, forecast_data.shape, forecast_data.splits["val"])
     settings = {
+        "data": data,  # synthetic, mhl or the file's path
         "budget_minutes": budget_minutes,
         "max_steps": max_steps,
         "paper_size": paper_size,
