@@ -23,10 +23,12 @@ ONE_HOUR = np.timedelta64(1, "h")
 __all__ = ["DataValidationError", "load_hourly_panel", "panel_from_frame"]
 
 
-NO_COVARIATES = CovariateSpec()
+NO_COVARIATE_COLUMNS = CovariateSpec()
 
 
-def load_hourly_panel(path: str | Path, min_length: int = 1, covariates: CovariateSpec = NO_COVARIATES) -> HourlyPanel:
+def load_hourly_panel(
+    path: str | Path, min_length: int = 1, covariates: CovariateSpec = NO_COVARIATE_COLUMNS
+) -> HourlyPanel:
     """Read a long-format file and return its series on one hourly grid.
 
     Args:
@@ -42,7 +44,10 @@ def load_hourly_panel(path: str | Path, min_length: int = 1, covariates: Covaria
 
 
 def panel_from_frame(
-    frame: pd.DataFrame, min_length: int = 1, source: str = "data frame", covariates: CovariateSpec = NO_COVARIATES
+    frame: pd.DataFrame,
+    min_length: int = 1,
+    source: str = "data frame",
+    covariates: CovariateSpec = NO_COVARIATE_COLUMNS,
 ) -> HourlyPanel:
     """Validate a long-format frame and lay its series out on a shared hourly grid."""
     if len(frame) == 0:

@@ -37,9 +37,11 @@ class HourlyPanel:
             raise ValueError(
                 f"{len(self.holiday_countries)} holiday countries for {len(self.series_ids)} series: one per series"
             )
-        expected = (*self.values.shape, self.covariate_spec.width)
-        if (self.covariates.shape if self.covariates is not None else expected[:2] + (0,)) != expected:
-            raise ValueError(f"covariates of shape {getattr(self.covariates, 'shape', None)}, expected {expected}")
+        expected = (*self.values.shape, self.covariate_spec.width)  # [S, L, K]
+        if self.covariates is None and self.covariate_spec.width:
+            raise ValueError(f"no covariates given for the {self.covariate_spec.width} the spec names")
+        if self.covariates is not None and self.covariates.shape != expected:
+            raise ValueError(f"covariates of shape {self.covariates.shape}, expected {expected}")
 
     @property
     def num_series(self) -> int:
