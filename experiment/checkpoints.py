@@ -22,7 +22,7 @@ from model.forecaster import AnyQuantileForecaster
 
 CONFIG_KEY = "forecast_config"
 CHECKPOINTS = "checkpoints"  # a run folder's checkpoint folder
-SNAPSHOT_NAME = "snapshot-{step}"  # trainer.snapshots: checkpoints/snapshot-step=N.ckpt
+SNAPSHOT_PREFIX = "snapshot-step="  # trainer.snapshots: checkpoints/snapshot-step=N.ckpt
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -46,9 +46,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def snapshot_path(folder: str | Path, step: int) -> Path:
+    """Where the snapshot taken at training ``step`` lives in a run's checkpoint ``folder``."""
+    return Path(folder, f"{SNAPSHOT_PREFIX}{step}.ckpt")
+
+
+def snapshot_files(folder: str | Path) -> list[Path]:
+    """The snapshot checkpoints in a run's checkpoint ``folder``, oldest first (none: empty)."""
+    found = Path(folder).glob(f"{SNAPSHOT_PREFIX}*.ckpt")
+    return sorted(found, key=lambda path: int(path.stem.removeprefix(SNAPSHOT_PREFIX)))
+
+
 def snapshot_checkpoints(run_dir: str | Path) -> list[str]:
     """A run's snapshot checkpoints (``trainer.snapshots``), oldest first; none is a UsageError."""
-    found = sorted(Path(run_dir, CHECKPOINTS).glob("snapshot-step=*.ckpt"), key=lambda p: int(p.stem.split("=")[1]))
+    found = snapshot_files(Path(run_dir, CHECKPOINTS))
     if not found:
         raise UsageError(f"no snapshot checkpoints in {Path(run_dir, CHECKPOINTS)}: train with trainer.snapshots=K")
     return [str(path) for path in found]

@@ -199,8 +199,9 @@ class TrainerConfig:
     # best: the checkpoint of the best validation CRPS is tested; last: the final weights, and no validation
     # runs while training (a refit, or a schedule that anneals to the budget's end)
     test_checkpoint: TestCheckpoint = TestCheckpoint.best
-    # keep the checkpoints of the last K validations too (checkpoints/snapshot-step=N.ckpt): a snapshot
-    # ensemble of one run, for evaluate.py --checkpoint ... (0: none)
+    # keep the K latest of the checkpoints taken every val_every_n_steps steps and at the end of training
+    # (checkpoints/snapshot-step=N.ckpt; no validation needed): a snapshot ensemble of one run, for
+    # evaluate.py --snapshots RUN_DIR and the benchmark (0: none)
     snapshots: int = 0
 
     def __post_init__(self) -> None:

@@ -113,12 +113,6 @@ def _validation_chooses_only_outside_training(cfg: DictConfig) -> str | None:
     return None
 
 
-def _snapshots_are_taken_at_validations(cfg: DictConfig) -> str | None:
-    if cfg.trainer.snapshots and cfg.trainer.test_checkpoint == TestCheckpoint.last:
-        return "trainer.snapshots are taken at validations, and trainer.test_checkpoint=last runs none: set one of them"
-    return None
-
-
 def _one_clock_for_every_rank(cfg: DictConfig) -> str | None:
     # Each DDP rank would read its own clock: rates a hair apart, replicas drifting apart over a run.
     if cfg.optimizer.schedule == Schedule.cosine and cfg.trainer.max_time and cfg.trainer.devices > 1:
@@ -139,7 +133,6 @@ def _cosine_settings_only_under_cosine(cfg: DictConfig) -> str | None:
 RULES: tuple[Callable[[DictConfig], str | None], ...] = (
     _one_clock_for_every_rank,
     _cosine_settings_only_under_cosine,
-    _snapshots_are_taken_at_validations,
     _validation_chooses_only_outside_training,
     _adaptive_attention_takes_the_level_at_the_output,
     _patches_tile_the_window,

@@ -126,6 +126,8 @@ def test_a_refit_model_gets_no_conformal_correction_fitted_on_its_own_training_m
     assert results["in_sample"]  # val scores of a model that trained on val
 
 
-def test_a_first_run_with_snapshots_refits_without_them(tiny_config):
-    summary = refit(tiny_config("trainer.snapshots=2"))  # the refit runs no validation to take them at
-    assert summary["snapshots"] == [] and Path(summary["checkpoint"]).name == "last.ckpt"
+def test_a_refit_keeps_its_own_snapshots(tiny_config):
+    summary = refit(tiny_config("trainer.snapshots=2"))  # taken without validation, in the refit's folder
+    assert Path(summary["checkpoint"]).name == "last.ckpt"
+    assert [Path(path).parent.parent for path in summary["snapshots"]] == [Path(summary["run_dir"])] * 2
+    assert int(Path(summary["snapshots"][-1]).stem.split("=")[1]) == summary["global_step"]  # its final weights

@@ -1,4 +1,5 @@
-"""Snapshot ensembles: one run keeps its last K validations' weights, and their ensemble averages them."""
+"""Snapshot ensembles: one run keeps its K latest checkpoints (every val_every_n_steps steps and its final
+weights), and their ensemble averages them."""
 
 from __future__ import annotations
 
@@ -34,9 +35,27 @@ def test_a_run_keeps_its_last_snapshots_and_their_ensemble_is_the_mean_of_their_
     torch.testing.assert_close(ensemble(batch, levels), (members[0] + members[1] + members[2]) / 3)
 
 
-def test_snapshots_need_validations(tiny_config):
-    with pytest.raises(ConfigError, match="trainer.snapshots"):
-        tiny_config("trainer.snapshots=2", "trainer.test_checkpoint=last")
+def test_a_run_without_validation_keeps_its_final_weights_as_the_newest_snapshot(tiny_config):
+    # 7 steps, a snapshot every 3: steps 3 and 6, then the final weights at 7 (no multiple of 3)
+    overrides = ("trainer.max_steps=7", "trainer.val_every_n_steps=3", "trainer.snapshots=2")
+    summary = train(tiny_config(*overrides, "trainer.test_checkpoint=last"))
+    assert [read_checkpoint(path)["global_step"] for path in summary["snapshots"]] == [6, 7]
+    assert len(list(Path(summary["run_dir"], "checkpoints").glob("snapshot-*.ckpt"))) == 2  # step 3's was deleted
+    final = load_forecaster(summary["checkpoint"])[0].state_dict()  # last.ckpt: the tested final weights
+    newest = load_forecaster(summary["snapshots"][-1])[0].state_dict()
+    assert final.keys() == newest.keys()
+    for name, tensor in final.items():
+        assert torch.equal(newest[name], tensor), name
+
+
+def test_a_resumed_run_continues_its_snapshot_list(tiny_config):
+    train(tiny_config("trainer.max_steps=4", "trainer.snapshots=2"))  # snapshots at 2 and 4
+    resumed = train(tiny_config("trainer.max_steps=7", "trainer.snapshots=2"), resume="last")  # 6, then 7
+    assert [read_checkpoint(path)["global_step"] for path in resumed["snapshots"]] == [6, 7]
+    assert len(list(Path(resumed["run_dir"], "checkpoints").glob("snapshot-*.ckpt"))) == 2  # 2 and 4 deleted
+
+
+def test_a_negative_snapshot_count_is_refused(tiny_config):
     with pytest.raises(ConfigError, match="snapshots must be >= 0"):
         tiny_config("trainer.snapshots=-1")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from lightning import Callback, Trainer
 from lightning.pytorch.callbacks import Timer
 
+from experiment.checkpoints import snapshot_files, snapshot_path
 from model.schedules import WarmupCosineToBudget
 
 
@@ -96,3 +98,42 @@ class AnnealWithBudget(Callback):
         remaining = None if self.budget is None else self.budget.time_remaining()  # every call of train has it whole
         if remaining is not None:
             self.schedule.start_clock(remaining)
+
+
+class Snapshots(Callback):
+    """Keeps the ``keep`` latest of the checkpoints taken every ``every_n_steps`` training steps and
+    at the end of training (``trainer.snapshots``): the members of a snapshot ensemble of one run.
+
+    The final weights are always the newest member: under a schedule that anneals to the budget's end
+    they are the best of the run, and a time budget rarely stops on a multiple of ``every_n_steps``.
+    Snapshots need no validation, so a run that tests its final weights keeps them too. A resumed run
+    continues the folder's list. Every rank saves (a collective under DDP); rank zero deletes.
+    """
+
+    def __init__(self, folder: str | Path, every_n_steps: int, keep: int) -> None:
+        self.folder = Path(folder)
+        self.every_n_steps = every_n_steps
+        self.keep = keep
+        self.paths: list[Path] = []  # oldest first
+
+    def on_fit_start(self, trainer: Trainer, *args: Any) -> None:
+        self.paths = snapshot_files(self.folder)  # a resume's earlier snapshots (none on a fresh run)
+
+    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self._take(trainer)
+
+    def on_train_end(self, trainer: Trainer, *args: Any) -> None:
+        if not self.paths or self.paths[-1] != snapshot_path(self.folder, trainer.global_step):
+            self._take(trainer)
+
+    def _take(self, trainer: Trainer) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:  # one batch is no snapshot
+            return
+        path = snapshot_path(self.folder, trainer.global_step)
+        trainer.save_checkpoint(path)
+        self.paths.append(path)
+        while len(self.paths) > self.keep:
+            oldest = self.paths.pop(0)
+            if trainer.is_global_zero:
+                oldest.unlink(missing_ok=True)

@@ -38,7 +38,6 @@ def refit_overrides(cfg: DictConfig, steps: int) -> list[str]:
         end = str(build_data(cfg).panel.timestamps[-1] + pd.Timedelta(hours=1))
     return [
         f"name={cfg.name}-refit",
-        "trainer.snapshots=0",  # snapshots are taken at validations, and the refit runs none
         f"dataset.train_end={end}",
         f"trainer.max_steps={steps}",
         "trainer.max_time=null",

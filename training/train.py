@@ -16,12 +16,12 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from experiment.builders import build_data, build_datamodule, build_training_forecaster
-from experiment.checkpoints import CHECKPOINTS, SNAPSHOT_NAME, read_checkpoint, stored_config
+from experiment.checkpoints import CHECKPOINTS, read_checkpoint, stored_config
 from experiment.errors import ConfigError, UsageError
 from experiment.schema import TestCheckpoint
 from model.metrics import headline
 from model.schedules import WarmupCosineToBudget
-from training.callbacks import AnnealWithBudget, Throughput, WallClockBudget
+from training.callbacks import AnnealWithBudget, Snapshots, Throughput, WallClockBudget
 from training.cpu import cpu_threads, native_bf16, threads_per_process
 
 LAST_CHECKPOINT = "last.ckpt"
@@ -91,13 +91,9 @@ def train(
         save_last=True,  # with test_checkpoint=last at every epoch's end: a crash leaves a point to resume from
     )
     snapshots = (
-        [
-            ModelCheckpoint(  # the latest K validations' weights: the highest steps
-                dirpath=run_dir / CHECKPOINTS, filename=SNAPSHOT_NAME, monitor="step", mode="max", save_top_k=K
-            )
-        ]
-        if (K := cfg.trainer.snapshots)
-        else []
+        Snapshots(run_dir / CHECKPOINTS, every_n_steps=cfg.trainer.val_every_n_steps, keep=cfg.trainer.snapshots)
+        if cfg.trainer.snapshots
+        else None
     )
     trainer = Trainer(
         accelerator=cfg.trainer.accelerator,
@@ -116,7 +112,7 @@ def train(
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
         callbacks=[
             checkpoint,
-            *snapshots,
+            *([] if snapshots is None else [snapshots]),
             throughput,
             LearningRateMonitor(logging_interval="step"),
             *callbacks,
@@ -135,9 +131,7 @@ def train(
                 trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
             # The sampler's state where training ended (testing below loads the best checkpoint's).
             sampler_state = model.level_sampler.state_summary()
-            # read where fit ended: after trainer.test has loaded the best checkpoint, the snapshot callback
-            # lists the files as they were when that checkpoint was written
-            snapshot_paths = _snapshot_paths(snapshots)
+            snapshot_paths = [] if snapshots is None else [str(path) for path in snapshots.paths]
             best = checkpoint.best_model_path or None
             if best is None and chooses and not fast_dev_run:
                 warnings.warn(
@@ -177,14 +171,6 @@ def train(
     summary["run_dir"] = str(run_dir)
     summary["metrics_file"] = None if metrics_file is None else str(metrics_file)
     return summary
-
-
-def _snapshot_paths(snapshots: list[ModelCheckpoint]) -> list[str]:
-    """The snapshot checkpoints kept (trainer.snapshots), oldest first."""
-    if not snapshots:
-        return []
-    kept = snapshots[0].best_k_models  # path -> the step it was taken at
-    return [path for path, _ in sorted(kept.items(), key=lambda item: float(item[1]))]
 
 
 def _final_checkpoint(run_dir: Path, fast_dev_run: bool) -> str:
