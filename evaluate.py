@@ -1,12 +1,12 @@
 """Score trained checkpoints on a split: metrics.json (overall, per step, per series, before/after
 rearrangement and conformal calibration), forecasts.parquet and dashboard.html.
 
-    python evaluate.py --checkpoint PATH [--checkpoint PATH ...] [--snapshots RUN_DIR] [--data FILE] [--split val|test]
+    python evaluate.py --checkpoint PATH [--checkpoint PATH ...] [--snapshots RUN_DIR ...] [--data FILE] [--split val|test]
         [--out DIR] [--conformal none|level|level_per_step|interval|interval_per_step]
         [--fan-series A,B] [--fan-origins "2017-12-01 00:00,..."] [--no-dashboard] [key=value ...]
 
 Several checkpoints form an ensemble that averages their quantile forecasts: of several runs, or one
-run's snapshots (``trainer.snapshots=K``, then ``--snapshots runs/NAME/TIME``).
+run's snapshots (``trainer.snapshots=K``, then ``--snapshots runs/NAME/TIME``; repeat it for several runs).
 ``key=value`` overrides the stored config (e.g. ``evaluation.grid_size=199``).
 """
 
@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", default=[], help="a checkpoint; repeat for an ensemble")
     parser.add_argument(
-        "--snapshots", metavar="RUN_DIR", help="add a run's snapshot checkpoints (trainer.snapshots) to the ensemble"
+        "--snapshots",
+        action="append",
+        default=[],
+        metavar="RUN_DIR",
+        help="add a run's snapshot checkpoints (trainer.snapshots) to the ensemble; repeat for several runs",
     )
     parser.add_argument("--data", help="a data file in place of the config's dataset.path")
     parser.add_argument("--split", choices=("val", "test"), help="default: test if the config has one, else val")
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         from evaluation.report import evaluate  # imported late: argument errors come before Lightning loads
         from experiment.checkpoints import snapshot_checkpoints
 
-        checkpoints = args.checkpoint + (snapshot_checkpoints(args.snapshots) if args.snapshots else [])
+        checkpoints = args.checkpoint + [path for run in args.snapshots for path in snapshot_checkpoints(run)]
         if not checkpoints:
             raise UsageError("give a --checkpoint (repeat it for an ensemble) or --snapshots RUN_DIR")
         results = evaluate(

@@ -66,5 +66,9 @@ def test_evaluate_scores_a_runs_snapshot_ensemble(tiny_config, tmp_path):
     assert evaluate_cli.main(["--snapshots", summary["run_dir"], "--out", str(out), "--no-dashboard"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["checkpoints"] == summary["snapshots"]
+    other = train(tiny_config("trainer.max_steps=6", "trainer.val_every_n_steps=2", "trainer.snapshots=2", "seed=1"))
+    both = ["--snapshots", summary["run_dir"], "--snapshots", other["run_dir"], "--out", str(out), "--no-dashboard"]
+    assert evaluate_cli.main(both) == 0  # several runs' snapshots form one ensemble
+    assert json.loads((out / "metrics.json").read_text())["checkpoints"] == summary["snapshots"] + other["snapshots"]
     assert evaluate_cli.main(["--snapshots", str(tmp_path), "--out", str(out)]) == 2  # a folder without any
     assert evaluate_cli.main(["--out", str(out)]) == 2  # neither --checkpoint nor --snapshots
