@@ -1,8 +1,8 @@
 """Score trained checkpoints on a split: metrics.json (overall, per step, per series, before/after
 rearrangement and conformal calibration), forecasts.parquet and dashboard.html.
 
-    python evaluate.py --checkpoint PATH [--checkpoint PATH ...] [--snapshots RUN_DIR ...] [--data FILE] [--split val|test]
-        [--out DIR] [--conformal none|level|level_per_step|interval|interval_per_step]
+    python evaluate.py --checkpoint PATH [--checkpoint PATH ...] [--snapshots RUN_DIR ...] [--data FILE]
+        [--split val|test] [--out DIR] [--conformal none|level|level_per_step|interval|interval_per_step]
         [--fan-series A,B] [--fan-origins "2017-12-01 00:00,..."] [--no-dashboard] [key=value ...]
 
 Several checkpoints form an ensemble that averages their quantile forecasts: of several runs, or one

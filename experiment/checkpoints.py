@@ -9,6 +9,7 @@ a checkpoint that carries any other object (which unpickling would run) is refus
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from model.forecaster import AnyQuantileForecaster
 CONFIG_KEY = "forecast_config"
 CHECKPOINTS = "checkpoints"  # a run folder's checkpoint folder
 SNAPSHOT_PREFIX = "snapshot-step="  # trainer.snapshots: checkpoints/snapshot-step=N.ckpt
+_SNAPSHOT_FILE = re.compile(re.escape(SNAPSHOT_PREFIX) + r"(\d+)\.ckpt")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -51,10 +53,16 @@ def snapshot_path(folder: str | Path, step: int) -> Path:
     return Path(folder, f"{SNAPSHOT_PREFIX}{step}.ckpt")
 
 
+def snapshot_step(path: str | Path) -> int | None:
+    """The training step of a snapshot file's name (``snapshot-step=N.ckpt``); None for any other name."""
+    found = _SNAPSHOT_FILE.fullmatch(Path(path).name)
+    return int(found.group(1)) if found else None
+
+
 def snapshot_files(folder: str | Path) -> list[Path]:
     """The snapshot checkpoints in a run's checkpoint ``folder``, oldest first (none: empty)."""
-    found = Path(folder).glob(f"{SNAPSHOT_PREFIX}*.ckpt")
-    return sorted(found, key=lambda path: int(path.stem.removeprefix(SNAPSHOT_PREFIX)))
+    found = [path for path in Path(folder).glob(f"{SNAPSHOT_PREFIX}*.ckpt") if snapshot_step(path) is not None]
+    return sorted(found, key=snapshot_step)
 
 
 def snapshot_checkpoints(run_dir: str | Path) -> list[str]:

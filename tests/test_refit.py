@@ -127,7 +127,9 @@ def test_a_refit_model_gets_no_conformal_correction_fitted_on_its_own_training_m
 
 
 def test_a_refit_keeps_its_own_snapshots(tiny_config):
-    summary = refit(tiny_config("trainer.snapshots=2"))  # taken without validation, in the refit's folder
-    assert Path(summary["checkpoint"]).name == "last.ckpt"
-    assert [Path(path).parent.parent for path in summary["snapshots"]] == [Path(summary["run_dir"])] * 2
-    assert int(Path(summary["snapshots"][-1]).stem.split("=")[1]) == summary["global_step"]  # its final weights
+    # the first run's 3 steps are all the refit's (final weights tested): snapshots at 2, then its final step 3
+    summary = refit(tiny_config("trainer.snapshots=2", "trainer.test_checkpoint=last", "trainer.max_steps=3"))
+    assert Path(summary["checkpoint"]).name == "last.ckpt" and summary["global_step"] == 3
+    assert summary["snapshots"] == [
+        str(Path(summary["run_dir"], "checkpoints", f"snapshot-step={step}.ckpt")) for step in (2, 3)
+    ]

@@ -13,7 +13,7 @@ import evaluate as evaluate_cli
 from dataset.windows import WindowBatches
 from evaluation.ensemble import load_ensemble
 from experiment.builders import build_data
-from experiment.checkpoints import load_forecaster, read_checkpoint
+from experiment.checkpoints import load_forecaster, read_checkpoint, snapshot_files
 from experiment.errors import ConfigError
 from training.train import train
 
@@ -53,6 +53,21 @@ def test_a_resumed_run_continues_its_snapshot_list(tiny_config):
     resumed = train(tiny_config("trainer.max_steps=7", "trainer.snapshots=2"), resume="last")  # 6, then 7
     assert [read_checkpoint(path)["global_step"] for path in resumed["snapshots"]] == [6, 7]
     assert len(list(Path(resumed["run_dir"], "checkpoints").glob("snapshot-*.ckpt"))) == 2  # 2 and 4 deleted
+
+
+def test_a_resume_from_an_older_checkpoint_drops_the_snapshots_taken_after_it(tiny_config):
+    first = train(tiny_config("trainer.max_steps=8", "trainer.snapshots=3"))  # snapshots at 4, 6, 8
+    older = Path(first["snapshots"][0])  # step 4's
+    redone = train(tiny_config("trainer.max_steps=8", "trainer.snapshots=3"), resume=str(older))
+    assert [read_checkpoint(path)["global_step"] for path in redone["snapshots"]] == [4, 6, 8]  # each once
+    on_disk = sorted(p.name for p in Path(redone["run_dir"], "checkpoints").glob("snapshot-*.ckpt"))
+    assert on_disk == sorted(Path(path).name for path in redone["snapshots"])
+
+
+def test_snapshot_files_are_read_by_their_exact_name(tmp_path):
+    for name in ("snapshot-step=10.ckpt", "snapshot-step=9.ckpt", "snapshot-step=10-v1.ckpt", "snapshot-step=x.ckpt"):
+        (tmp_path / name).touch()
+    assert [path.name for path in snapshot_files(tmp_path)] == ["snapshot-step=9.ckpt", "snapshot-step=10.ckpt"]
 
 
 def test_a_negative_snapshot_count_is_refused(tiny_config):

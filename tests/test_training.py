@@ -27,7 +27,8 @@ from training.train import train
 
 
 def test_fast_dev_run_through_train(tiny_config):
-    summary = train(tiny_config(), fast_dev_run=True)
+    summary = train(tiny_config("trainer.snapshots=2"), fast_dev_run=True)
+    assert summary["snapshots"] == [] and not list(Path(summary["run_dir"]).glob("checkpoints/snapshot-*"))
     assert summary["global_step"] == 1
     assert math.isfinite(summary["model"]["crps"]) and summary["model"]["crps"] > 0
     assert summary["metrics_file"] is None
@@ -440,6 +441,7 @@ def run_ddp(out: Path, overrides: list[str]) -> subprocess.CompletedProcess:
         "trainer.devices=2",
         "trainer.max_steps=6",
         "trainer.val_every_n_steps=3",
+        "trainer.snapshots=1",  # every rank saves at steps 3 and 6 (a collective); rank 0 deletes step 3's
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
 
@@ -464,6 +466,7 @@ def test_ddp_two_cpu_processes_end_with_identical_sampler_state(tmp_path, tiny_o
     assert [rank["threads"] for rank in ranks] == [max(1, cores() // 2)] * 2  # the cores split between the ranks
     # one run folder, written by rank 0 only
     (metrics_file,) = (tmp_path / "runs").glob("*/*/metrics.json")
+    assert [path.name for path in metrics_file.parent.glob("checkpoints/snapshot-*.ckpt")] == ["snapshot-step=6.ckpt"]
     # the test split was shared out between the ranks and their sums added: a single process scores the
     # same checkpoint the same, to float rounding (the sums are added in another order)
     tested = json.loads(metrics_file.read_text())

@@ -9,7 +9,7 @@ from typing import Any
 from lightning import Callback, Trainer
 from lightning.pytorch.callbacks import Timer
 
-from experiment.checkpoints import snapshot_files, snapshot_path
+from experiment.checkpoints import snapshot_files, snapshot_path, snapshot_step
 from model.schedules import WarmupCosineToBudget
 
 
@@ -116,8 +116,15 @@ class Snapshots(Callback):
         self.keep = keep
         self.paths: list[Path] = []  # oldest first
 
-    def on_fit_start(self, trainer: Trainer, *args: Any) -> None:
-        self.paths = snapshot_files(self.folder)  # a resume's earlier snapshots (none on a fresh run)
+    def on_train_start(self, trainer: Trainer, *args: Any) -> None:
+        # Listed once a resume has restored its step: the snapshots up to it continue the list, and any
+        # taken after it (a resume from an older checkpoint) belong to a training that is being redone.
+        # Every rank filters by step alone, so the lists agree whenever rank zero deletes.
+        earlier = snapshot_files(self.folder)
+        self.paths = [path for path in earlier if snapshot_step(path) <= trainer.global_step]
+        if trainer.is_global_zero:
+            for path in set(earlier) - set(self.paths):
+                path.unlink(missing_ok=True)
 
     def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
         if trainer.global_step % self.every_n_steps == 0:

@@ -80,7 +80,7 @@ def train(
     budget_callbacks: list[Callback] = [] if budget is None else [budget]
     if isinstance(model.lr_schedule, WarmupCosineToBudget):
         budget_callbacks.append(AnnealWithBudget(model.lr_schedule, budget))
-    # test_checkpoint=last: no validation while training (none chooses), only the final weights are kept
+    # test_checkpoint=last: no validation while training (none chooses); the final weights are tested
     chooses = cfg.trainer.test_checkpoint == TestCheckpoint.best
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINTS,
