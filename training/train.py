@@ -88,7 +88,10 @@ def train(
         monitor="val/crps" if chooses else None,
         mode="min",
         save_top_k=1 if chooses else 0,
-        save_last=True,  # with test_checkpoint=last at every epoch's end: a crash leaves a point to resume from
+        # Lightning 2.6 writes last.ckpt only beside a checkpoint it saved: with each new best (test_checkpoint
+        # =best), never while training with test_checkpoint=last (save_top_k=0). A crash there leaves only
+        # the snapshots (trainer.snapshots) to resume from; the final weights are saved below when fit ends.
+        save_last=True,
     )
     snapshots = (
         Snapshots(run_dir / CHECKPOINTS, every_n_steps=cfg.trainer.val_every_n_steps, keep=cfg.trainer.snapshots)
