@@ -102,8 +102,7 @@ def make_splits(
             skipped = f" ({int(gaps.sum())} skipped for covariate gaps)" if gaps.any() else ""
             raise ValueError(
                 f"the {name} split (grid hours {start}..{end} of data {first} .. {last}) has no windows{skipped}: "
-                "it must "
-                f"hold a full horizon of {shape.horizon} hours after {shape.history_length} hours of history, "
+                f"it must hold a full horizon of {shape.horizon} hours after {shape.history_length} hours of history, "
                 f"with at least {min_observed_history:.0%} of the history observed. Check the split dates."
             )
         splits[name] = windows

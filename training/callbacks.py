@@ -135,7 +135,7 @@ class Snapshots(Callback):
             self._take(trainer)
 
     def _take(self, trainer: Trainer) -> None:
-        if trainer.fast_dev_run or trainer.sanity_checking:  # one batch is no snapshot
+        if trainer.fast_dev_run:  # one batch is no snapshot
             return
         path = snapshot_path(self.folder, trainer.global_step)
         trainer.save_checkpoint(path)

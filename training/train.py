@@ -94,9 +94,9 @@ def train(
         save_last=True,
     )
     snapshots = (
-        Snapshots(run_dir / CHECKPOINTS, every_n_steps=cfg.trainer.val_every_n_steps, keep=cfg.trainer.snapshots)
+        [Snapshots(run_dir / CHECKPOINTS, every_n_steps=cfg.trainer.val_every_n_steps, keep=cfg.trainer.snapshots)]
         if cfg.trainer.snapshots
-        else None
+        else []
     )
     trainer = Trainer(
         accelerator=cfg.trainer.accelerator,
@@ -115,7 +115,7 @@ def train(
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
         callbacks=[
             checkpoint,
-            *([] if snapshots is None else [snapshots]),
+            *snapshots,
             throughput,
             LearningRateMonitor(logging_interval="step"),
             *callbacks,
@@ -134,7 +134,7 @@ def train(
                 trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
             # The sampler's state where training ended (testing below loads the best checkpoint's).
             sampler_state = model.level_sampler.state_summary()
-            snapshot_paths = [] if snapshots is None else [str(path) for path in snapshots.paths]
+            snapshot_paths = [str(path) for callback in snapshots for path in callback.paths]
             best = checkpoint.best_model_path or None
             if best is None and chooses and not fast_dev_run:
                 warnings.warn(
