@@ -9,12 +9,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-slow lint install browser clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=70"
 	# torch first, pinned: 2.13.0 is the CPU build; anything unpinned would pull CUDA wheels
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	# the package itself, editable: anyquantile.model is model/ of this checkout (pyproject.toml)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,7 +24,7 @@ install: $(STAMP)
 # The config trains in bf16 autocast; on a CPU without native bf16 (emulated: many times slower) in fp32.
 demo: $(STAMP)
 	$(PY) train_adaptive_attention.py --config config/nbeatsaq-synthetic.yaml --dashboard \
-	  $$($(PY) -c "from training.cpu import native_bf16; print('' if native_bf16() else 'trainer.precision=32-true')")
+	  $$($(PY) -c "from anyquantile.training.cpu import native_bf16; print('' if native_bf16() else 'trainer.precision=32-true')")
 
 browser:
 	@command -v chromium >/dev/null || { \

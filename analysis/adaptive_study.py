@@ -28,17 +28,17 @@ import torch
 
 from analysis.attention_metrics import row_entropy
 from analysis.questions import calm_vs_turbulent
-from dataset.generators import GeneratedSeries
-from dataset.windows import WindowBatches
-from evaluation import figures
-from evaluation.dashboard_data import attention_snapshot, spread_indices
-from evaluation.references import add_references
-from experiment.builders import build_data
-from experiment.checkpoints import load_forecaster
-from experiment.config import config_to_dict, load_config
-from model.quiet import quiet_lightning
-from training.cpu import native_bf16
-from training.train import train
+from anyquantile.dataset.generators import GeneratedSeries
+from anyquantile.dataset.windows import WindowBatches
+from anyquantile.evaluation import figures
+from anyquantile.evaluation.dashboard_data import attention_snapshot, spread_indices
+from anyquantile.evaluation.references import add_references
+from anyquantile.experiment.builders import build_data
+from anyquantile.experiment.checkpoints import load_forecaster
+from anyquantile.experiment.config import config_to_dict, load_config
+from anyquantile.model.quiet import quiet_lightning
+from anyquantile.training.cpu import native_bf16
+from anyquantile.training.train import train
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "nbeatsaq-adaptive-attention-synthetic.yaml"
 START = pd.Timestamp("2015-01-01")

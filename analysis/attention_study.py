@@ -47,8 +47,8 @@ from analysis.questions import (
     post_change_lift,
 )
 from analysis.reference_transformer import ReferenceTransformer
-from dataset.generators import FAMILIES, GENERATORS, STATIONARY, GeneratedSeries, generate
-from training.cpu import native_bf16
+from anyquantile.dataset.generators import FAMILIES, GENERATORS, STATIONARY, GeneratedSeries, generate
+from anyquantile.training.cpu import native_bf16
 
 INPUT, OUTPUT = 100, 20
 SHARES = (

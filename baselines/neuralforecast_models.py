@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dataset.panel import HourlyPanel
-from dataset.windows import fill_from_past
-from model.quiet import quiet_lightning
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.windows import fill_from_past
+from anyquantile.model.quiet import quiet_lightning
 
 MODELS = ("NBEATS", "NHITS")
 LOSSES = ("mq", "iq")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dataset.panel import HourlyPanel
-from dataset.windows import fill_from_past
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.windows import fill_from_past
 
 
 class SeasonalNaive:

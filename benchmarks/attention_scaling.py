@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from modules.attention import AdaptiveTemporalAttention, AttentionConfig
+from anyquantile.modules.attention import AdaptiveTemporalAttention, AttentionConfig
 
 
 def saved_bytes_and_seconds(attention: AdaptiveTemporalAttention, x: torch.Tensor, repeats: int) -> tuple[float, float]:

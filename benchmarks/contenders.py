@@ -30,20 +30,21 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from baselines.neuralforecast_models import NeuralForecastBaseline
-from baselines.reference import ReferenceForecaster
-from baselines.seasonal_naive import SeasonalNaive
-from dataset.windows import WindowBatches
-from evaluation.conformal import ConformalKind
-from evaluation.ensemble import Ensemble, SplitForecasts, forecast_split
-from evaluation.report import conformal_scores, paper_protocol_crps
-from experiment.builders import ForecastData
-from experiment.checkpoints import load_forecaster
-from experiment.config import load_config
-from model.metrics import headline
-from model.scoring import score_forecasts
-from modules.quantile_levels import EvaluationLevels
-from training.train import train
+from anyquantile.baselines.neuralforecast_models import NeuralForecastBaseline
+from anyquantile.baselines.reference import ReferenceForecaster
+from anyquantile.baselines.seasonal_naive import SeasonalNaive
+from anyquantile.dataset.windows import WindowBatches
+from anyquantile.evaluation.ensemble import SplitForecasts, forecast_split
+from anyquantile.evaluation.report import conformal_scores, paper_protocol_crps
+from anyquantile.experiment.builders import ForecastData
+from anyquantile.experiment.checkpoints import load_forecaster
+from anyquantile.experiment.config import load_config
+from anyquantile.model.ensemble import Ensemble
+from anyquantile.model.metrics import headline
+from anyquantile.model.scoring import score_forecasts
+from anyquantile.modules.conformal import ConformalKind
+from anyquantile.modules.quantile_levels import EvaluationLevels
+from anyquantile.training.train import train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 

@@ -34,15 +34,15 @@ from typing import Any, Sequence
 
 from omegaconf import OmegaConf
 
+from anyquantile.dataset.loader import DataValidationError
+from anyquantile.dataset.windows import WindowBatches
+from anyquantile.experiment.builders import build_data, build_evaluation_levels
+from anyquantile.experiment.config import load_config
+from anyquantile.experiment.errors import ConfigError, UsageError
+from anyquantile.modules.conformal import ConformalKind
+from anyquantile.modules.options import choose
 from benchmarks.contenders import CONFIG_DIR, Bench, contenders, run_contender, window_fingerprint
 from benchmarks.variant_runs import Column, markdown_table, metric
-from dataset.loader import DataValidationError
-from dataset.windows import WindowBatches
-from evaluation.conformal import ConformalKind
-from experiment.builders import build_data, build_evaluation_levels
-from experiment.config import load_config
-from experiment.errors import ConfigError, UsageError
-from modules.options import choose
 
 REPO = Path(__file__).resolve().parents[1]
 MHL_FILE = REPO.parent / "shared" / "data" / "mhl" / "mhl_2016_2017.csv.gz"

@@ -35,11 +35,11 @@ import torch
 from lightning import Trainer, seed_everything
 from torch.utils.flop_counter import FlopCounterMode
 
-from dataset.windows import WindowBatch
-from experiment.builders import build_data, build_datamodule, build_training_forecaster
-from experiment.config import load_config
-from model.quiet import quiet_lightning
-from training.callbacks import Throughput
+from anyquantile.dataset.windows import WindowBatch
+from anyquantile.experiment.builders import build_data, build_datamodule, build_training_forecaster
+from anyquantile.experiment.config import load_config
+from anyquantile.model.quiet import quiet_lightning
+from anyquantile.training.callbacks import Throughput
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 UNTIMED_STEPS = 3

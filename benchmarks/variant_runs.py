@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from experiment.config import load_config
-from model.metrics import headline
-from training.train import train
+from anyquantile.experiment.config import load_config
+from anyquantile.model.metrics import headline
+from anyquantile.training.train import train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 

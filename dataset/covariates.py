@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from dataset.errors import DataValidationError
+from anyquantile.dataset.errors import DataValidationError
 
 if TYPE_CHECKING:  # the panel and windows hold covariates: they import this module
-    from dataset.panel import HourlyPanel
-    from dataset.windows import WindowIndex, WindowShape
+    from anyquantile.dataset.panel import HourlyPanel
+    from anyquantile.dataset.windows import WindowIndex, WindowShape
 
 RESERVED_COLUMNS = ("unique_id", "ds", "y")
 CONSTANT_HISTORY = 1e-6  # a history standard deviation below this share of its largest size: only centred

@@ -8,8 +8,8 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Sampler
 
-from dataset.panel import HourlyPanel
-from dataset.windows import WindowBatches, WindowIndex, WindowShape
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.windows import WindowBatches, WindowIndex, WindowShape
 
 
 class IndexBatchSampler(Sampler[torch.Tensor]):

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dataset.covariates import RESERVED_COLUMNS, CovariateSpec, covariate_grid
-from dataset.errors import DataValidationError
-from dataset.panel import HourlyPanel
+from anyquantile.dataset.covariates import RESERVED_COLUMNS, CovariateSpec, covariate_grid
+from anyquantile.dataset.errors import DataValidationError
+from anyquantile.dataset.panel import HourlyPanel
 
 REQUIRED_COLUMNS = RESERVED_COLUMNS
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -39,7 +39,7 @@ def load_hourly_panel(
     Every series must list every hour between its first and last timestamp exactly once, in
     order; a missing observation is a row with an empty ``y`` (kept as NaN, never filled in).
     """
-    frame = _read_frame(Path(path))
+    frame = read_frame(Path(path))
     return panel_from_frame(frame, min_length=min_length, source=str(path), covariates=covariates)
 
 
@@ -95,7 +95,8 @@ def panel_from_frame(
     )
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
+def read_frame(path: Path) -> pd.DataFrame:
+    """A data file (``.csv``, ``.csv.gz``, ``.parquet``) as it is, before :func:`panel_from_frame` checks it."""
     name = path.name.lower()
     if not any(name.endswith(suffix) for suffix in SUPPORTED_SUFFIXES):
         raise DataValidationError(f"{path}: unsupported file type; use one of {SUPPORTED_SUFFIXES}.")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dataset.covariates import CovariateSpec
+from anyquantile.dataset.covariates import CovariateSpec
 
 
 @dataclass(frozen=True)

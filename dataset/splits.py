@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from dataset.covariates import covariate_gaps
-from dataset.panel import HourlyPanel
-from dataset.windows import WindowIndex, WindowShape, split_windows
+from anyquantile.dataset.covariates import covariate_gaps
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.windows import WindowIndex, WindowShape, split_windows
 
 BOUNDARY_ORDER = ("train_start", "val_start", "test_start", "test_end")  # each before the next
 

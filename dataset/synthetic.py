@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from scipy.special import ndtri
 
-from dataset.panel import HourlyPanel
+from anyquantile.dataset.panel import HourlyPanel
 
 
 @dataclass

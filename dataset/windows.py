@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dataset.calendar import CALENDAR_FEATURES, calendar_features
-from dataset.covariates import check_window_covariates, window_covariates
-from dataset.panel import HourlyPanel
-from dataset.public_holidays import HOLIDAY_FEATURES, series_holiday_features
+from anyquantile.dataset.calendar import CALENDAR_FEATURES, calendar_features
+from anyquantile.dataset.covariates import check_window_covariates, window_covariates
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.public_holidays import HOLIDAY_FEATURES, series_holiday_features
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from evaluation import figures
-from evaluation.dashboard_data import AttentionSnapshot, FanWindow, TrainingLog
+from anyquantile.evaluation import figures
+from anyquantile.evaluation.dashboard_data import AttentionSnapshot, FanWindow, TrainingLog
 
 HEADLINE_COLUMNS = (
     ("crps", "CRPS"),

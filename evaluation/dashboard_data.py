@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dataset.panel import HourlyPanel
-from dataset.windows import WindowBatches
-from experiment.errors import UsageError
-from modules.quantile_levels import EvaluationLevels, interval_ends
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.windows import WindowBatches
+from anyquantile.experiment.errors import UsageError
+from anyquantile.modules.quantile_levels import EvaluationLevels, interval_ends
 
 MAX_FAN_CHARTS = 24
 TRAINING_TAGS = ("train/loss", "val/crps", "val/coverage_90", "lr-Adam")

@@ -1,7 +1,7 @@
-"""Trained checkpoints as one forecaster, and their forecasts of a whole split.
+"""Trained checkpoints as one forecaster (``model.ensemble.Ensemble``), and their forecasts of a whole split.
 
-Several checkpoints form an :class:`Ensemble` whose quantile forecasts are averaged level by level
-(as the any-quantile paper does with its 8 seeds); one checkpoint is an ensemble of one.
+Several checkpoints form an ensemble whose quantile forecasts are averaged level by level; one checkpoint is
+an ensemble of one.
 """
 
 from __future__ import annotations
@@ -15,23 +15,11 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from dataset.windows import WindowBatch, WindowBatches
-from experiment.checkpoints import load_forecaster
-from experiment.config import merge_config
-from experiment.errors import UsageError
-from model.forecaster import AnyQuantileForecaster
-
-
-@dataclass
-class Ensemble:
-    """Trained forecasters whose quantile forecasts are averaged level by level."""
-
-    members: list[AnyQuantileForecaster]
-
-    def __call__(self, batch: WindowBatch, levels: torch.Tensor) -> torch.Tensor:
-        """levels [Q] (every window alike) or [B, Q] -> forecasts [B, H, Q] in fp32."""
-        forecasts = [member.forecast(batch, levels.float()).float() for member in self.members]
-        return torch.stack(forecasts).mean(dim=0)
+from anyquantile.dataset.windows import WindowBatch, WindowBatches
+from anyquantile.experiment.checkpoints import load_forecaster
+from anyquantile.experiment.config import merge_config
+from anyquantile.experiment.errors import UsageError
+from anyquantile.model.ensemble import Ensemble
 
 
 def load_ensemble(checkpoints: Sequence[str | Path], overrides: Sequence[str] = ()) -> tuple[Ensemble, DictConfig]:

@@ -12,12 +12,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from baselines.reference import ReferenceForecaster
-from baselines.seasonal_naive import SeasonalNaive
-from dataset.windows import WindowBatches
-from experiment.builders import ForecastData, build_data, build_evaluation_levels
-from model.scoring import ForecastScorer
-from modules.quantile_levels import EvaluationLevels
+from anyquantile.baselines.reference import ReferenceForecaster
+from anyquantile.baselines.seasonal_naive import SeasonalNaive
+from anyquantile.dataset.windows import WindowBatches
+from anyquantile.experiment.builders import ForecastData, build_data, build_evaluation_levels
+from anyquantile.model.scoring import ForecastScorer
+from anyquantile.modules.quantile_levels import EvaluationLevels
 
 
 def score_reference(

@@ -17,19 +17,26 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from dataset.long_format import long_forecast_frame
-from dataset.windows import WindowBatches
-from evaluation.conformal import ConformalKind, IntervalConformal, LevelConformal
-from evaluation.dashboard import DashboardInputs, write_dashboard
-from evaluation.dashboard_data import attention_snapshot, choose_fan_windows, fan_windows, sampler_history, training_log
-from evaluation.ensemble import Ensemble, SplitForecasts, batches, forecast_split, load_ensemble
-from evaluation.references import reference_scores
-from experiment.builders import build_data, build_evaluation_levels
-from experiment.errors import UsageError
-from model.metrics import RandomLevelCRPS, headline
-from model.scoring import final_forecast, score_forecasts
-from modules.options import choose
-from modules.quantile_levels import EvaluationLevels, interval_ends
+from anyquantile.dataset.long_format import long_forecast_frame
+from anyquantile.dataset.windows import WindowBatches
+from anyquantile.evaluation.dashboard import DashboardInputs, write_dashboard
+from anyquantile.evaluation.dashboard_data import (
+    attention_snapshot,
+    choose_fan_windows,
+    fan_windows,
+    sampler_history,
+    training_log,
+)
+from anyquantile.evaluation.ensemble import SplitForecasts, batches, forecast_split, load_ensemble
+from anyquantile.evaluation.references import reference_scores
+from anyquantile.experiment.builders import build_data, build_evaluation_levels
+from anyquantile.experiment.errors import UsageError
+from anyquantile.model.ensemble import Ensemble
+from anyquantile.model.metrics import RandomLevelCRPS, headline
+from anyquantile.model.scoring import final_forecast, score_forecasts
+from anyquantile.modules.conformal import ConformalKind, IntervalConformal, LevelConformal
+from anyquantile.modules.options import choose
+from anyquantile.modules.quantile_levels import EvaluationLevels, interval_ends
 
 INTERVAL_METRICS = ("coverage_", "width_", "winkler_")  # what an interval (CQR) correction changes
 

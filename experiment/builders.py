@@ -15,24 +15,24 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from baselines.reference import ReferenceForecaster
-from dataset.datamodule import WindowDataModule
-from dataset.loader import load_hourly_panel
-from dataset.panel import HourlyPanel
-from dataset.public_holidays import UnknownCountryError, series_countries
-from dataset.splits import make_splits
-from dataset.synthetic import SyntheticLoad
-from dataset.windows import WindowIndex, WindowShape, calendar_width
-from experiment.config import config_to_dict
-from experiment.errors import ConfigError
-from experiment.schema import Architecture, DatasetConfig, DataSource, ModelConfig
-from model.forecaster import AnyQuantileForecaster, AnyQuantileForecasterAdaptiveAttention
-from model.schedules import InverseSquareRootWarmup, Schedule, WarmupCosineToBudget
-from modules.adaptive_network import AdaptiveAttentionNetwork
-from modules.forecast_network import AnyQuantileNetwork, CovariateChannels, QuantileNetwork, context_size
-from modules.level_sampling import LevelSampler, build_level_sampler
-from modules.nbeats import AnyQuantileNBeats, NBeatsStack, QuantileEmbedding
-from modules.quantile_levels import EvaluationLevels
+from anyquantile.baselines.reference import ReferenceForecaster
+from anyquantile.dataset.datamodule import WindowDataModule
+from anyquantile.dataset.loader import load_hourly_panel
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.public_holidays import UnknownCountryError, series_countries
+from anyquantile.dataset.splits import make_splits
+from anyquantile.dataset.synthetic import SyntheticLoad
+from anyquantile.dataset.windows import WindowIndex, WindowShape, calendar_width
+from anyquantile.experiment.config import config_to_dict
+from anyquantile.experiment.errors import ConfigError
+from anyquantile.experiment.schema import Architecture, DatasetConfig, DataSource, ModelConfig
+from anyquantile.model.forecaster import AnyQuantileForecaster, AnyQuantileForecasterAdaptiveAttention
+from anyquantile.model.schedules import InverseSquareRootWarmup, Schedule, WarmupCosineToBudget
+from anyquantile.modules.adaptive_network import AdaptiveAttentionNetwork
+from anyquantile.modules.forecast_network import AnyQuantileNetwork, CovariateChannels, QuantileNetwork, context_size
+from anyquantile.modules.level_sampling import LevelSampler, build_level_sampler
+from anyquantile.modules.nbeats import AnyQuantileNBeats, NBeatsStack, QuantileEmbedding
+from anyquantile.modules.quantile_levels import EvaluationLevels
 
 
 @dataclass(frozen=True)
@@ -45,19 +45,28 @@ class ForecastData:
     oracle: ReferenceForecaster | None = None
 
 
-def build_data(cfg: DictConfig, strict_holiday_map: bool = True) -> ForecastData:
+def build_data(cfg: DictConfig, strict_holiday_map: bool = True, panel: HourlyPanel | None = None) -> ForecastData:
     """Load or generate the series named by ``cfg.dataset`` and cut them into split windows.
 
     ``strict_holiday_map``: a ``dataset.holiday_countries`` entry for a series the data does not have is an
-    error (training); evaluating a file of some of a model's series is not strict."""
+    error (training); evaluating a file of some of a model's series is not strict. ``panel``: the series of
+    ``dataset.source=frame`` (the Python API's frame, validated like a file), and only of that source."""
     data: DatasetConfig = OmegaConf.to_object(cfg.dataset)
     shape = WindowShape(data.history_length, data.horizon)
     oracle = None
+    if (panel is not None) != (data.source == DataSource.frame):
+        raise ConfigError(
+            "dataset.source=frame: the series are a frame handed to Forecaster.fit, which this run does not have; "
+            "give a data file (dataset.source=file dataset.path=FILE, or evaluate's --data FILE)"
+            if panel is None
+            else f"a panel was handed over, but dataset.source is '{data.source}'"
+        )
     if data.source == DataSource.synthetic:
         synthetic = SyntheticLoad(data.synthetic)
         panel, oracle = synthetic.panel, synthetic.oracle_quantiles
-    else:  # a file: validation made sure that dataset.path is given
+    elif data.source == DataSource.file:  # validation made sure that dataset.path is given
         panel = load_hourly_panel(Path(data.path).expanduser(), min_length=shape.length, covariates=data.covariates())
+    assert panel is not None  # the frame's, checked above
     panel = with_holidays(panel, data, strict_holiday_map)
     try:
         splits = make_splits(

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from experiment.builders import build_forecaster
-from experiment.config import merge_config
-from experiment.errors import UsageError
-from model.forecaster import AnyQuantileForecaster
+from anyquantile.experiment.builders import build_forecaster
+from anyquantile.experiment.config import merge_config
+from anyquantile.experiment.errors import UsageError
+from anyquantile.model.forecaster import AnyQuantileForecaster
 
 CONFIG_KEY = "forecast_config"
 CHECKPOINTS = "checkpoints"  # a run folder's checkpoint folder

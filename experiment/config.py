@@ -21,9 +21,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from experiment.errors import ConfigError
-from experiment.schema import SCHEMA_NAME, ExperimentConfig
-from experiment.validation import validate
+from anyquantile.experiment.errors import ConfigError
+from anyquantile.experiment.schema import SCHEMA_NAME, ExperimentConfig
+from anyquantile.experiment.validation import validate
+
+# The shipped configs: config/ of the checkout, anyquantile/config/ of an installed package (package data).
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 
 # Maps whose keys are the user's (series ids), not the schema's: '+dataset.holiday_countries.DE_north=DE' adds one.
 FREE_KEY_MAPS = ("dataset.holiday_countries",)
@@ -34,14 +37,29 @@ def _adds_to_a_free_map(override: str) -> bool:
     return key.startswith("+") and any(key[1:].startswith(f"{name}.") for name in FREE_KEY_MAPS)
 
 
+def shipped_configs() -> list[str]:
+    """The names of the configs that ship with the package (``config/*.yaml``)."""
+    return sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """A YAML file, or the shipped config of that name (``nbeatsaq-synthetic``); neither is a ConfigError."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{path.name}.yaml"
+    if path.parent == Path(".") and not path.suffix and shipped.is_file():
+        return shipped
+    raise ConfigError(f"config file not found: {name_or_path} (the shipped configs: {', '.join(shipped_configs())})")
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Compose ``path`` (a YAML file in a Hydra config folder) with ``key=value`` overrides, and validate it.
+    """Compose ``path`` (a YAML file in a Hydra config folder, or a shipped config's name) with ``key=value``
+    overrides, and validate it.
 
     The YAML's ``defaults`` list must start with ``experiment_schema`` so that every key is checked.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    path = config_path(path)
     for override in overrides:
         if override.startswith(("+", "~")) and not _adds_to_a_free_map(override):
             # '+key=value' would add a key the schema does not know, '~key' delete one it needs.

@@ -16,16 +16,16 @@ from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
-from dataset.covariates import CovariateSpec
-from dataset.splits import SplitBoundaries
-from dataset.synthetic import SyntheticLoadSpec
-from model.schedules import Schedule
-from modules.adaptive_network import AdaptiveAttentionConfig
-from modules.forecast_network import NetworkConfig
-from modules.level_sampling import SamplerConfig
-from modules.nbeats import NBeatsConfig
-from modules.options import Choice, choose, require
-from modules.quantile_levels import EvaluationLevels
+from anyquantile.dataset.covariates import CovariateSpec
+from anyquantile.dataset.splits import SplitBoundaries
+from anyquantile.dataset.synthetic import SyntheticLoadSpec
+from anyquantile.model.schedules import Schedule
+from anyquantile.modules.adaptive_network import AdaptiveAttentionConfig
+from anyquantile.modules.forecast_network import NetworkConfig
+from anyquantile.modules.level_sampling import SamplerConfig
+from anyquantile.modules.nbeats import NBeatsConfig
+from anyquantile.modules.options import Choice, choose, require
+from anyquantile.modules.quantile_levels import EvaluationLevels
 
 SCHEMA_NAME = "experiment_schema"
 
@@ -33,6 +33,7 @@ SCHEMA_NAME = "experiment_schema"
 class DataSource(Choice):
     synthetic = "synthetic"  # the embedded synthetic load data set (dataset/synthetic.py)
     file = "file"  # a long-format file, dataset.path
+    frame = "frame"  # a pandas frame handed to the Python API (anyquantile.Forecaster.fit), not a file
 
 
 class Architecture(Choice):
@@ -94,7 +95,7 @@ class DatasetConfig:
         )
         self.split_boundaries()  # the split dates parse and come in order
         require(
-            self.source == DataSource.file or not self.covariates().width,
+            self.source != DataSource.synthetic or not self.covariates().width,
             "dataset.futr/hist/stat_exog_list name columns of a file: the synthetic data has no covariates",
         )
 

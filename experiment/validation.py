@@ -17,10 +17,10 @@ from typing import Callable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from experiment.errors import ConfigError
-from experiment.schema import Architecture, DataSource, OptimizerConfig, TestCheckpoint
-from model.schedules import Schedule
-from modules.nbeats import Conditioning
+from anyquantile.experiment.errors import ConfigError
+from anyquantile.experiment.schema import Architecture, DataSource, OptimizerConfig, TestCheckpoint
+from anyquantile.model.schedules import Schedule
+from anyquantile.modules.nbeats import Conditioning
 
 # Lightning precisions this project trains and evaluates in.
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
@@ -63,6 +63,9 @@ def _a_file_source_names_its_file(cfg: DictConfig) -> str | None:
     data = cfg.dataset
     if data.source == DataSource.file and (OmegaConf.is_missing(data, "path") or not data.path):
         return "dataset.source is 'file' but no dataset.path is given; add dataset.path=FILE"
+    if data.source == DataSource.frame and cfg.trainer.devices != 1:
+        # DDP on CPU starts its ranks by running the command again: a frame in memory cannot travel with it
+        return "dataset.source is 'frame' (Forecaster.fit): it trains in one process; set trainer.devices=1"
     return None
 
 

@@ -9,12 +9,12 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from dataset.windows import WindowBatch
-from model.metrics import RandomLevelCRPS, headline
-from model.scoring import ForecastScorer
-from modules.forecast_network import QuantileNetwork, ScaledForecast
-from modules.level_sampling import LevelSampler
-from modules.quantile_levels import EvaluationLevels
+from anyquantile.dataset.windows import WindowBatch
+from anyquantile.model.metrics import RandomLevelCRPS, headline
+from anyquantile.model.scoring import ForecastScorer
+from anyquantile.modules.forecast_network import QuantileNetwork, ScaledForecast
+from anyquantile.modules.level_sampling import LevelSampler
+from anyquantile.modules.quantile_levels import EvaluationLevels
 
 
 class AnyQuantileForecaster(LightningModule):

@@ -11,9 +11,9 @@ from typing import Callable
 import torch
 from torchmetrics import Metric
 
-from dataset.windows import WindowBatch
-from modules.losses import pinball
-from modules.quantile_levels import EvaluationLevels, interval_ends, window_seeded_levels
+from anyquantile.dataset.windows import WindowBatch
+from anyquantile.modules.losses import pinball
+from anyquantile.modules.quantile_levels import EvaluationLevels, interval_ends, window_seeded_levels
 
 PIT_BINS = 10
 PER_BIN_PREFIXES = ("crps_step_", "pit_", "share_below")  # vector-like results, kept out of the headline scalars

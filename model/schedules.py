@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-from modules.options import Choice
+from anyquantile.modules.options import Choice
 
 
 class Schedule(Choice):

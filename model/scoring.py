@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model.metrics import CrossingRate, QuantileForecastMetrics
-from modules.quantile_levels import EvaluationLevels
-from modules.rearrangement import rearrange_quantiles
+from anyquantile.model.metrics import CrossingRate, QuantileForecastMetrics
+from anyquantile.modules.quantile_levels import EvaluationLevels
+from anyquantile.modules.rearrangement import rearrange_quantiles
 
 
 def final_forecast(prediction: torch.Tensor, rearrange: bool) -> torch.Tensor:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from modules.attention import AdaptiveTemporalAttention, AttentionConfig, AttentionOutput
-from modules.forecast_network import (
+from anyquantile.modules.attention import AdaptiveTemporalAttention, AttentionConfig, AttentionOutput
+from anyquantile.modules.forecast_network import (
     NO_COVARIATES,
     CovariateChannels,
     NetworkConfig,
@@ -33,8 +33,8 @@ from modules.forecast_network import (
     ScaledForecast,
     backbone_context,
 )
-from modules.nbeats import NBeatsStack, QuantileEmbedding
-from modules.options import require
+from anyquantile.modules.nbeats import NBeatsStack, QuantileEmbedding
+from anyquantile.modules.options import require
 
 
 @dataclass

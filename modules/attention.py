@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.options import Choice, choose, require
+from anyquantile.modules.options import Choice, choose, require
 
 
 class Gate(Choice):

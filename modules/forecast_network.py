@@ -9,10 +9,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from modules.level_sampling import LevelSampler
-from modules.losses import LossNormalisation, loss_denominator, pinball_loss
-from modules.options import choose
-from modules.scaling import Scaler, WindowScale, build_scaler
+from anyquantile.modules.level_sampling import LevelSampler
+from anyquantile.modules.losses import LossNormalisation, loss_denominator, pinball_loss
+from anyquantile.modules.options import choose
+from anyquantile.modules.scaling import Scaler, WindowScale, build_scaler
 
 
 @dataclass

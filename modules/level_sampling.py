@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from modules.options import Choice, choose, require
+from anyquantile.modules.options import Choice, choose, require
 
 
 class SamplerKind(Choice):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from modules.options import Choice
-from modules.scaling import WindowScale
+from anyquantile.modules.options import Choice
+from anyquantile.modules.scaling import WindowScale
 
 
 class LossNormalisation(Choice):

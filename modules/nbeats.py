@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from modules.options import Choice, choose, require
+from anyquantile.modules.options import Choice, choose, require
 
 
 class Conditioning(Choice):

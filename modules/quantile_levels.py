@@ -63,6 +63,16 @@ class EvaluationLevels:
         return position
 
 
+def interpolate_levels(values: torch.Tensor, grid: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """``values`` ``[..., G]`` at the ascending ``grid`` ``[G]`` read at ``levels`` ``[Q]``: piecewise linear in
+    the level, constant beyond the grid's ends. Sorted ``values`` give forecasts monotone in the level."""
+    grid, levels = grid.double(), levels.double()
+    upper = torch.searchsorted(grid, levels).clamp(1, len(grid) - 1)  # [Q]
+    lower = upper - 1
+    weight = ((levels - grid[lower]) / (grid[upper] - grid[lower])).clamp(0.0, 1.0).to(values.dtype)  # [Q]
+    return values[..., lower] * (1 - weight) + values[..., upper] * weight
+
+
 def interval_ends(coverage: float) -> tuple[float, float]:
     """Lower and upper level of the central interval with the given coverage."""
     tail = (1.0 - coverage) / 2.0

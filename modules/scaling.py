@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from modules.options import Choice, choose
+from anyquantile.modules.options import Choice, choose
 
 _TINY = 1e-8
 

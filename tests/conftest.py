@@ -1,7 +1,8 @@
 """Fixtures shared by the tests: the repository's config folder and a tiny synthetic run that trains in seconds.
 
-The project's packages are importable because ``pyproject.toml`` puts the repository on pytest's
-path (``pythonpath``). The tiny run trains in fp32: bf16 autocast is fast only on CPUs with native
+The package is importable as ``anyquantile`` once installed (``make install``: editable); the
+repository's own folders (``tests``, ``benchmarks``, ``tools``) are on pytest's path (``pythonpath``).
+The tiny run trains in fp32: bf16 autocast is fast only on CPUs with native
 bf16 (AVX-512 BF16, AMX) and is emulated, many times slower, elsewhere, so the suite's time must
 not depend on it; the tests of bf16 itself use small inputs.
 """
@@ -9,12 +10,15 @@ not depend on it; the tests of bf16 itself use small inputs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 from omegaconf import DictConfig
 
-from experiment.config import load_config
+from anyquantile.experiment.config import load_config
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,3 +77,33 @@ def tiny_config_in(default_config: Path) -> Callable[..., DictConfig]:
 def tiny_config(tmp_path: Path, tiny_config_in: Callable[..., DictConfig]) -> Callable[..., DictConfig]:
     """``tiny_config(*overrides)``: the tiny run writing its runs under this test's ``tmp_path / "runs"``."""
     return lambda *overrides: tiny_config_in(tmp_path / "runs", *overrides)
+
+
+# The tiny run for the Python API: the split keys come from the frame (Forecaster.fit), not from here.
+TINY_API_OVERRIDES = tuple(override for override in TINY_OVERRIDES if not override.startswith("dataset.synthetic")) + (
+    "trainer.max_steps=20",
+)
+
+
+@pytest.fixture(scope="session")
+def history_frame() -> "pd.DataFrame":
+    """Two synthetic series, 120 days hourly, as a long frame (``unique_id, ds, y``)."""
+    from anyquantile.dataset.synthetic import SyntheticLoad, SyntheticLoadSpec
+
+    return SyntheticLoad(SyntheticLoadSpec(num_series=2, num_hours=2880)).panel.to_long_frame()
+
+
+@pytest.fixture(scope="session")
+def tiny_api_overrides() -> list[str]:
+    return list(TINY_API_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(tmp_path_factory: pytest.TempPathFactory, history_frame) -> Path:
+    """A tiny model fitted on ``history_frame`` (20 steps, seconds) and saved with ``Forecaster.save``."""
+    from anyquantile import Forecaster
+
+    root = tmp_path_factory.mktemp("saved-model")
+    overrides = [*TINY_API_OVERRIDES, f"output_dir={root / 'runs'}"]
+    forecaster = Forecaster("nbeatsaq-synthetic", overrides=overrides, verbose=False).fit(history_frame)
+    return forecaster.save(root / "model")

@@ -17,8 +17,8 @@ import torch
 import torch.distributed as dist
 from lightning import Callback
 
-from experiment.config import load_config
-from training.train import train
+from anyquantile.experiment.config import load_config
+from anyquantile.training.train import train
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "nbeatsaq-synthetic.yaml"
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dataset.windows import WindowBatch
-from experiment.builders import build_forecaster, build_network
-from experiment.config import load_config
-from experiment.errors import ConfigError
-from model.forecaster import AnyQuantileForecasterAdaptiveAttention
-from modules.adaptive_network import CrossStepRefinement
-from training.train import train
+from anyquantile.dataset.windows import WindowBatch
+from anyquantile.experiment.builders import build_forecaster, build_network
+from anyquantile.experiment.config import load_config
+from anyquantile.experiment.errors import ConfigError
+from anyquantile.model.forecaster import AnyQuantileForecasterAdaptiveAttention
+from anyquantile.modules.adaptive_network import CrossStepRefinement
+from anyquantile.training.train import train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 SMALL = [

@@ -8,7 +8,7 @@ import pytest
 
 from analysis import adaptive_study
 from analysis.adaptive_study import hourly_frame, split_dates, study_adaptive
-from dataset.generators import generate
+from anyquantile.dataset.generators import generate
 
 
 def test_hourly_frame_and_split_dates():

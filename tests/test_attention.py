@@ -8,8 +8,14 @@ import math
 import pytest
 import torch
 
-import modules.attention as attention_module
-from modules.attention import AdaptiveTemporalAttention, AttentionConfig, Gate, LocalityBias, TemporalWeights
+import anyquantile.modules.attention as attention_module
+from anyquantile.modules.attention import (
+    AdaptiveTemporalAttention,
+    AttentionConfig,
+    Gate,
+    LocalityBias,
+    TemporalWeights,
+)
 
 GATE_KINDS = [kind.value for kind in Gate]
 BIAS_KINDS = [kind.value for kind in LocalityBias]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from analysis import attention_study
-from dataset.generators import generate
+from anyquantile.dataset.generators import generate
 
 
 def test_quick_study_of_one_generator_writes_every_file(tmp_path, capsys, monkeypatch):

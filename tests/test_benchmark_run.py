@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from baselines.neuralforecast_models import NeuralForecastBaseline
+from anyquantile.baselines.neuralforecast_models import NeuralForecastBaseline
+from anyquantile.experiment.builders import build_data, build_evaluation_levels
 from benchmarks import run as benchmark
-from experiment.builders import build_data, build_evaluation_levels
 
 # The step cap ends every trained contender; the time budget is far above what 6 steps take even on a
 # busy machine, so that it never binds (a test must not depend on the machine's speed).
@@ -206,10 +206,10 @@ def test_a_later_benchmark_appends_to_the_results_file_and_skips_the_runs_it_hol
 def test_a_conformal_benchmark_scores_each_contender_after_a_correction_fitted_on_its_val_forecasts(
     tiny_overrides, tmp_path
 ):
-    from baselines.seasonal_naive import SeasonalNaive
-    from evaluation.conformal import LevelConformal
-    from model.metrics import headline
-    from model.scoring import score_forecasts
+    from anyquantile.baselines.seasonal_naive import SeasonalNaive
+    from anyquantile.model.metrics import headline
+    from anyquantile.model.scoring import score_forecasts
+    from anyquantile.modules.conformal import LevelConformal
 
     results = tmp_path / "records.json"
     args = ["--data", "synthetic", "--only", "seasonal_naive_168", "--conformal", "level", "--json", str(results)]

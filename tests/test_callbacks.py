@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training import callbacks
-from training.callbacks import Throughput
+from anyquantile.training import callbacks
+from anyquantile.training.callbacks import Throughput
 
 
 class Clock:

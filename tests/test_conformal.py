@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluation.conformal import IntervalConformal, LevelConformal
+from anyquantile.modules.conformal import IntervalConformal, LevelConformal
 
 LEVELS = torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64)
 STEP_SCALE = torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)  # errors grow with the horizon step
@@ -91,10 +91,10 @@ def test_order_statistic_by_hand_and_unobserved_targets_are_ignored():
 @pytest.mark.parametrize("kind", ["interval", "interval_per_step", "level", "level_per_step"])
 def test_evaluations_conformal_reaches_nominal_coverage_and_cqr_moves_only_interval_ends(kind):
     """evaluation.report.conformal_calibration on the evaluation's own levels, scored by the scoring path."""
-    from evaluation.ensemble import SplitForecasts
-    from evaluation.report import conformal_calibration
-    from model.scoring import score_forecasts
-    from modules.quantile_levels import EvaluationLevels
+    from anyquantile.evaluation.ensemble import SplitForecasts
+    from anyquantile.evaluation.report import conformal_calibration
+    from anyquantile.model.scoring import score_forecasts
+    from anyquantile.modules.quantile_levels import EvaluationLevels
 
     levels = EvaluationLevels(grid_size=19, intervals=(0.5, 0.9))
     generator = torch.Generator().manual_seed(4)

@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from dataset.covariates import CovariateSpec, window_covariates
-from dataset.loader import DataValidationError, panel_from_frame
-from dataset.splits import SplitBoundaries, make_splits
-from dataset.windows import WindowBatches, WindowIndex, WindowShape
-from experiment.builders import build_data, build_network
-from experiment.errors import ConfigError
-from inference.forecast import predict
-from modules.forecast_network import AnyQuantileNetwork, CovariateChannels, NetworkConfig, context_size
-from modules.nbeats import AnyQuantileNBeats, NBeatsConfig
-from training.train import train
+from anyquantile.dataset.covariates import CovariateSpec, window_covariates
+from anyquantile.dataset.loader import DataValidationError, panel_from_frame
+from anyquantile.dataset.splits import SplitBoundaries, make_splits
+from anyquantile.dataset.windows import WindowBatches, WindowIndex, WindowShape
+from anyquantile.experiment.builders import build_data, build_network
+from anyquantile.experiment.errors import ConfigError
+from anyquantile.inference.forecast import predict
+from anyquantile.modules.forecast_network import AnyQuantileNetwork, CovariateChannels, NetworkConfig, context_size
+from anyquantile.modules.nbeats import AnyQuantileNBeats, NBeatsConfig
+from anyquantile.training.train import train
 
 SPEC = CovariateSpec(futr=("temp",), hist=("meter",), stat=("area",))
 

@@ -11,14 +11,14 @@ import shutil
 import numpy as np
 import pytest
 
-from dataset.windows import WindowBatches
-from evaluation.dashboard import central_coverage
-from evaluation.dashboard_data import attention_snapshot, choose_fan_windows, training_log
-from evaluation.ensemble import load_ensemble
-from evaluation.report import evaluate
-from experiment.builders import build_data, build_forecaster
-from experiment.errors import UsageError
-from training.train import train
+from anyquantile.dataset.windows import WindowBatches
+from anyquantile.evaluation.dashboard import central_coverage
+from anyquantile.evaluation.dashboard_data import attention_snapshot, choose_fan_windows, training_log
+from anyquantile.evaluation.ensemble import load_ensemble
+from anyquantile.evaluation.report import evaluate
+from anyquantile.experiment.builders import build_data, build_forecaster
+from anyquantile.experiment.errors import UsageError
+from anyquantile.training.train import train
 
 ADAPTIVE = (
     "model.architecture=adaptive_attention",

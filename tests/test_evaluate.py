@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 import evaluate as evaluate_cli
-from evaluation.report import evaluate
-from experiment.errors import UsageError
-from training.train import train
+from anyquantile.evaluation.report import evaluate
+from anyquantile.experiment.errors import UsageError
+from anyquantile.training.train import train
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modules.forecast_network import AnyQuantileNetwork, NetworkConfig, context_size
-from modules.nbeats import AnyQuantileNBeats, Conditioning, NBeatsConfig
+from anyquantile.modules.forecast_network import AnyQuantileNetwork, NetworkConfig, context_size
+from anyquantile.modules.nbeats import AnyQuantileNBeats, Conditioning, NBeatsConfig
 
 T, H, C = 24, 6, 5  # history, horizon, calendar features
 CONDITIONING_MODES = [mode.value for mode in Conditioning]

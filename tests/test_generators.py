@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataset.generators import GENERATORS, generate
+from anyquantile.dataset.generators import GENERATORS, generate
 
 L = 40_000
 LEVELS = np.array([0.05, 0.25, 0.5, 0.75, 0.95])

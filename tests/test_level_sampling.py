@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from modules.level_sampling import (
+from anyquantile.modules.level_sampling import (
     AdaptiveLevelSampler,
     BetaLevelSampler,
     LevelDraw,
@@ -20,7 +20,7 @@ from modules.level_sampling import (
     UniformLevelSampler,
     build_level_sampler,
 )
-from modules.losses import pinball
+from anyquantile.modules.losses import pinball
 
 CPU = torch.device("cpu")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dataset.loader import DataValidationError, load_hourly_panel, panel_from_frame
+from anyquantile.dataset.loader import DataValidationError, load_hourly_panel, panel_from_frame
 
 HEADER = "unique_id,ds,y\n"
 

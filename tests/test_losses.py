@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modules.losses import pinball, pinball_loss, target_denominator
+from anyquantile.modules.losses import pinball, pinball_loss, target_denominator
 
 LEVELS = torch.tensor([0.1, 0.9], dtype=torch.float64)
 

@@ -15,8 +15,8 @@ import pytest
 import scipy.stats as st
 import torch
 
-from model.metrics import CrossingRate, QuantileForecastMetrics, headline
-from modules.quantile_levels import DEFAULT_INTERVALS, EvaluationLevels, interval_ends, midpoint_grid
+from anyquantile.model.metrics import CrossingRate, QuantileForecastMetrics, headline
+from anyquantile.modules.quantile_levels import DEFAULT_INTERVALS, EvaluationLevels, interval_ends, midpoint_grid
 
 
 def _compute(levels: EvaluationLevels, prediction, target, mask=None) -> dict[str, float]:
@@ -432,7 +432,7 @@ def test_calibration_levels_must_be_inside_the_unit_interval():
 
 
 def test_window_seeded_levels_are_uniform_and_fixed_by_the_window_alone():
-    from modules.quantile_levels import window_seeded_levels
+    from anyquantile.modules.quantile_levels import window_seeded_levels
 
     series = torch.arange(400).repeat_interleave(25)
     origin = torch.arange(25).repeat(400) * 24
@@ -452,8 +452,8 @@ def test_window_seeded_levels_are_uniform_and_fixed_by_the_window_alone():
 
 
 def test_paper_protocol_crps_matches_grid_crps_and_the_closed_form_on_gaussians():
-    from model.metrics import RandomLevelCRPS
-    from modules.quantile_levels import window_seeded_levels
+    from anyquantile.model.metrics import RandomLevelCRPS
+    from anyquantile.modules.quantile_levels import window_seeded_levels
 
     rng = np.random.default_rng(7)
     B, H = 3000, 2

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset.loader import load_hourly_panel
-from experiment.builders import build_data
-from experiment.config import load_config
-from training.train import train
+from anyquantile.dataset.loader import load_hourly_panel
+from anyquantile.experiment.builders import build_data
+from anyquantile.experiment.config import load_config
+from anyquantile.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 MHL = REPO.parent / "shared" / "data" / "mhl" / "mhl_2016_2017.csv.gz"

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from modules.nbeats import (
+from anyquantile.modules.nbeats import (
     AnyQuantileNBeats,
     Conditioning,
     NBeatsBlock,

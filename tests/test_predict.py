@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import predict as predict_cli
-from dataset.windows import WindowBatches
-from experiment.builders import build_data
-from experiment.checkpoints import load_forecaster
-from experiment.errors import ConfigError, UsageError
-from inference.forecast import parse_levels, predict
-from training.train import train
+from anyquantile.dataset.windows import WindowBatches
+from anyquantile.experiment.builders import build_data
+from anyquantile.experiment.checkpoints import load_forecaster
+from anyquantile.experiment.errors import ConfigError, UsageError
+from anyquantile.inference.forecast import parse_levels, predict
+from anyquantile.training.train import train
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from dataset.calendar import CALENDAR_FEATURES
-from dataset.panel import HourlyPanel
-from dataset.public_holidays import (
+from anyquantile.dataset.calendar import CALENDAR_FEATURES
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.public_holidays import (
     HOLIDAY_FEATURES,
     UnknownCountryError,
     holiday_features,
     series_countries,
 )
-from dataset.windows import WindowBatches, WindowIndex, WindowShape, calendar_width
-from experiment.builders import build_data, build_network
-from experiment.errors import ConfigError
+from anyquantile.dataset.windows import WindowBatches, WindowIndex, WindowShape, calendar_width
+from anyquantile.experiment.builders import build_data, build_network
+from anyquantile.experiment.errors import ConfigError
 
 HOLIDAY, BRIDGE, TO_NEXT, FROM_LAST = range(4)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modules.losses import pinball
-from modules.rearrangement import rearrange_quantiles
+from anyquantile.modules.losses import pinball
+from anyquantile.modules.rearrangement import rearrange_quantiles
 
 
 def test_rearrangement_never_increases_the_pinball_loss_and_removes_crossings():

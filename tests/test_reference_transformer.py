@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from analysis.reference_transformer import ReferenceTransformer
-from dataset.generators import generate
+from anyquantile.dataset.generators import generate
 
 
 def test_shapes_and_attention_per_layer_and_head():

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from lightning import Callback
 
-from dataset.splits import SplitBoundaries
-from evaluation.report import evaluate
-from experiment.builders import build_data
-from experiment.errors import ConfigError, UsageError
-from training.refit import refit
-from training.train import train
+from anyquantile.dataset.splits import SplitBoundaries
+from anyquantile.evaluation.report import evaluate
+from anyquantile.experiment.builders import build_data
+from anyquantile.experiment.errors import ConfigError, UsageError
+from anyquantile.training.refit import refit
+from anyquantile.training.train import train
 
 
 class SeenWindows(Callback):

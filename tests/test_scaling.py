@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modules.scaling import MaxAbsScaler, RobustScaler, WindowScale, build_scaler
+from anyquantile.modules.scaling import MaxAbsScaler, RobustScaler, WindowScale, build_scaler
 
 H = 6
 

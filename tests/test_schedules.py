@@ -9,9 +9,9 @@ import pytest
 import torch
 from lightning import Callback
 
-from experiment.errors import ConfigError
-from model.schedules import InverseSquareRootWarmup, WarmupCosineToBudget
-from training.train import train
+from anyquantile.experiment.errors import ConfigError
+from anyquantile.model.schedules import InverseSquareRootWarmup, WarmupCosineToBudget
+from anyquantile.training.train import train
 
 
 def test_inverse_square_root_warmup_hand_values():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.scoring import ForecastScorer, final_forecast, score_forecasts
-from modules.quantile_levels import EvaluationLevels
+from anyquantile.model.scoring import ForecastScorer, final_forecast, score_forecasts
+from anyquantile.modules.quantile_levels import EvaluationLevels
 
 # Four grid levels (0.125, 0.375, 0.625, 0.875) plus the median and the 50 % interval's ends: 7 levels.
 LEVELS = EvaluationLevels(grid_size=4, intervals=(0.5,))

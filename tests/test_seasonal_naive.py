@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from baselines.seasonal_naive import SeasonalNaive
-from dataset.panel import HourlyPanel
-from dataset.windows import WindowBatches, WindowShape, split_windows
-from evaluation.references import score_reference
-from model.metrics import QuantileForecastMetrics
-from modules.quantile_levels import EvaluationLevels
+from anyquantile.baselines.seasonal_naive import SeasonalNaive
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.windows import WindowBatches, WindowShape, split_windows
+from anyquantile.evaluation.references import score_reference
+from anyquantile.model.metrics import QuantileForecastMetrics
+from anyquantile.modules.quantile_levels import EvaluationLevels
 
 LAG = 24
 WINDOW = 72  # residual window R

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import evaluate as evaluate_cli
-from dataset.windows import WindowBatches
-from evaluation.ensemble import load_ensemble
-from experiment.builders import build_data
-from experiment.checkpoints import load_forecaster, read_checkpoint, snapshot_files
-from experiment.errors import ConfigError
-from training.train import train
+from anyquantile.dataset.windows import WindowBatches
+from anyquantile.evaluation.ensemble import load_ensemble
+from anyquantile.experiment.builders import build_data
+from anyquantile.experiment.checkpoints import load_forecaster, read_checkpoint, snapshot_files
+from anyquantile.experiment.errors import ConfigError
+from anyquantile.training.train import train
 
 
 def test_a_run_keeps_its_last_snapshots_and_their_ensemble_is_the_mean_of_their_forecasts(tiny_config):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from dataset.synthetic import SyntheticLoad, SyntheticLoadSpec
-from dataset.windows import WindowShape, split_windows
+from anyquantile.dataset.synthetic import SyntheticLoad, SyntheticLoadSpec
+from anyquantile.dataset.windows import WindowShape, split_windows
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,16 @@ import pytest
 import torch
 
 import train_adaptive_attention
-from evaluation.references import add_references
-from evaluation.report import evaluate
-from experiment.builders import build_data, build_datamodule, build_forecaster
-from experiment.checkpoints import load_forecaster
-from experiment.config import load_config
-from experiment.errors import ConfigError, UsageError
-from modules.level_sampling import LevelDraw, LevelSampler, SamplerConfig, SamplerKind
-from modules.losses import pinball_loss
-from training.cpu import cpu_threads, threads_per_process
-from training.train import train
+from anyquantile.evaluation.references import add_references
+from anyquantile.evaluation.report import evaluate
+from anyquantile.experiment.builders import build_data, build_datamodule, build_forecaster
+from anyquantile.experiment.checkpoints import load_forecaster
+from anyquantile.experiment.config import load_config
+from anyquantile.experiment.errors import ConfigError, UsageError
+from anyquantile.modules.level_sampling import LevelDraw, LevelSampler, SamplerConfig, SamplerKind
+from anyquantile.modules.losses import pinball_loss
+from anyquantile.training.cpu import cpu_threads, threads_per_process
+from anyquantile.training.train import train
 
 
 def test_fast_dev_run_through_train(tiny_config):
@@ -119,7 +119,7 @@ def test_misspelt_override_fails_with_the_key_named(default_config):
         ("model.attention.bias=sometimes", "learned, scheduled, off"),
         ("model.attention.temporal_weights=cubic", "off, linear, sinusoidal"),
         ("sampler.kind=gaussian", "uniform, beta, adaptive"),
-        ("dataset.source=url", "synthetic, file"),
+        ("dataset.source=url", "synthetic, file, frame"),
     ],
 )
 def test_a_bad_choice_fails_on_loading_and_names_the_allowed_values(default_config, override, allowed):
@@ -295,7 +295,7 @@ def test_resumed_run_gets_a_fresh_time_budget(tiny_config):
 
 
 def test_time_budget_does_not_restore_elapsed_time():
-    from training.callbacks import WallClockBudget
+    from anyquantile.training.callbacks import WallClockBudget
 
     budget = WallClockBudget(duration="00:00:01:00")
     budget.load_state_dict({"time_elapsed": {"train": 3600.0}})

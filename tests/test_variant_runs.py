@@ -100,8 +100,8 @@ def test_undefined_columns_show_a_dash_and_the_labels_can_be_renamed():
 
 
 def test_ablation_variants_are_valid_configs_and_changes_are_against_full():
+    from anyquantile.experiment.config import load_config
     from benchmarks import ablation
-    from experiment.config import load_config
 
     names = [v.name for v in ablation.VARIANTS]
     assert names[0] == "full" and len(names) == len(set(names))

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from dataset.calendar import calendar_features
-from dataset.datamodule import IndexBatchSampler
-from dataset.panel import HourlyPanel
-from dataset.splits import SplitBoundaries, make_splits
-from dataset.windows import WindowBatches, WindowIndex, WindowShape, fill_from_past, split_windows
+from anyquantile.dataset.calendar import calendar_features
+from anyquantile.dataset.datamodule import IndexBatchSampler
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.splits import SplitBoundaries, make_splits
+from anyquantile.dataset.windows import WindowBatches, WindowIndex, WindowShape, fill_from_past, split_windows
 
 
 def make_panel(values, start: str = "2021-01-01 00:00") -> HourlyPanel:

@@ -11,7 +11,9 @@ Rules (``violations`` returns every break, the import-graph test asserts there i
   system (:data:`FORBIDDEN_IN`): they are built from their own option dataclasses and run anywhere.
 
 Every import counts, also one inside a function or under ``if TYPE_CHECKING``: a late import is
-still a dependency. The scripts at the top level (the command lines) may import anything.
+still a dependency. The scripts at the top level (thin shells of ``anyquantile.cli``) may import anything.
+Installed, the packages are ``anyquantile.<package>``; the folder ``anyquantile/`` itself is a package
+here (the API, the command line), above everything it offers.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ LAYERS: dict[str, int] = {
     "training": 4,  # fitting: train(cfg)
     "evaluation": 4,  # scoring checkpoints: metrics.json, forecasts, dashboard, references
     "inference": 4,  # forecasts of the hours after the data, for production
+    "anyquantile": 5,  # the installed package's face: the Python API, the command line, serving, export
     "benchmarks": 5,  # contenders and comparisons (train and evaluate)
     "analysis": 5,  # the attention study
     "tools": 6,  # development tools such as this one
@@ -46,7 +49,7 @@ FORBIDDEN_IN: dict[str, tuple[str, ...]] = {
 class Import:
     source: str  # the importing file, relative to the repository
     package: str  # the importing package
-    target: str  # the imported top-level name
+    target: str  # the imported project package (``anyquantile.model.x`` -> ``model``), or top-level name
     line: int
 
 
@@ -64,8 +67,17 @@ def imports(repo: Path = REPO) -> list[Import]:
                 else:
                     continue
                 for name in names:
-                    found.append(Import(str(path.relative_to(repo)), package, name.split(".")[0], node.lineno))
+                    found.append(Import(str(path.relative_to(repo)), package, imported_package(name), node.lineno))
     return found
+
+
+def imported_package(module: str) -> str:
+    """The project package a module belongs to: installed, the repository's folders are subpackages of
+    ``anyquantile`` (``anyquantile.model.forecaster`` -> ``model``); any other module's top-level name."""
+    parts = module.split(".")
+    if parts[0] == "anyquantile" and len(parts) > 1 and parts[1] in LAYERS:
+        return parts[1]
+    return parts[0]
 
 
 def package_edges(found: list[Import]) -> dict[str, set[str]]:

@@ -9,8 +9,8 @@ from typing import Any
 from lightning import Callback, Trainer
 from lightning.pytorch.callbacks import Timer
 
-from experiment.checkpoints import snapshot_files, snapshot_path, snapshot_step
-from model.schedules import WarmupCosineToBudget
+from anyquantile.experiment.checkpoints import snapshot_files, snapshot_path, snapshot_step
+from anyquantile.model.schedules import WarmupCosineToBudget
 
 
 class Throughput(Callback):

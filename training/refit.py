@@ -24,11 +24,11 @@ import pandas as pd
 from lightning import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from experiment.builders import build_data
-from experiment.config import merge_config
-from experiment.errors import UsageError
-from experiment.schema import TestCheckpoint
-from training.train import train
+from anyquantile.experiment.builders import build_data
+from anyquantile.experiment.config import merge_config
+from anyquantile.experiment.errors import UsageError
+from anyquantile.experiment.schema import TestCheckpoint
+from anyquantile.training.train import train
 
 
 def refit_overrides(cfg: DictConfig, steps: int) -> list[str]:

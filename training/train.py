@@ -15,14 +15,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from experiment.builders import build_data, build_datamodule, build_training_forecaster
-from experiment.checkpoints import CHECKPOINTS, read_checkpoint, stored_config
-from experiment.errors import ConfigError, UsageError
-from experiment.schema import TestCheckpoint
-from model.metrics import headline
-from model.schedules import WarmupCosineToBudget
-from training.callbacks import AnnealWithBudget, Snapshots, Throughput, WallClockBudget
-from training.cpu import cpu_threads, native_bf16, threads_per_process
+from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.experiment.builders import build_data, build_datamodule, build_training_forecaster
+from anyquantile.experiment.checkpoints import CHECKPOINTS, read_checkpoint, stored_config
+from anyquantile.experiment.errors import ConfigError, UsageError
+from anyquantile.experiment.schema import TestCheckpoint
+from anyquantile.model.metrics import headline
+from anyquantile.model.schedules import WarmupCosineToBudget
+from anyquantile.training.callbacks import AnnealWithBudget, Snapshots, Throughput, WallClockBudget
+from anyquantile.training.cpu import cpu_threads, native_bf16, threads_per_process
 
 LAST_CHECKPOINT = "last.ckpt"
 METRICS_FILE = "metrics.json"
@@ -31,7 +32,12 @@ RUN_DIR_VARIABLE = "ANYQ_RUN_DIR"  # the run folder chosen by rank 0, inherited 
 
 
 def train(
-    cfg: DictConfig, fast_dev_run: bool = False, resume: str | None = None, callbacks: Sequence[Callback] = ()
+    cfg: DictConfig,
+    fast_dev_run: bool = False,
+    resume: str | None = None,
+    callbacks: Sequence[Callback] = (),
+    panel: HourlyPanel | None = None,
+    echo: bool = True,
 ) -> dict[str, Any]:
     """Train the model of ``cfg``, score it on the test split (val if there is none), return the summary.
 
@@ -41,6 +47,8 @@ def train(
         resume: a checkpoint path, or ``"last"`` for the newest ``last.ckpt`` of this config's runs;
             training continues from its step (and in its run folder) up to ``trainer.max_steps``.
         callbacks: extra Lightning callbacks for the trainer.
+        panel: the series when ``dataset.source=frame`` (the Python API's ``Forecaster.fit``).
+        echo: print the resolved config and the run folder (the command line does; the Python API need not).
 
     Returns the model's scores (``model``: the final forecast's, ``model_before_rearrangement``: the
     raw forecast's) and how training went; they are written to ``metrics.json`` in the run folder
@@ -62,7 +70,7 @@ def train(
         )
     seed_everything(cfg.seed, workers=True, verbose=False)
     # Data and model are built before the run folder exists: a bad file or setting leaves nothing behind.
-    data = build_data(cfg)
+    data = build_data(cfg, panel=panel)
     model = build_training_forecaster(cfg)
     run_dir = resume_path.parent.parent if resume_path else _new_run_dir(cfg)
     if is_rank_zero():
@@ -71,8 +79,9 @@ def train(
         config_name = f"config-resumed-{_timestamp()}.yaml" if resume_path else "config.yaml"
         resolved = OmegaConf.to_yaml(cfg, resolve=True)
         (run_dir / config_name).write_text(resolved)
-        print(resolved, flush=True)
-        print(f"run folder: {run_dir}", flush=True)
+        if echo:
+            print(resolved, flush=True)
+            print(f"run folder: {run_dir}", flush=True)
 
     datamodule = build_datamodule(cfg, data)
     throughput = Throughput(cfg.dataset.batch_size)

@@ -18,10 +18,12 @@ independently can make quantiles cross; rearrange afterwards (``modules.rearrang
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from modules.options import Choice
+from anyquantile.modules.options import Choice
+from anyquantile.modules.quantile_levels import interpolate_levels
 
 
 class ConformalKind(Choice):
@@ -73,6 +75,40 @@ class LevelConformal:
         if self.delta is None:
             raise RuntimeError("fit the conformal correction before applying it")
         return prediction + self.delta.to(prediction)  # [N, H, Q] + [H or 1, Q]
+
+    def shift_at(self, levels: torch.Tensor) -> torch.Tensor:
+        """The correction at any ``levels`` [Q'] -> [H or 1, Q']: linear in the level between the fitted
+        levels, the outermost fitted level's beyond them (what a saved model applies at the levels asked)."""
+        if self.delta is None:
+            raise RuntimeError("fit the conformal correction before applying it")
+        return interpolate_levels(self.delta, self.levels, levels.double())
+
+    def state(self) -> dict[str, Any]:
+        """The fitted correction as plain data (JSON): what a saved model keeps (``calibration.json``)."""
+        if self.delta is None:
+            raise RuntimeError("fit the conformal correction before saving it")
+        if not bool(torch.isfinite(self.delta).all()):
+            raise ValueError(
+                "the calibration split is too small for the outermost levels (an infinite correction): "
+                "validate on more windows"
+            )
+        kind = ConformalKind.level_per_step if self.per_step else ConformalKind.level
+        return {"kind": kind.value, "levels": self.levels.tolist(), "delta": self.delta.tolist()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "LevelConformal":
+        """The correction :meth:`state` wrote; a ValueError for anything else."""
+        kind = ConformalKind(state["kind"])
+        if kind not in (ConformalKind.level, ConformalKind.level_per_step):
+            raise ValueError(f"a saved calibration is of kind level or level_per_step, not {kind.value}")
+        correction = cls(
+            torch.tensor(state["levels"], dtype=torch.float64), per_step=kind == ConformalKind.level_per_step
+        )
+        delta = torch.tensor(state["delta"], dtype=torch.float64)  # [H or 1, Q]
+        if delta.dim() != 2 or delta.shape[1] != len(correction.levels):
+            raise ValueError(f"delta of shape {tuple(delta.shape)} for {len(correction.levels)} levels")
+        correction.delta = delta
+        return correction
 
 
 class IntervalConformal:
