@@ -150,11 +150,12 @@ class Forecaster:
         DIR --conformal level --save-calibration``). ``rearrange``: non-crossing quantiles (the default);
         False returns the network's raw forecast of each level.
         """
+        predictor = self.predictor  # not fitted: say so first
         history = self._history if df is None else df
         if history is None:
             raise UsageError("predict needs a history: pass df (a loaded model keeps no training frame)")
         output = OutputLevels.of(self.alias, level, quantiles)
-        return self.predictor.forecast_frame(history, output, h, calibrated=calibrated, rearrange=rearrange)
+        return predictor.forecast_frame(history, output, h, calibrated=calibrated, rearrange=rearrange)
 
     def cross_validation(
         self,

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from anyquantile.dataset.long_format import long_forecast_frame
 from anyquantile.dataset.windows import WindowBatches
@@ -30,6 +30,7 @@ from anyquantile.evaluation.dashboard_data import (
 from anyquantile.evaluation.ensemble import SplitForecasts, batches, forecast_split, load_ensemble
 from anyquantile.evaluation.references import reference_scores
 from anyquantile.experiment.builders import build_data, build_evaluation_levels
+from anyquantile.experiment.config import config_to_dict, merge_config
 from anyquantile.experiment.errors import UsageError
 from anyquantile.model.ensemble import Ensemble
 from anyquantile.model.metrics import RandomLevelCRPS, headline
@@ -51,6 +52,7 @@ def evaluate(
     fan_series: Sequence[str] = (),
     fan_origins: Sequence[str] = (),
     dashboard: bool = True,
+    loaded: tuple[Ensemble, DictConfig] | None = None,
 ) -> dict[str, Any]:
     """Score the (ensemble of) checkpoint(s) on ``split``; write ``metrics.json``, ``forecasts.parquet``
     and ``dashboard.html``.
@@ -62,13 +64,22 @@ def evaluate(
             (:class:`ConformalKind`).
         fan_series, fan_origins: the windows drawn as fan charts (default: the best, median and worst
             series by nCRPS, at their last origin).
+        loaded: an ensemble already loaded (a saved model's members) and its config, in place of loading
+            ``checkpoints`` (which then only name it in the results).
+
+    With a ``level*`` conformal kind, ``results["conformal"]["calibration"]`` holds the fitted correction
+    (``LevelConformal.state()``: what a saved model keeps), when every correction is finite.
     """
     try:
         conformal = choose(ConformalKind, conformal, "conformal")
     except ValueError as error:
         raise UsageError(str(error)) from None
     data_overrides = ["dataset.source=file", f"dataset.path={data}"] if data else []
-    ensemble, cfg = load_ensemble(checkpoints, [*overrides, *data_overrides])
+    if loaded is None:
+        ensemble, cfg = load_ensemble(checkpoints, [*overrides, *data_overrides])
+    else:
+        ensemble, stored = loaded
+        cfg = merge_config(config_to_dict(stored), [*overrides, *data_overrides], source=f"{checkpoints[0]}")
     # a --data file may hold some of the model's series only: its holiday map is not checked whole
     forecast_data = build_data(cfg, strict_holiday_map=data is None)
     split = split or ("test" if "test" in forecast_data.splits else "val")
@@ -163,9 +174,12 @@ def conformal_scores(
 ) -> dict[str, Any]:
     """The scores ``after`` a conformal correction fitted on the val forecasts and applied to the split's."""
     if kind in (ConformalKind.level, ConformalKind.level_per_step):  # every level moves: the whole forecast is rescored
-        calibrated = conformal_calibration(kind, levels, val, raw.prediction)
-        after = score_forecasts(levels, calibrated, raw.target, raw.mask, rearrange)
-        return {"after": headline(after.final), "reliability_after": after.share_below}
+        correction = level_conformal(kind, levels, val)
+        after = score_forecasts(levels, correction.apply(raw.prediction), raw.target, raw.mask, rearrange)
+        scores = {"after": headline(after.final), "reliability_after": after.share_below}
+        if bool(torch.isfinite(correction.delta).all()):  # an infinite correction cannot be saved with a model
+            scores["calibration"] = correction.state()
+        return scores
     # Only the interval ends move (and may cross other levels), so only the interval scores are kept,
     # of the final forecasts with their ends corrected, not rearranged again.
     finished = SplitForecasts(final_forecast(val.prediction, rearrange), val.target, val.mask, val.series, val.origin)
@@ -185,9 +199,7 @@ def conformal_calibration(
     """
     per_step = kind in (ConformalKind.level_per_step, ConformalKind.interval_per_step)
     if kind in (ConformalKind.level, ConformalKind.level_per_step):
-        return (
-            LevelConformal(levels.levels, per_step=per_step).fit(val.prediction, val.target, val.mask).apply(prediction)
-        )
+        return level_conformal(kind, levels, val).apply(prediction)
     ends = torch.tensor([[levels.index(end) for end in interval_ends(c)] for c in levels.intervals])  # [I, 2]
     correction = IntervalConformal(levels.intervals, per_step=per_step)
     correction.fit(val.prediction[..., ends[:, 0]], val.prediction[..., ends[:, 1]], val.target, val.mask)
@@ -195,6 +207,12 @@ def conformal_calibration(
     calibrated = prediction.clone()
     calibrated[..., ends[:, 0]], calibrated[..., ends[:, 1]] = lower, upper
     return calibrated
+
+
+def level_conformal(kind: ConformalKind, levels: EvaluationLevels, val: SplitForecasts) -> LevelConformal:
+    """The per-level correction of a ``level*`` kind, fitted on the ``val`` forecasts at ``levels``."""
+    per_step = kind == ConformalKind.level_per_step
+    return LevelConformal(levels.levels, per_step=per_step).fit(val.prediction, val.target, val.mask)
 
 
 def dashboard_inputs(

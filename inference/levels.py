@@ -61,10 +61,10 @@ class OutputLevels:
             columns, levels = [f"{alias}-median"], [0.5]
             for value in reversed(ordered):  # lower ends, widest interval first: ascending levels
                 columns.append(f"{alias}-lo-{_level_name(value)}")
-                levels.append(0.5 - value / 200.0)
+                levels.append((100.0 - value) / 200.0)  # exact for whole percentages: 0.05, not 0.0499...
             for value in ordered:
                 columns.append(f"{alias}-hi-{_level_name(value)}")
-                levels.append(0.5 + value / 200.0)
+                levels.append((100.0 + value) / 200.0)
             return cls(tuple(columns), tuple(levels))
         return cls((alias,), (0.5,))
 

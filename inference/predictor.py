@@ -178,3 +178,16 @@ class Predictor:
         with torch.no_grad():
             forecast = self.quantiles(windows.batch, output.levels, calibrated, rearrange)
         return self.frame(windows, forecast, hours, output)
+
+    # -- one forward pass for several requests (the HTTP service, anyquantile/serving.py) ----------------------
+    def grid_forecast(self, batch: WindowBatch) -> torch.Tensor:
+        """The network's forecasts ``[B, H, G]`` of the reference grid, neither calibrated nor sorted: the
+        forward pass the service runs once for the windows of several requests (:func:`concat_windows`)."""
+        return self.network(batch, self.reference.float())
+
+    def finish_grid(self, forecast: torch.Tensor, calibrated: bool = False) -> torch.Tensor:
+        """A :meth:`grid_forecast` ``[B, H, G]`` calibrated if asked, then sorted: what :meth:`reference_forecast`
+        returns for the same windows, so that each request of a shared batch is finished with its own options."""
+        if calibrated:
+            forecast = forecast + self._shift(self.reference)  # a UsageError when the model has no calibration
+        return rearrange_quantiles(forecast)

@@ -107,3 +107,19 @@ def saved_model_dir(tmp_path_factory: pytest.TempPathFactory, history_frame) -> 
     overrides = [*TINY_API_OVERRIDES, f"output_dir={root / 'runs'}"]
     forecaster = Forecaster("nbeatsaq-synthetic", overrides=overrides, verbose=False).fit(history_frame)
     return forecaster.save(root / "model")
+
+
+@pytest.fixture(scope="session")
+def predict_file() -> Callable[..., "pd.DataFrame"]:
+    """``predict_file(checkpoint, data_file, quantiles, **options)``: the production path (``Predictor.forecast_frame``)
+    of a checkpoint on a data file, at ``quantiles``; options: h, series, origin, calibrated, rearrange."""
+    from anyquantile.dataset.loader import read_frame
+    from anyquantile.inference.levels import OutputLevels
+    from anyquantile.inference.saved_model import SavedModel
+
+    def predict(checkpoint, data_file, quantiles, **options) -> "pd.DataFrame":
+        predictor = SavedModel.from_checkpoints([checkpoint]).predictor()
+        output = OutputLevels.of(predictor.alias, quantiles=quantiles)
+        return predictor.forecast_frame(read_frame(Path(data_file)), output, **options)
+
+    return predict

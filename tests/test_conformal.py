@@ -124,3 +124,20 @@ def test_evaluations_conformal_reaches_nominal_coverage_and_cqr_moves_only_inter
         assert moved[ends].all() and not moved[others].any()
     else:
         assert moved.all()
+
+
+def test_a_level_correction_reads_at_any_level_and_round_trips_as_plain_data():
+    correction = LevelConformal(torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64), per_step=True)
+    correction.delta = torch.tensor([[-100.0, 0.0, 100.0], [-10.0, 0.0, 30.0]], dtype=torch.float64)  # [H, Q]
+    shift = correction.shift_at(torch.tensor([0.05, 0.3, 0.5, 0.7, 0.95]))  # [H, 5]
+    # linear between fitted levels, the outermost one's beyond them
+    expected = torch.tensor([[-100.0, -50.0, 0.0, 50.0, 100.0], [-10.0, -5.0, 0.0, 15.0, 30.0]], dtype=torch.float64)
+    torch.testing.assert_close(shift, expected)
+    restored = LevelConformal.from_state(correction.state())
+    assert restored.per_step and torch.equal(restored.delta, correction.delta)
+    assert torch.equal(restored.levels, correction.levels)
+    correction.delta[0, 0] = float("inf")  # too few targets for the outermost level
+    with pytest.raises(ValueError, match="too small"):
+        correction.state()
+    with pytest.raises(ValueError, match="level or level_per_step"):
+        LevelConformal.from_state({"kind": "interval", "levels": [0.5], "delta": [[0.0]]})

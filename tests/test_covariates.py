@@ -16,7 +16,6 @@ from anyquantile.dataset.splits import SplitBoundaries, make_splits
 from anyquantile.dataset.windows import WindowBatches, WindowIndex, WindowShape
 from anyquantile.experiment.builders import build_data, build_network
 from anyquantile.experiment.errors import ConfigError
-from anyquantile.inference.forecast import predict
 from anyquantile.modules.forecast_network import AnyQuantileNetwork, CovariateChannels, NetworkConfig, context_size
 from anyquantile.modules.nbeats import AnyQuantileNBeats, NBeatsConfig
 from anyquantile.training.train import train
@@ -213,7 +212,9 @@ def with_horizon_rows(series: pd.DataFrame, hours: int, temp_shift: float = 0.0,
     return pd.concat([series, *extra], ignore_index=True)
 
 
-def test_a_forecast_reads_future_covariates_over_its_horizon_and_never_historical_ones(trained_with_covariates):
+def test_a_forecast_reads_future_covariates_over_its_horizon_and_never_historical_ones(
+    trained_with_covariates, predict_file
+):
     checkpoint, series, folder = trained_with_covariates
     files = {}
     for name, table in {
@@ -223,15 +224,18 @@ def test_a_forecast_reads_future_covariates_over_its_horizon_and_never_historica
     }.items():
         files[name] = folder / f"{name}.csv"
         table.to_csv(files[name], index=False)
-    plain, warmer, metered = (predict(checkpoint, files[name], [0.1, 0.5, 0.9]) for name in files)
-    assert (plain.timestamp.min() - series.ds.max()) == pd.Timedelta(hours=1)  # the horizon is the new rows
-    assert not np.allclose(plain.value, warmer.value)  # the horizon's temperature moves the forecast
-    np.testing.assert_array_equal(plain.value, metered.value)  # the horizon's meter readings are never read
+    plain, warmer, metered = (
+        predict_file(checkpoint, files[name], [0.1, 0.5, 0.9]).drop(columns="unique_id").set_index("ds")
+        for name in files
+    )
+    assert (plain.index.min() - series.ds.max()) == pd.Timedelta(hours=1)  # the horizon is the new rows
+    assert not np.allclose(plain.to_numpy(), warmer.to_numpy())  # the horizon's temperature moves the forecast
+    np.testing.assert_array_equal(plain.to_numpy(), metered.to_numpy())  # the horizon's meter readings are never read
 
 
-def test_a_forecast_without_future_covariates_for_its_horizon_says_what_to_add(trained_with_covariates):
+def test_a_forecast_without_future_covariates_for_its_horizon_says_what_to_add(trained_with_covariates, predict_file):
     checkpoint, series, folder = trained_with_covariates
     data_file = folder / "history_only.csv"
     series.to_csv(data_file, index=False)
     with pytest.raises(DataValidationError, match="future-known covariate 'temp' has no value at .*add the horizon"):
-        predict(checkpoint, data_file, [0.5])
+        predict_file(checkpoint, data_file, [0.5])

@@ -1,13 +1,16 @@
-"""Score trained checkpoints on a split: metrics.json (overall, per step, per series, before/after
-rearrangement and conformal calibration), forecasts.parquet and dashboard.html.
+"""Score trained checkpoints or a saved model on a split: metrics.json (overall, per step, per series,
+before/after rearrangement and conformal calibration), forecasts.parquet and dashboard.html.
 
-    anyquantile evaluate --checkpoint PATH [--checkpoint PATH ...] [--snapshots RUN_DIR ...] [--data FILE]
-        [--split val|test] [--out DIR] [--conformal none|level|level_per_step|interval|interval_per_step]
+    anyquantile evaluate (--checkpoint PATH [--checkpoint PATH ...] [--snapshots RUN_DIR ...] | --model DIR)
+        [--data FILE] [--split val|test] [--out DIR]
+        [--conformal none|level|level_per_step|interval|interval_per_step] [--save-calibration]
         [--fan-series A,B] [--fan-origins "2017-12-01 00:00,..."] [--no-dashboard] [key=value ...]
 
 Several checkpoints form an ensemble that averages their quantile forecasts: of several runs, or one
 run's snapshots (``trainer.snapshots=K``, then ``--snapshots runs/NAME/TIME``; repeat it for several runs).
-``key=value`` overrides the stored config (e.g. ``evaluation.grid_size=199``).
+``--model DIR`` scores a saved model (``anyquantile export``, ``Forecaster.save``); with ``--conformal level``
+(or ``level_per_step``) and ``--save-calibration`` the correction fitted on val is saved with it, for
+``predict --calibrated``. ``key=value`` overrides the stored config (e.g. ``evaluation.grid_size=199``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         default=[],
         metavar="RUN_DIR",
         help="add a run's snapshot checkpoints (trainer.snapshots) to the ensemble; repeat for several runs",
+    )
+    parser.add_argument("--model", help="a saved model folder, in place of checkpoints")
+    parser.add_argument(
+        "--save-calibration",
+        action="store_true",
+        help="with --model and --conformal level|level_per_step: save the fitted correction with the model",
     )
     parser.add_argument("--data", help="a data file in place of the config's dataset.path")
     parser.add_argument("--split", choices=("val", "test"), help="default: test if the config has one, else val")
@@ -63,9 +72,21 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         from anyquantile.evaluation.report import evaluate  # imported late: argument errors come before Lightning loads
         from anyquantile.experiment.checkpoints import snapshot_checkpoints
 
-        checkpoints = args.checkpoint + [path for run in args.snapshots for path in snapshot_checkpoints(run)]
+        if args.save_calibration and not (args.model and args.conformal in ("level", "level_per_step")):
+            raise UsageError("--save-calibration saves a --conformal level (or level_per_step) fit with a --model DIR")
+        if args.model and (args.checkpoint or args.snapshots):
+            raise UsageError("give a --model DIR or checkpoints (--checkpoint, --snapshots), not both")
+        loaded = None
+        if args.model:
+            from anyquantile.inference.saved_model import load_model
+            from anyquantile.model.ensemble import Ensemble
+
+            saved = load_model(args.model)
+            loaded, checkpoints = (Ensemble(saved.members), saved.configs[0]), [args.model]
+        else:
+            checkpoints = args.checkpoint + [path for run in args.snapshots for path in snapshot_checkpoints(run)]
         if not checkpoints:
-            raise UsageError("give a --checkpoint (repeat it for an ensemble) or --snapshots RUN_DIR")
+            raise UsageError("give a --checkpoint (repeat it for an ensemble), --snapshots RUN_DIR or --model DIR")
         results = evaluate(
             checkpoints,
             args.out,
@@ -76,7 +97,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             args.fan_series,
             args.fan_origins,
             dashboard=not args.no_dashboard,
+            loaded=loaded,
         )
+        if args.save_calibration:
+            calibration = _save_calibration(args.model, results)
     except (ConfigError, UsageError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -100,9 +124,25 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             f"{name} {after[name]:.4f}" for name in ("crps", "coverage_90", "coverage_95") if name in after
         )
         print(f"  after conformal ({results['conformal']['kind']}): {shown}")
-    written = ["metrics.json", "forecasts.parquet"] + ([] if args.no_dashboard else ["dashboard.html"])
-    print("\nwritten: " + ", ".join(f"{args.out}/{name}" for name in written))
+    written = [f"{args.out}/{name}" for name in ["metrics.json", "forecasts.parquet"]]
+    written += [] if args.no_dashboard else [f"{args.out}/dashboard.html"]
+    written += [str(calibration)] if args.save_calibration else []
+    print("\nwritten: " + ", ".join(written))
     return 0
+
+
+def _save_calibration(model_dir: str, results: dict):
+    """Write the level correction fitted on val into the saved model folder (``calibration.json``)."""
+    from anyquantile.inference.saved_model import write_calibration
+    from anyquantile.modules.conformal import LevelConformal
+
+    state = results["conformal"].get("calibration")
+    if state is None:
+        raise UsageError(
+            "the correction of the outermost levels is infinite (too few validation targets): nothing is saved; "
+            "validate on more windows"
+        )
+    return write_calibration(model_dir, LevelConformal.from_state(state))
 
 
 def _names(text: str) -> list[str]:
