@@ -165,7 +165,16 @@ def test_evaluate_saves_a_calibration_with_the_model_and_predict_applies_it(
     assert export_cli.main(["--checkpoint", checkpoint, "--out", str(folder)]) == 0
     assert (
         evaluate_cli.main(
-            ["--model", str(folder), "--conformal", "level", "--no-dashboard", "--out", str(tmp_path / "e")]
+            [
+                "--model",
+                str(folder),
+                "--conformal",
+                "level",
+                "--save-calibration",
+                "--no-dashboard",
+                "--out",
+                str(tmp_path / "e"),
+            ]
         )
         == 0
     )
