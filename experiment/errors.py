@@ -13,4 +13,12 @@ class ConfigError(ValueError):
 
 class UsageError(ValueError):
     """A request that cannot be served as asked: a missing file, an unknown series, a level outside (0, 1),
-    an argument of a command line; the message names the argument and the problem."""
+    an argument of a command line; the message names the argument and the problem.
+
+    ``field``: the request's field at fault when there is one (``"series"``, ``"origin"``, ``"h"``,
+    ``"quantiles"``, ...), so that the HTTP service can name it in its 422 answer.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

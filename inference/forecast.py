@@ -30,19 +30,32 @@ def extend_grid(panel: HourlyPanel, hours: int) -> HourlyPanel:
     return dataclasses.replace(panel, timestamps=timestamps, values=values, covariates=covariates)
 
 
+def grid_time(when: str | pd.Timestamp) -> pd.Timestamp:
+    """``when`` on the data's clock: naive as it is, with an offset converted to UTC (as the loader reads ``ds``);
+    a UsageError if it is no time at all."""
+    try:
+        stamp = pd.Timestamp(when)
+    except (TypeError, ValueError):
+        raise UsageError(f"origin {when!r} is not a time, e.g. '2017-12-31 00:00'", field="origin") from None
+    if pd.isna(stamp):
+        raise UsageError(f"origin {when!r} is not a time, e.g. '2017-12-31 00:00'", field="origin")
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
 def forecast_origins(
     panel: HourlyPanel, shape: WindowShape, series: Sequence[str], origin: str | None, min_observed_history: float
 ) -> WindowIndex:
     """One window per series: its first target hour is ``origin``, or the hour after the series' last observation."""
     unknown = sorted(set(series) - set(panel.series_ids))
     if unknown:
-        raise UsageError(f"unknown series {unknown}; the data has {list(panel.series_ids)}")
+        raise UsageError(f"unknown series {unknown}; the data has {list(panel.series_ids)}", field="series")
     rows = np.array([panel.series_ids.index(name) for name in series], dtype=np.int64)
     observed = np.isfinite(panel.values[rows])  # [S', L]
     if origin is not None:
-        start = panel.hour_index(origin)
-        if start >= panel.num_hours or panel.timestamps[start] != pd.Timestamp(origin):
-            raise UsageError(f"origin {origin} is not an hour of the data's grid")
+        first_hour = grid_time(origin)
+        start = panel.hour_index(first_hour)
+        if start >= panel.num_hours or panel.timestamps[start] != first_hour:
+            raise UsageError(f"origin {origin} is not an hour of the data's grid", field="origin")
         origins = np.full(len(rows), start, dtype=np.int64)
     else:
         origins = panel.num_hours - 1 - np.argmax(observed[:, ::-1], axis=1) + 1  # the hour after the last observation

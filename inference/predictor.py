@@ -50,7 +50,9 @@ def checked_horizon(h: int | None, horizon: int) -> int:
     if h is None:
         return horizon
     if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 1 <= h <= horizon:
-        raise UsageError(f"h must be a whole number of hours in [1, {horizon}] (the trained horizon), got {h!r}")
+        raise UsageError(
+            f"h must be a whole number of hours in [1, {horizon}] (the trained horizon), got {h!r}", field="h"
+        )
     return int(h)
 
 
@@ -104,7 +106,7 @@ class Predictor:
         names = list(series) if series else list(panel.series_ids)
         unknown = sorted(set(names) - set(panel.series_ids))
         if unknown:
-            raise UsageError(f"unknown series {unknown}; the history has {list(panel.series_ids)}")
+            raise UsageError(f"unknown series {unknown}; the history has {list(panel.series_ids)}", field="series")
         panel = self._with_holidays(_series_of(panel, names))
         windows = forecast_origins(panel, self.shape, names, origin, self.dataset.min_observed_history)
         extended = extend_grid(panel, self.shape.horizon)  # the horizon lies beyond the data
@@ -131,8 +133,6 @@ class Predictor:
         """Forecasts ``[B, H, Q]`` of ``levels``: read off the sorted reference grid, or (``rearrange=False``)
         the network's raw forecast of exactly those levels."""
         asked = torch.tensor(levels, dtype=torch.float64)
-        if calibrated and self.calibration is None:
-            raise UsageError("this model has no conformal calibration: fit one with anyquantile evaluate --model DIR")
         if rearrange:
             return self.at_levels(self.reference_forecast(batch, calibrated), asked)
         forecast = self.network(batch, asked.float())  # [B, H, Q]

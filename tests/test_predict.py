@@ -190,3 +190,13 @@ def test_a_model_with_holidays_forecasts_with_the_series_own_holidays_and_names_
         predict_file(summary["checkpoint"], tmp_path / "renamed.csv", [0.9], series=["XX"])
     # only the series asked for need a country: the file may hold others
     assert len(predict_file(summary["checkpoint"], tmp_path / "renamed.csv", [0.9], series=["synthetic_00"])) == 48
+
+
+def test_an_origin_with_an_offset_is_read_on_the_datas_utc_clock_and_a_non_time_is_refused(trained, predict_file):
+    checkpoint, data_file, _ = trained
+    naive = predict_file(checkpoint, data_file, [0.5], origin="2015-04-20 10:00")
+    offset = predict_file(checkpoint, data_file, [0.5], origin="2015-04-20 12:00+02:00")
+    pd.testing.assert_frame_equal(naive, offset)
+    for bad in ("soon", ""):
+        with pytest.raises(UsageError, match="is not a time"):
+            predict_file(checkpoint, data_file, [0.5], origin=bad)
