@@ -26,15 +26,22 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from anyquantile.dataset.loader import panel_from_frame
+from anyquantile.dataset.loader import frame_timestamps, panel_from_frame
 from anyquantile.dataset.panel import HourlyPanel
+from anyquantile.dataset.windows import WindowBatches
+from anyquantile.evaluation.ensemble import forecast_split
+from anyquantile.evaluation.report import level_conformal
+from anyquantile.experiment.builders import build_data, build_evaluation_levels
 from anyquantile.experiment.checkpoints import load_forecaster
 from anyquantile.experiment.config import config_to_dict, load_config, merge_config
 from anyquantile.experiment.errors import ConfigError, UsageError
+from anyquantile.experiment.schema import DataSource
 from anyquantile.inference.levels import OutputLevels
 from anyquantile.inference.predictor import Predictor, checked_horizon
 from anyquantile.inference.saved_model import DEFAULT_ALIAS, SavedModel, load_model, save_model
+from anyquantile.model.ensemble import Ensemble
 from anyquantile.model.quiet import quiet_lightning
+from anyquantile.modules.conformal import ConformalKind
 from anyquantile.training.train import train
 
 ONE_HOUR = pd.Timedelta(hours=1)
@@ -131,6 +138,36 @@ class Forecaster:
         with quiet_lightning():
             yield
 
+    def calibrate(self, df: pd.DataFrame | None = None, per_step: bool = False) -> "Forecaster":
+        """Fit a split-conformal correction of every level on the validation hours held out by the last
+        ``fit(df, val_size=N)`` and keep it with the model: ``predict(calibrated=True)`` applies it and
+        ``save`` writes it. ``per_step``: one correction per horizon step. ``df``: the fit's frame by default."""
+        model = self._fitted()
+        cfg = model.configs[0]
+        if cfg.dataset.source != DataSource.frame:
+            raise UsageError(
+                "calibrate fits on the frame a Forecaster was fitted on; for a model trained from a config, use "
+                "anyquantile evaluate --model DIR --conformal level --save-calibration"
+            )
+        if OmegaConf.to_object(cfg.dataset).split_boundaries().refits:
+            raise UsageError("calibrate needs held-out hours: fit(df, val_size=N) first (val_size=None trains on all)")
+        history = self._history if df is None else df
+        if history is None:
+            raise UsageError("calibrate needs the fit's frame: pass df")
+        data = build_data(cfg, panel=self._panel(history, "df"))
+        levels = build_evaluation_levels(cfg)
+        windows = WindowBatches(data.panel, data.shape, data.splits["val"])
+        val = forecast_split(Ensemble(model.members), windows, levels.levels, cfg.dataset.eval_batch_size, "val")
+        kind = ConformalKind.level_per_step if per_step else ConformalKind.level
+        correction = level_conformal(kind, levels, val)
+        try:
+            correction.state()  # only a finite correction can be applied and saved
+        except ValueError as error:
+            raise UsageError(f"calibrate: {error}") from None
+        model.calibration = correction
+        self._set_model(model)
+        return self
+
     # -- forecasting -----------------------------------------------------------------------------------------
     def predict(
         self,
@@ -179,8 +216,8 @@ class Forecaster:
         panel = self._panel(df, "df")
         last = panel.timestamps[-1]
         cutoffs = [last - (hours + (n_windows - 1 - k) * step) * ONE_HOUR for k in range(n_windows)]
-        stamps = pd.to_datetime(df["ds"])
-        self.fit(df[(stamps <= cutoffs[0]).to_numpy()], val_size=val_size)
+        stamps = frame_timestamps(df, "df")  # [N] as the loader reads them: offsets on the UTC clock
+        self.fit(df[stamps <= cutoffs[0].to_datetime64()], val_size=val_size)
         output = OutputLevels.of(self.alias, level, quantiles)
         predictor = self.predictor
         full = predictor.panel(df, "df")
@@ -193,13 +230,20 @@ class Forecaster:
             frame.insert(2, "cutoff", cutoff)
             frames.append(frame)
         result = pd.concat(frames, ignore_index=True)
-        actual = pd.DataFrame({"unique_id": df["unique_id"].astype(str), "ds": stamps, "y": df["y"]})
+        actual = pd.DataFrame(
+            {"unique_id": df["unique_id"].astype(str).to_numpy(), "ds": stamps, "y": df["y"].to_numpy()}
+        )
         return result.merge(actual, on=["unique_id", "ds"], how="left")
 
     def _horizon(self, h: int | None) -> int:
         return checked_horizon(h, self.cfg.dataset.horizon)
 
     # -- the model -------------------------------------------------------------------------------------------
+    def _fitted(self) -> SavedModel:
+        if self.model is None:
+            raise UsageError("the forecaster is not fitted: call fit(df) or Forecaster.load(path)")
+        return self.model
+
     @property
     def predictor(self) -> Predictor:
         if self._predictor is None:
@@ -212,9 +256,7 @@ class Forecaster:
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the fitted model to the folder ``path`` (config, safetensors weights, version, calibration)."""
-        if self.model is None:
-            raise UsageError("nothing to save: call fit(df) first")
-        return save_model(self.model, path, overwrite=overwrite)
+        return save_model(self._fitted(), path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, verbose: bool = True) -> "Forecaster":

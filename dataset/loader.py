@@ -95,6 +95,11 @@ def panel_from_frame(
     )
 
 
+def frame_timestamps(frame: pd.DataFrame, source: str = "data frame") -> np.ndarray:
+    """The frame's ``ds`` as the loader reads it: naive hours, and times with an offset on the UTC clock."""
+    return _parse_timestamps(frame["ds"], frame["unique_id"].astype(str).to_numpy(), source)
+
+
 def read_frame(path: Path) -> pd.DataFrame:
     """A data file (``.csv``, ``.csv.gz``, ``.parquet``) as it is, before :func:`panel_from_frame` checks it."""
     name = path.name.lower()

@@ -8,10 +8,11 @@ median as the point forecast ``<alias>``.
 
 **Monotone output, independent per level.** Sorting the forecasts of the levels asked (the monotone
 rearrangement, ``modules.rearrangement``) would make the 0.9 forecast depend on which other levels were asked.
-Instead the network forecasts a fixed reference grid (the evaluation levels plus a few far-tail ones), that
-grid is sorted, and each asked level is read off the sorted grid by linear interpolation in the level. On a
-grid level this is exactly the rearranged forecast that evaluation scores; between grid levels it is
-monotone in the level; below the lowest reference level (1e-4) and above the highest it is constant.
+Instead the network forecasts a fixed reference grid (the evaluation levels plus a few far-tail ones beyond
+them); the evaluation levels are sorted among themselves, each tail is sorted and kept beyond them
+(``Predictor.rearrange``), and each asked level is read off that grid by linear interpolation in the level.
+On an evaluation level this is exactly the rearranged forecast that evaluation scores; between grid levels
+it is monotone in the level; below the lowest reference level (1e-4) and above the highest it is constant.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def _level_name(value: float) -> str:
 
 def reference_levels(evaluation: EvaluationLevels) -> torch.Tensor:
     """The fixed grid ``[G]`` (float64, ascending) that production forecasts are sorted on: the evaluation
-    levels and :data:`TAIL_LEVELS`."""
+    levels and the :data:`TAIL_LEVELS` beyond them."""
     tails = torch.tensor(TAIL_LEVELS, dtype=torch.float64)
-    return torch.unique(torch.cat([evaluation.levels, tails]))  # sorted
+    outside = tails[(tails < evaluation.levels.min()) | (tails > evaluation.levels.max())]
+    return torch.unique(torch.cat([evaluation.levels, outside]))  # sorted

@@ -42,7 +42,7 @@ from anyquantile.experiment.builders import build_evaluation_levels
 from anyquantile.experiment.config import config_to_dict, merge_config
 from anyquantile.experiment.errors import ConfigError, UsageError
 from anyquantile.inference.predictor import Predictor
-from anyquantile.inference.saved_model import DEFAULT_ALIAS, FORMAT, FORMAT_VERSION, SavedModel
+from anyquantile.inference.saved_model import DEFAULT_ALIAS, FORMAT, FORMAT_VERSION, SavedModel, calibration_of
 from anyquantile.modules.conformal import LevelConformal
 
 INPUT_NAMES = ("history", "history_mask", "calendar", "levels")
@@ -334,10 +334,7 @@ def read_onnx_metadata(
         raise UsageError(str(error)) from None
     calibration = None
     if CALIBRATION_KEY in metadata:
-        try:
-            calibration = LevelConformal.from_state(_json(metadata, CALIBRATION_KEY, path))
-        except (KeyError, ValueError) as error:
-            raise UsageError(f"{path}: {CALIBRATION_KEY} is not a calibration anyquantile wrote: {error}") from None
+        calibration = calibration_of(_json(metadata, CALIBRATION_KEY, path), f"{path}: {CALIBRATION_KEY}")
     return manifest, cfg, calibration
 
 

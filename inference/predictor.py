@@ -86,7 +86,15 @@ class Predictor:
 
     def __post_init__(self) -> None:
         self.shape = WindowShape(self.dataset.history_length, self.dataset.horizon)
-        self.reference = reference_levels(self.evaluation_levels)  # [G] float64
+        self.reference = reference_levels(self.evaluation_levels)  # [G] float64, ascending
+        evaluated = self.evaluation_levels.levels
+        below, above = self.reference < evaluated.min(), self.reference > evaluated.max()
+        self._parts = (below, ~(below | above), above)  # the reference grid's lower tail, evaluation levels, upper tail
+        if self.calibration is not None and self.calibration.delta.shape[0] not in (1, self.shape.horizon):
+            raise UsageError(
+                f"the calibration has corrections for {self.calibration.delta.shape[0]} horizon steps; "
+                f"this model forecasts {self.shape.horizon}"
+            )
 
     # -- a request's windows ---------------------------------------------------------------------------------
     def panel(self, history: pd.DataFrame, source: str = "history") -> HourlyPanel:
@@ -122,10 +130,28 @@ class Predictor:
     # -- forecasts -------------------------------------------------------------------------------------------
     def reference_forecast(self, batch: WindowBatch, calibrated: bool = False, rearrange: bool = True) -> torch.Tensor:
         """Forecasts ``[B, H, G]`` of the reference grid: calibrated if asked, then sorted if ``rearrange``."""
-        forecast = self.network(batch, self.reference.float())  # [B, H, G]
+        return self.finish_grid(self.grid_forecast(batch), calibrated, rearrange)
+
+    def grid_forecast(self, batch: WindowBatch) -> torch.Tensor:
+        """The network's forecasts ``[B, H, G]`` of the reference grid, neither calibrated nor sorted: the
+        forward pass the service runs once for the windows of several requests (:func:`concat_windows`)."""
+        return self.network(batch, self.reference.float())
+
+    def finish_grid(self, forecast: torch.Tensor, calibrated: bool = False, rearrange: bool = True) -> torch.Tensor:
+        """A :meth:`grid_forecast` ``[B, H, G]`` calibrated if asked, then rearranged: each request of a shared
+        batch is finished with its own options."""
         if calibrated:
-            forecast = forecast + self._shift(self.reference)
-        return rearrange_quantiles(forecast) if rearrange else forecast
+            forecast = forecast + self._shift(self.reference)  # a UsageError when the model has no calibration
+        return self.rearrange(forecast) if rearrange else forecast
+
+    def rearrange(self, forecast: torch.Tensor) -> torch.Tensor:
+        """``[B, H, G]`` made monotone in the level: the evaluation levels sorted among themselves (exactly the
+        forecast evaluation scores), each tail sorted and kept beyond the outermost sorted evaluation level."""
+        lower, inner, upper = (forecast[..., part] for part in self._parts)
+        inner = rearrange_quantiles(inner)  # [B, H, Q_eval]
+        lower = torch.minimum(rearrange_quantiles(lower), inner[..., :1])  # [B, H, tails below]
+        upper = torch.maximum(rearrange_quantiles(upper), inner[..., -1:])  # [B, H, tails above]
+        return torch.cat([lower, inner, upper], dim=-1)
 
     def quantiles(
         self, batch: WindowBatch, levels: Sequence[float], calibrated: bool = False, rearrange: bool = True
@@ -180,14 +206,3 @@ class Predictor:
         return self.frame(windows, forecast, hours, output)
 
     # -- one forward pass for several requests (the HTTP service, anyquantile/serving.py) ----------------------
-    def grid_forecast(self, batch: WindowBatch) -> torch.Tensor:
-        """The network's forecasts ``[B, H, G]`` of the reference grid, neither calibrated nor sorted: the
-        forward pass the service runs once for the windows of several requests (:func:`concat_windows`)."""
-        return self.network(batch, self.reference.float())
-
-    def finish_grid(self, forecast: torch.Tensor, calibrated: bool = False) -> torch.Tensor:
-        """A :meth:`grid_forecast` ``[B, H, G]`` calibrated if asked, then sorted: what :meth:`reference_forecast`
-        returns for the same windows, so that each request of a shared batch is finished with its own options."""
-        if calibrated:
-            forecast = forecast + self._shift(self.reference)  # a UsageError when the model has no calibration
-        return rearrange_quantiles(forecast)

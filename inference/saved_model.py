@@ -110,6 +110,7 @@ def save_model(model: SavedModel, path: str | Path, overwrite: bool = False) -> 
     if path.exists() and not (path / MODEL_FILE).is_file():
         raise UsageError(f"{path} exists and is not a saved model: it is not replaced")
     staging = path.parent / f".{path.name}.saving-{os.getpid()}"
+    replaced = path.parent / f".{path.name}.replaced-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
@@ -122,11 +123,14 @@ def save_model(model: SavedModel, path: str | Path, overwrite: bool = False) -> 
         if model.calibration is not None:
             (staging / CALIBRATION_FILE).write_text(json.dumps(model.calibration.state(), indent=1))
         (staging / MODEL_FILE).write_text(json.dumps(model.manifest(), indent=2))
-        if path.exists():
-            shutil.rmtree(path)
+        if path.exists():  # the old model moves aside until the new one is in place: a crash keeps one of them
+            path.rename(replaced)
         staging.rename(path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not path.exists() and replaced.exists():
+            replaced.rename(path)  # the new model did not land: the old one comes back
+        shutil.rmtree(replaced, ignore_errors=True)
     return path
 
 
@@ -182,9 +186,18 @@ def read_calibration(path: str | Path) -> LevelConformal | None:
     if not file.is_file():
         return None
     try:
-        return LevelConformal.from_state(json.loads(file.read_text()))
-    except (json.JSONDecodeError, KeyError, ValueError) as error:
+        state = json.loads(file.read_text())
+    except json.JSONDecodeError as error:
         raise UsageError(f"{file} is not a calibration anyquantile wrote: {error}") from None
+    return calibration_of(state, str(file))
+
+
+def calibration_of(state: Any, source: str) -> LevelConformal:
+    """The calibration a saved model keeps (``LevelConformal.state()``); anything else is a UsageError."""
+    try:
+        return LevelConformal.from_state(state)
+    except (KeyError, TypeError, ValueError) as error:
+        raise UsageError(f"{source} is not a calibration anyquantile wrote: {error}") from None
 
 
 def write_calibration(path: str | Path, calibration: LevelConformal) -> Path:

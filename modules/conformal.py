@@ -104,9 +104,14 @@ class LevelConformal:
         correction = cls(
             torch.tensor(state["levels"], dtype=torch.float64), per_step=kind == ConformalKind.level_per_step
         )
+        levels = correction.levels
+        if levels.dim() != 1 or not bool(((levels > 0) & (levels < 1)).all()) or bool((levels.diff() <= 0).any()):
+            raise ValueError("levels must be ascending, each inside (0, 1)")
         delta = torch.tensor(state["delta"], dtype=torch.float64)  # [H or 1, Q]
-        if delta.dim() != 2 or delta.shape[1] != len(correction.levels):
-            raise ValueError(f"delta of shape {tuple(delta.shape)} for {len(correction.levels)} levels")
+        if delta.dim() != 2 or delta.shape[1] != len(levels):
+            raise ValueError(f"delta of shape {tuple(delta.shape)} for {len(levels)} levels")
+        if not bool(torch.isfinite(delta).all()):
+            raise ValueError("delta must be finite")
         correction.delta = delta
         return correction
 

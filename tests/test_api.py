@@ -95,10 +95,16 @@ def test_a_damaged_or_foreign_folder_is_refused_clearly(fitted, tmp_path):
         Forecaster.load(folder)
 
 
-def test_utilsforecast_metrics_on_our_frames_equal_ours(fitted, history_frame):
+def test_utilsforecast_metrics_on_our_frames_equal_ours(history_frame, tiny_api_overrides, tmp_path):
+    validated = Forecaster(
+        "nbeatsaq-synthetic", overrides=[*tiny_api_overrides, f"output_dir={tmp_path}"], verbose=False
+    )
     grid = midpoint_grid(9).tolist()
-    frame = fitted.cross_validation(history_frame, n_windows=2, step_size=24, quantiles=grid)
-    intervals = fitted.cross_validation(history_frame, n_windows=2, step_size=24, level=[80])
+    frame = validated.cross_validation(history_frame, n_windows=2, step_size=24, quantiles=grid)
+    first_cutoff = history_frame.ds.max() - pd.Timedelta(hours=48 + 24)
+    # the fit saw the hours up to the first cutoff and no later: its data ends there (val_size=None: all trained)
+    assert pd.Timestamp(validated.model.configs[0].dataset.train_end) == first_cutoff + pd.Timedelta(hours=1)
+    intervals = validated.cross_validation(history_frame, n_windows=2, step_size=24, level=[80])
     assert list(intervals.columns) == [
         "unique_id",
         "ds",
@@ -109,10 +115,7 @@ def test_utilsforecast_metrics_on_our_frames_equal_ours(fitted, history_frame):
         "y",
     ]
     assert len(frame) == 2 * 2 * 48 and frame.y.notna().all()
-    assert sorted(frame.cutoff.unique()) == [
-        history_frame.ds.max() - pd.Timedelta(hours=48 + 24),
-        history_frame.ds.max() - pd.Timedelta(hours=48),
-    ]
+    assert sorted(frame.cutoff.unique()) == [first_cutoff, history_frame.ds.max() - pd.Timedelta(hours=48)]
     columns = [f"AnyQuantile_ql{q}" for q in grid]
     theirs_mq = mqloss(frame, models={"AnyQuantile": columns}, quantiles=np.array(grid))["AnyQuantile"].mean()
     theirs_cov = coverage(intervals, models=["AnyQuantile"], level=80)["AnyQuantile"].mean()
@@ -191,6 +194,34 @@ def test_evaluate_saves_a_calibration_with_the_model_and_predict_applies_it(
     assert "--save-calibration" in capsys.readouterr().err
 
 
+def test_fit_with_val_size_holds_the_last_hours_out_and_calibrate_fits_on_them(
+    history_frame, tiny_api_overrides, tmp_path
+):
+    overrides = [*tiny_api_overrides, f"output_dir={tmp_path}"]
+    forecaster = Forecaster("nbeatsaq-synthetic", overrides=overrides, verbose=False).fit(history_frame, val_size=480)
+    stored = forecaster.model.configs[0].dataset
+    end = history_frame.ds.max() + pd.Timedelta(hours=1)
+    assert pd.Timestamp(stored.val_start) == end - pd.Timedelta(hours=480) and stored.train_end is None
+    assert forecaster.fit_summary["split"] == "val" and not forecaster.fit_summary["in_sample"]
+    plain = forecast_values(forecaster.predict(quantiles=[0.1, 0.5, 0.9], rearrange=False))
+    forecaster.calibrate()
+    correction = forecaster.model.calibration
+    assert correction is not None and not correction.per_step
+    moved = forecast_values(forecaster.predict(quantiles=[0.1, 0.5, 0.9], calibrated=True, rearrange=False))
+    expected = correction.shift_at(torch.tensor([0.1, 0.5, 0.9])).numpy()  # [1, 3]
+    np.testing.assert_allclose(moved - plain, np.broadcast_to(expected, plain.shape), atol=1e-2)
+    assert np.abs(expected).max() > 0
+    folder = forecaster.save(tmp_path / "calibrated")
+    assert (folder / "calibration.json").is_file()
+    reloaded = Forecaster.load(folder).predict(
+        history_frame, quantiles=[0.1, 0.5, 0.9], calibrated=True, rearrange=False
+    )
+    np.testing.assert_array_equal(forecast_values(reloaded), moved)
+    in_sample = Forecaster("nbeatsaq-synthetic", overrides=overrides, verbose=False).fit(history_frame)
+    with pytest.raises(UsageError, match="val_size"):
+        in_sample.calibrate()
+
+
 @pytest.mark.parametrize(
     "make, error, message",
     [
@@ -198,7 +229,8 @@ def test_evaluate_saves_a_calibration_with_the_model_and_predict_applies_it(
         (lambda: Forecaster("nbeatsaq-synthetic", overrides=["model.widht=8"]), ConfigError, "widht"),
         (lambda: Forecaster("nbeatsaq-synthetic", overrides="model.width=8"), UsageError, "list of 'key=value'"),
         (lambda: Forecaster().predict(), UsageError, "not fitted"),
-        (lambda: Forecaster().save("anywhere"), UsageError, "nothing to save"),
+        (lambda: Forecaster().save("anywhere"), UsageError, "not fitted"),
+        (lambda: Forecaster().calibrate(), UsageError, "not fitted"),
     ],
 )
 def test_bad_use_is_a_clear_error(make, error, message):
@@ -225,3 +257,11 @@ def test_quiet_mode_prints_nothing_and_verbose_shows_progress(history_frame, tin
     Forecaster("nbeatsaq-synthetic", overrides=overrides, verbose=True).fit(history_frame)
     loud = capsys.readouterr()
     assert "Epoch" in loud.out + loud.err  # Lightning's progress bar
+
+
+def test_cross_validation_reads_times_with_an_offset_on_the_utc_clock(history_frame, tiny_api_overrides, tmp_path):
+    aware = history_frame.assign(ds=history_frame.ds.dt.tz_localize("UTC").dt.tz_convert("Europe/Berlin"))
+    overrides = [*tiny_api_overrides, f"output_dir={tmp_path}", "trainer.max_steps=2"]
+    frame = Forecaster("nbeatsaq-synthetic", overrides=overrides, verbose=False).cross_validation(aware, h=24)
+    assert frame.ds.max() == history_frame.ds.max() and frame.y.notna().all()  # the actuals found by their hour
+    np.testing.assert_array_equal(frame.y, history_frame.groupby("unique_id").tail(24).y)

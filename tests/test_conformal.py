@@ -141,3 +141,11 @@ def test_a_level_correction_reads_at_any_level_and_round_trips_as_plain_data():
         correction.state()
     with pytest.raises(ValueError, match="level or level_per_step"):
         LevelConformal.from_state({"kind": "interval", "levels": [0.5], "delta": [[0.0]]})
+    for levels, delta, message in [
+        ([0.5, 0.1], [[0.0, 0.0]], "ascending"),
+        ([0.0, 0.5], [[0.0, 0.0]], "inside"),
+        ([0.1, 0.5], [[0.0, float("nan")]], "finite"),
+        ([0.1, 0.5], [[0.0]], "shape"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            LevelConformal.from_state({"kind": "level", "levels": levels, "delta": delta})

@@ -43,3 +43,14 @@ def test_lightning_in_modules_is_reported(tmp_path):
     )
     found = imports(tmp_path)
     assert violations(found) == ["modules/net.py:5: modules must not import lightning"]
+
+
+def test_a_bare_import_of_an_installed_package_is_reported(tmp_path):
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "run.py").write_text(
+        "from model.forecaster import AnyQuantileForecaster\nfrom anyquantile.model import metrics\n"
+    )
+    problems = violations(imports(tmp_path))
+    assert problems == [
+        "benchmarks/run.py:1: import anyquantile.model.forecaster, not model.forecaster (installed, it is not there)"
+    ]

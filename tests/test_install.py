@@ -80,6 +80,21 @@ def test_it_imports_from_outside_the_repository_and_finds_its_configs(installed,
     assert api == "anyquantile.api"
 
 
+def test_every_module_of_the_installed_package_imports(installed, tmp_path):
+    out = run_outside(
+        installed,
+        "import importlib, pkgutil, anyquantile\n"
+        "names = [m.name for m in pkgutil.walk_packages(anyquantile.__path__, 'anyquantile.')\n"
+        "         if not m.name.startswith('anyquantile.config') and not m.name.endswith('__main__')]\n"
+        "for name in names:\n"
+        "    module = importlib.import_module(name)\n"
+        "    assert module.__file__.startswith(anyquantile.__path__[0]), name\n"
+        "print(len(names))",
+        cwd=tmp_path,
+    )
+    assert int(out) >= 60  # every module, serving, ONNX and the command lines included
+
+
 def test_the_dependencies_are_the_pinned_requirements(installed, repo):
     (info,) = installed.glob("anyquantile-*.dist-info")
     metadata = Parser().parsestr((info / "METADATA").read_text())

@@ -68,22 +68,36 @@ def test_the_raw_forecast_is_the_model_on_the_same_window(trained, predict_file)
     torch.testing.assert_close(torch.tensor(values(raw)[:, 0], dtype=torch.float32), expected)
 
 
-def test_rearranged_levels_never_cross_are_the_sorted_reference_grid_and_do_not_depend_on_each_other(
+def test_rearranged_levels_never_cross_are_evaluations_rearranged_forecast_and_do_not_depend_on_each_other(
     trained, predictor, predict_file
 ):
     checkpoint, data_file, _ = trained
-    asked = [0.02, 0.1, 0.37, 0.371, 0.5, 0.9, 0.9995]
+    asked = [0.002, 0.02, 0.1, 0.37, 0.371, 0.5, 0.9, 0.9995]
     frame = predict_file(checkpoint, data_file, asked)
-    assert (np.diff(values(frame), axis=1) >= 0).all()  # no two levels cross, the far tail included
+    assert (np.diff(values(frame), axis=1) >= 0).all()  # no two levels cross, the far tails included
     alone = predict_file(checkpoint, data_file, [0.9])
     np.testing.assert_array_equal(values(alone)[:, 0], frame["AnyQuantile_ql0.9"].to_numpy())  # exactly
-    # On a reference level the answer is the sorted reference forecast itself.
+    # On an evaluation level the answer is the forecast evaluation scores: the evaluation levels' forecast, sorted.
     windows = predictor.prepare(predictor.panel(pd.read_csv(data_file)))
+    evaluated = predictor.evaluation_levels.levels
     with torch.no_grad():
-        grid = predictor.network(windows.batch, predictor.reference.float()).sort(dim=-1).values  # [B, H, G]
-    index = int(torch.argmin((predictor.reference - 0.9).abs()))
-    np.testing.assert_allclose(frame["AnyQuantile_ql0.9"].to_numpy(), grid[..., index].reshape(-1).numpy(), rtol=1e-6)
+        scored = predictor.network(windows.batch, evaluated.float()).sort(dim=-1).values  # [B, H, Q_eval]
+    index = int(torch.argmin((evaluated - 0.9).abs()))
+    # float tolerance only: the network runs the grid with the tails, one GEMM shape wider
+    np.testing.assert_allclose(frame["AnyQuantile_ql0.9"].to_numpy(), scored[..., index].reshape(-1).numpy(), rtol=1e-5)
     assert predictor.reference.min() == TAIL_LEVELS[0] and predictor.reference.max() == TAIL_LEVELS[-1]
+
+
+def test_the_tails_are_sorted_beyond_the_evaluation_levels_which_are_sorted_among_themselves(predictor):
+    grid = predictor.reference  # [G]
+    raw = torch.cos(40 * grid).repeat(2, 3, 1)  # [B, H, G]: crossing everywhere, tails included
+    final = predictor.rearrange(raw)
+    assert (final.diff(dim=-1) >= 0).all()
+    inner = (grid >= predictor.evaluation_levels.levels.min()) & (grid <= predictor.evaluation_levels.levels.max())
+    torch.testing.assert_close(final[..., inner], raw[..., inner].sort(dim=-1).values, rtol=0, atol=0)
+    lowest = final[..., inner][..., 0]
+    assert (final[..., grid < grid[inner][0]] <= lowest[..., None]).all()
+    assert not torch.equal(final[..., ~inner], raw[..., ~inner].sort(dim=-1).values)  # the tails were clamped
 
 
 def test_a_saved_calibration_shifts_the_forecast(trained, predictor):

@@ -40,6 +40,9 @@ LAYERS: dict[str, int] = {
     "analysis": 5,  # the attention study
     "tools": 6,  # development tools such as this one
 }
+# The packages that install under anyquantile (pyproject.toml): imported as anyquantile.<package>, never bare,
+# since a bare ``model`` exists in a checkout but not in site-packages.
+INSTALLED = ("baselines", "dataset", "evaluation", "experiment", "inference", "model", "modules", "training")
 FORBIDDEN_IN: dict[str, tuple[str, ...]] = {
     "modules": ("lightning", "pytorch_lightning", "lightning_fabric", "hydra", "omegaconf"),
 }
@@ -51,6 +54,7 @@ class Import:
     package: str  # the importing package
     target: str  # the imported project package (``anyquantile.model.x`` -> ``model``), or top-level name
     line: int
+    module: str = ""  # the imported module as written
 
 
 def imports(repo: Path = REPO) -> list[Import]:
@@ -67,7 +71,8 @@ def imports(repo: Path = REPO) -> list[Import]:
                 else:
                     continue
                 for name in names:
-                    found.append(Import(str(path.relative_to(repo)), package, imported_package(name), node.lineno))
+                    where = str(path.relative_to(repo))
+                    found.append(Import(where, package, imported_package(name), node.lineno, name))
     return found
 
 
@@ -99,6 +104,9 @@ def violations(found: list[Import], layers: dict[str, int] = LAYERS) -> list[str
             problems.append(f"{where}: {item.package} imports {item.target}, {relation} itself")
         if item.target in FORBIDDEN_IN.get(item.package, ()):
             problems.append(f"{where}: {item.package} must not import {item.target}")
+        if item.module.split(".")[0] in INSTALLED:
+            bare = item.module
+            problems.append(f"{where}: import anyquantile.{bare}, not {bare} (installed, it is not there)")
     return problems
 
 
