@@ -225,7 +225,9 @@ class MicroBatcher:
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Waiting] | None = None
         self._held: _Waiting | None = None  # taken from the queue, but it would have overflowed the last batch
+        self._collecting: list[_Waiting] = []  # the batch being gathered
         self._running: list[_Waiting] = []  # the batch in the forward pass
+        self._stopped = False
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -238,26 +240,41 @@ class MicroBatcher:
         """Start the worker on the running event loop (the service's lifespan does)."""
         self._queue = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anyquantile-forward")
+        self._stopped = False
         self._worker = asyncio.create_task(self._work(), name="anyquantile-batcher")
+        self._worker.add_done_callback(self._worker_ended)
 
     async def stop(self) -> None:
-        """Stop the worker; requests still waiting are answered ServiceStopping."""
+        """Stop the worker; requests still waiting are answered ServiceStopping, later ones at once."""
+        self._stopped = True
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        waiting = self._running + ([self._held] if self._held is not None else [])
-        while self._queue is not None and not self._queue.empty():
-            waiting.append(self._queue.get_nowait())
-        for request in waiting:
-            _fail(request.future, ServiceStopping("the service is shutting down"))
-        self._held = None
+        self._fail_waiting(ServiceStopping("the service is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _worker_ended(self, worker: asyncio.Task) -> None:
+        """A worker that died of an error (not a stop) must not leave requests waiting forever."""
+        if worker.cancelled() or worker.exception() is None:
+            return
+        logger.error("the batcher stopped", exc_info=worker.exception())
+        self._stopped = True
+        self._fail_waiting(ForecastFailed(f"the batcher stopped ({type(worker.exception()).__name__})"))
+
+    def _fail_waiting(self, error: Exception) -> None:
+        """Answer ``error`` to every request not answered yet: queued, held over, being gathered or running."""
+        waiting = self._running + self._collecting + ([self._held] if self._held is not None else [])
+        while self._queue is not None and not self._queue.empty():
+            waiting.append(self._queue.get_nowait())
+        for request in waiting:
+            _fail(request.future, error)
+        self._held, self._collecting, self._running = None, [], []
+
     async def forecast(self, windows: PreparedWindows, calibrated: bool = False) -> torch.Tensor:
         """The sorted reference-grid forecasts ``[B, H, G]`` of ``windows``, from the next batch."""
-        if self._queue is None:
+        if self._queue is None or self._stopped:
             raise ServiceStopping("the batcher is not running (the service's lifespan starts it)")
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Waiting(windows, calibrated, future))
@@ -266,6 +283,7 @@ class MicroBatcher:
     async def _work(self) -> None:
         while True:
             batch = self._running = await self._collect()
+            self._collecting = []
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             try:
@@ -288,7 +306,8 @@ class MicroBatcher:
             first, self._held = self._held, None
         else:
             first = await self._queue.get()
-        batch, windows = [first], len(first.windows)
+        batch = self._collecting = [first]  # kept on the batcher: a stop while gathering answers them too
+        windows = len(first.windows)
         deadline = time.monotonic() + self.max_wait_ms / 1000.0
         while windows < self.max_batch_windows:
             remaining = deadline - time.monotonic()
@@ -355,6 +374,9 @@ class ForecastService:
             errors = error.errors(include_url=False)
             raise RequestValidationError([{**entry, "loc": ("body", *entry["loc"])} for entry in errors]) from None
         predictor = self.predictor
+        if request.calibrated and predictor.calibration is None:  # refused before it takes room in a batch
+            message = "this model has no conformal calibration: fit one with anyquantile evaluate --model DIR"
+            raise FieldError(("body", "calibrated"), message, "usage_error")
         with refused_as("body", "h"):
             hours = predictor.horizon(request.h)
         with refused_as(*_levels_field(request)):

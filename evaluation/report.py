@@ -137,7 +137,7 @@ def evaluate(
             dashboard_inputs(
                 results,
                 ensemble,
-                checkpoints,
+                checkpoints if loaded is None else [],  # a saved model's folder holds no training log
                 forecast_data.panel,
                 windows,
                 levels,
@@ -228,7 +228,7 @@ def dashboard_inputs(
     fan_origins: Sequence[str],
 ) -> DashboardInputs:
     """What the dashboard draws besides metrics.json: fan windows, the first member's sampler history
-    and attention, and the first checkpoint's training log."""
+    and attention, and the first checkpoint's training log (none without ``checkpoints``)."""
     split_series, split_origin = windows.windows.series, windows.windows.origin
     per_series_ncrps = {name: scores["ncrps"] for name, scores in results["per_series"].items()}
     chosen = choose_fan_windows(panel, split_series, split_origin, per_series_ncrps, fan_series, fan_origins)
@@ -247,7 +247,7 @@ def dashboard_inputs(
         sampler_history=sampler_history(first),
         sampler_kind=type(first.level_sampler).__name__,
         attention=attention_snapshot(first, windows, chosen[0], label),
-        training=training_log(checkpoints[0]),
+        training=training_log(checkpoints[0]) if checkpoints else None,
     )
 
 

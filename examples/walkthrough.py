@@ -3,7 +3,7 @@ draw a fan chart, save the model and forecast with it again.
 
     python examples/walkthrough.py [--steps 300] [--out walkthrough-out]
 
-It needs nothing but the package: the series are the embedded synthetic load data (six series, hourly), taken
+It needs nothing but the package: the series are three of the embedded synthetic load series (hourly), taken
 as a pandas frame in neuralforecast's long format. Each ``# %%`` cell runs as it is in a notebook.
 """
 
@@ -49,7 +49,7 @@ forecaster = Forecaster(
     verbose=False,
 )
 
-# %% Cross-validation: fit once up to the first cutoff, forecast 3 days, one day apart
+# %% Cross-validation: fit once up to the first cutoff, then 3 forecasts of 48 hours whose cutoffs are a day apart
 levels = [50, 80, 95]
 cv = forecaster.cross_validation(df, n_windows=3, step_size=24, level=levels)
 print(cv.head(3), "\n")
@@ -94,7 +94,8 @@ chart = out / "fan_chart.png"
 figure.savefig(chart, dpi=110)
 print(f"fan chart: {chart}")
 
-# %% Save, load, forecast the hours after the data (any levels; quantiles never cross)
+# %% Save, load, forecast the hours after the data (any levels; quantiles never cross). The model is the one
+# cross-validation fitted, on the hours up to its first cutoff; fit(df) would train on all of them.
 folder = forecaster.save(out / "model", overwrite=True)
 loaded = Forecaster.load(folder)
 forecast = loaded.predict(df, quantiles=[0.05, 0.5, 0.95], h=24)

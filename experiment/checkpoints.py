@@ -44,7 +44,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as error:  # torch raises RuntimeError, EOFError, ... for what it cannot read
         raise UsageError(f"{path} is not a checkpoint torch can read: {error}") from None
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
-        raise UsageError(f"{path} has no stored config; was it written by train_adaptive_attention.py?")
+        raise UsageError(f"{path} has no stored config; was it written by anyquantile train?")
     return checkpoint
 
 

@@ -111,7 +111,9 @@ class Predictor:
     ) -> PreparedWindows:
         """One window per series (all of the panel's by default), from the hour after its last observation or
         from ``origin``; unknown series, an off-grid origin or too short a history are UsageErrors."""
-        names = list(series) if series else list(panel.series_ids)
+        if series is not None and (len(series) == 0 or len(set(series)) < len(series)):
+            raise UsageError(f"series must name each series once (None: all of them), got {list(series)}", "series")
+        names = list(series) if series is not None else list(panel.series_ids)
         unknown = sorted(set(names) - set(panel.series_ids))
         if unknown:
             raise UsageError(f"unknown series {unknown}; the history has {list(panel.series_ids)}", field="series")

@@ -30,7 +30,7 @@ from anyquantile.cli import serve as serve_cli
 from anyquantile.inference.levels import OutputLevels
 from anyquantile.inference.saved_model import open_predictor, write_calibration
 from anyquantile.modules.conformal import LevelConformal
-from anyquantile.serving import MicroBatcher, create_app, history_frame, request_model
+from anyquantile.serving import MicroBatcher, ServiceStopping, create_app, history_frame, request_model
 
 SECOND_SERIES = "synthetic_01"
 EARLIER_END = 5  # hours the second series' history ends before the first one's (see ``staggered``)
@@ -324,6 +324,27 @@ def test_a_request_that_would_overflow_a_batch_opens_the_next_one(predictor, his
     for grid, reference in zip(grids, alone):
         assert grid.shape == reference.shape  # [B, H, G]
         torch.testing.assert_close(grid, reference, rtol=1e-5, atol=1e-5 * float(reference.abs().max()))
+
+
+def test_a_stop_answers_the_request_being_gathered_and_every_later_one(predictor, history_frame):
+    windows = predictor.prepare(predictor.panel(history_frame))
+
+    async def stop_while_gathering() -> tuple[BaseException | None, BaseException | None]:
+        batcher = MicroBatcher(predictor, max_batch_windows=100, max_wait_ms=60_000)  # it would wait a minute
+        await batcher.start()
+        pending = asyncio.ensure_future(batcher.forecast(windows))
+        await asyncio.sleep(0.2)  # the worker takes it and waits for more (if not, it is still queued: alike)
+        await batcher.stop()
+        gathered = await asyncio.wait_for(asyncio.gather(pending, return_exceptions=True), timeout=60)
+        try:
+            await asyncio.wait_for(batcher.forecast(windows), timeout=60)
+            later = None
+        except ServiceStopping as error:
+            later = error
+        return gathered[0], later
+
+    gathered, later = asyncio.run(stop_while_gathering())
+    assert isinstance(gathered, ServiceStopping) and isinstance(later, ServiceStopping)
 
 
 # -- the command line and a real server ----------------------------------------------------------------------
