@@ -42,8 +42,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, create_model, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, create_model
 
 from anyquantile.dataset.errors import DataValidationError
 from anyquantile.experiment.errors import UsageError
@@ -79,20 +78,6 @@ class ForecastRequest(BaseModel):
     series: list[str] | None = None  # the series to forecast; null: all of the history's
     origin: str | None = None  # the first forecast hour of every series; null: after each one's last observation
     calibrated: StrictBool = False  # apply the conformal calibration saved with the model
-
-    @field_validator("origin")
-    @classmethod
-    def _origin_is_a_time(cls, origin: str | None) -> str | None:
-        # The predictor checks that the origin is an hour of the grid; that it is a time at all is checked here.
-        if origin is not None:
-            try:
-                parsed = pd.Timestamp(origin)
-            except ValueError:
-                parsed = pd.NaT
-            if pd.isna(parsed):  # "" parses as NaT
-                message = "origin '{origin}' is not a timestamp"
-                raise PydanticCustomError("timestamp_parsing", message, {"origin": origin})
-        return origin
 
 
 def request_model(covariates: Sequence[str] = ()) -> type[ForecastRequest]:

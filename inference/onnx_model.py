@@ -254,6 +254,8 @@ def onnx_session(path: str | Path, threads: int | None = None) -> Any:
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    # No spin-waiting after a run: the torch work between runs (sorting, interpolating) needs the same cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception only

@@ -205,7 +205,7 @@ BAD_REQUESTS = {
     "every y missing": (_all_missing, {}, ["body", "history"], "every y is missing"),
     "unparseable ds": (_bad_first("ds", "yesterday"), {}, ["body", "history"], "unparseable timestamp 'yesterday'"),
     "ds twice": (lambda rows: [rows[0], *rows], {}, ["body", "history"], "synthetic_00"),
-    "origin not a time": (None, {"origin": "soon"}, ["body", "origin"], "origin 'soon' is not a timestamp"),
+    "origin not a time": (None, {"origin": "soon"}, ["body", "origin"], "origin 'soon' is not a time"),
     "origin off the grid": (None, {"origin": "2015-04-20 00:30"}, ["body", "origin"], "not an hour of the data's grid"),
     "no calibration": (None, {"calibrated": True}, ["body", "calibrated"], "no conformal calibration"),
 }
