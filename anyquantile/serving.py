@@ -233,9 +233,10 @@ class MicroBatcher:
         """Stop the worker; requests still waiting are answered ServiceStopping, later ones at once."""
         self._stopped = True
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            if not self._worker.done():
+                self._worker.cancel()
+            # a worker that died of an error was reported when it ended (_worker_ended): not raised again here
+            await asyncio.gather(self._worker, return_exceptions=True)
         self._fail_waiting(ServiceStopping("the service is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -291,6 +292,8 @@ class MicroBatcher:
             first, self._held = self._held, None
         else:
             first = await self._queue.get()
+        if self._stopped:  # Python < 3.12's wait_for may swallow a cancel that lands as an item arrives
+            raise asyncio.CancelledError
         batch = self._collecting = [first]  # kept on the batcher: a stop while gathering answers them too
         windows = len(first.windows)
         deadline = time.monotonic() + self.max_wait_ms / 1000.0

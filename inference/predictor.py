@@ -2,7 +2,8 @@
 
 One path for the Python API (``Forecaster.predict``), the command line (``anyquantile predict``), the HTTP
 service (which batches several requests into one forward pass: :meth:`Predictor.prepare` per request,
-:func:`concat_windows`, one :meth:`Predictor.reference_forecast`, :meth:`Predictor.frame` per request) and an
+:func:`concat_windows`, one :meth:`Predictor.grid_forecast`, :meth:`Predictor.finish_grid` and
+:meth:`Predictor.frame` per request) and an
 exported ONNX graph (the same path with another ``network``).
 
 Per window the network forecasts the fixed reference grid (``inference.levels``); a saved conformal
@@ -111,6 +112,8 @@ class Predictor:
     ) -> PreparedWindows:
         """One window per series (all of the panel's by default), from the hour after its last observation or
         from ``origin``; unknown series, an off-grid origin or too short a history are UsageErrors."""
+        if isinstance(series, str):
+            raise UsageError(f"series is a list of series ids, got the string {series!r}", "series")
         if series is not None and (len(series) == 0 or len(set(series)) < len(series)):
             raise UsageError(f"series must name each series once (None: all of them), got {list(series)}", "series")
         names = list(series) if series is not None else list(panel.series_ids)

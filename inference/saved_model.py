@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -109,11 +110,12 @@ def save_model(model: SavedModel, path: str | Path, overwrite: bool = False) -> 
         raise UsageError(f"{path} exists; save to a new folder or pass overwrite=True (--overwrite)")
     if path.exists() and not (path / MODEL_FILE).is_file():
         raise UsageError(f"{path} exists and is not a saved model: it is not replaced")
-    staging = path.parent / f".{path.name}.saving-{os.getpid()}"
-    replaced = path.parent / f".{path.name}.replaced-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # unique names beside the destination: a leftover of a killed save can never be taken for this one's
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.saving-"))
+    replaced = staging.with_name(staging.name.replace(".saving-", ".replaced-"))
+    moved = False
     try:
-        staging.mkdir(parents=True)
         for index, (member, cfg) in enumerate(zip(model.members, model.configs)):
             folder = staging / f"member-{index}"
             folder.mkdir()
@@ -125,10 +127,11 @@ def save_model(model: SavedModel, path: str | Path, overwrite: bool = False) -> 
         (staging / MODEL_FILE).write_text(json.dumps(model.manifest(), indent=2))
         if path.exists():  # the old model moves aside until the new one is in place: a crash keeps one of them
             path.rename(replaced)
+            moved = True
         staging.rename(path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if not path.exists() and replaced.exists():
+        if moved and not path.exists():
             replaced.rename(path)  # the new model did not land: the old one comes back
         shutil.rmtree(replaced, ignore_errors=True)
     return path

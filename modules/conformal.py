@@ -105,7 +105,9 @@ class LevelConformal:
             torch.tensor(state["levels"], dtype=torch.float64), per_step=kind == ConformalKind.level_per_step
         )
         levels = correction.levels
-        if levels.dim() != 1 or not bool(((levels > 0) & (levels < 1)).all()) or bool((levels.diff() <= 0).any()):
+        if levels.dim() != 1 or len(levels) < 2:
+            raise ValueError("a calibration needs at least two levels")
+        if not bool(((levels > 0) & (levels < 1)).all()) or bool((levels.diff() <= 0).any()):
             raise ValueError("levels must be ascending, each inside (0, 1)")
         delta = torch.tensor(state["delta"], dtype=torch.float64)  # [H or 1, Q]
         if delta.dim() != 2 or delta.shape[1] != len(levels):

@@ -265,3 +265,19 @@ def test_cross_validation_reads_times_with_an_offset_on_the_utc_clock(history_fr
     frame = Forecaster("nbeatsaq-synthetic", overrides=overrides, verbose=False).cross_validation(aware, h=24)
     assert frame.ds.max() == history_frame.ds.max() and frame.y.notna().all()  # the actuals found by their hour
     np.testing.assert_array_equal(frame.y, history_frame.groupby("unique_id").tail(24).y)
+
+
+def test_an_overwrite_that_fails_midway_keeps_the_old_model_and_leaves_nothing_beside_it(fitted, tmp_path, monkeypatch):
+    from anyquantile.inference import saved_model
+
+    folder = fitted.save(tmp_path / "model")
+    before = {path.name: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(saved_model, "save_file", fail)
+    with pytest.raises(OSError, match="disk full"):
+        fitted.save(folder, overwrite=True)
+    assert {path.name: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]

@@ -146,6 +146,7 @@ def test_a_level_correction_reads_at_any_level_and_round_trips_as_plain_data():
         ([0.0, 0.5], [[0.0, 0.0]], "inside"),
         ([0.1, 0.5], [[0.0, float("nan")]], "finite"),
         ([0.1, 0.5], [[0.0]], "shape"),
+        ([0.5], [[1.0]], "at least two levels"),
     ]:
         with pytest.raises(ValueError, match=message):
             LevelConformal.from_state({"kind": "level", "levels": levels, "delta": delta})

@@ -216,9 +216,9 @@ def test_an_origin_with_an_offset_is_read_on_the_datas_utc_clock_and_a_non_time_
             predict_file(checkpoint, data_file, [0.5], origin=bad)
 
 
-@pytest.mark.parametrize("series", [[], ["synthetic_00", "synthetic_00"]])
+@pytest.mark.parametrize("series", [[], ["synthetic_00", "synthetic_00"], "synthetic_00"])
 def test_an_empty_or_repeated_series_list_is_refused(trained, predict_file, series):
     checkpoint, data_file, _ = trained
-    with pytest.raises(UsageError, match="each series once") as refused:
+    with pytest.raises(UsageError, match="each series once|not a string|the string") as refused:
         predict_file(checkpoint, data_file, [0.5], series=series)
     assert refused.value.field == "series"

@@ -347,6 +347,26 @@ def test_a_stop_answers_the_request_being_gathered_and_every_later_one(predictor
     assert isinstance(gathered, ServiceStopping) and isinstance(later, ServiceStopping)
 
 
+def test_a_dead_worker_fails_the_waiting_requests_and_stop_still_returns(predictor, history_frame, monkeypatch):
+    windows = predictor.prepare(predictor.panel(history_frame))
+
+    async def die(self):
+        await asyncio.sleep(0.1)
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(MicroBatcher, "_collect", die)
+
+    async def run() -> BaseException | None:
+        batcher = MicroBatcher(predictor, max_batch_windows=100, max_wait_ms=10)
+        await batcher.start()
+        (outcome,) = await asyncio.wait_for(asyncio.gather(batcher.forecast(windows), return_exceptions=True), 60)
+        await asyncio.wait_for(batcher.stop(), 60)  # raises nothing: the worker's error was reported once
+        return outcome
+
+    outcome = asyncio.run(run())
+    assert type(outcome).__name__ == "ForecastFailed" and "RuntimeError" in str(outcome)
+
+
 # -- the command line and a real server ----------------------------------------------------------------------
 def test_the_command_line_refuses_a_bad_model_or_setting_without_a_traceback(saved_model_dir, tmp_path, capsys):
     assert serve_cli.main(["--model", str(tmp_path / "missing")]) == 2
