@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterator
 
 import torch
@@ -15,12 +16,14 @@ from anyquantile.dataset.windows import WindowBatches, WindowIndex, WindowShape
 class IndexBatchSampler(Sampler[torch.Tensor]):
     """Yields 1-D tensors of window indices, one per batch, so that a batch is one gather.
 
-    Shuffling is seeded per (seed, epoch), so a run is reproducible and a resumed run sees the
-    same order. Under DDP, in training (shuffled) each rank takes every ``world_size``-th batch and
-    every rank gets the same number of batches (the few left over are dropped for that epoch), so
-    that no rank waits at a gradient all-reduce that the others never reach. In evaluation each
-    rank takes one contiguous share of the windows, so every window is scored exactly once and no
-    rank is left without a batch while there are at least ``world_size`` windows.
+    Shuffling is seeded per (seed, epoch), so a run is reproducible, and a run resumed at step s
+    (``resume_at``) continues the order where it stood: in epoch s // len(self), after the s % len(self)
+    batches that epoch had already given (one optimiser step per batch, every epoch the same length).
+    Under DDP, in training (shuffled) each rank takes every ``world_size``-th batch and every rank gets
+    the same number of batches (the few left over are dropped for that epoch), so that no rank waits at
+    a gradient all-reduce that the others never reach. In evaluation each rank takes one contiguous
+    share of the windows, so every window is scored exactly once and no rank is left without a batch
+    while there are at least ``world_size`` windows.
     """
 
     def __init__(
@@ -31,9 +34,18 @@ class IndexBatchSampler(Sampler[torch.Tensor]):
         self.num_items, self.batch_size, self.shuffle = num_items, batch_size, shuffle
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
+        self._skip = 0  # batches of ``epoch`` given before a resume, left out of the next pass
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._skip = 0
         self.epoch = epoch
+
+    def resume_at(self, step: int) -> None:
+        """Continue a shuffled order after ``step`` batches (this rank's, one per optimiser step)."""
+        if not self.shuffle or len(self) == 0:
+            return
+        self.epoch, self._skip = divmod(step, len(self))
 
     def _rank_batches(self) -> list[torch.Tensor]:
         if not self.shuffle:
@@ -44,13 +56,49 @@ class IndexBatchSampler(Sampler[torch.Tensor]):
         return list(batches[self.rank :: self.world_size][: len(self)])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        yield from self._rank_batches()
+        skip, self._skip = self._skip, 0  # a resume skips only in the pass it resumes
+        yield from self._rank_batches()[skip:]
 
     def __len__(self) -> int:
         if self.shuffle:
             return -(-self.num_items // self.batch_size) // self.world_size
         share = len(range(self.num_items)[self.rank :: self.world_size])  # the size of this rank's tensor_split share
         return -(-share // self.batch_size)
+
+
+class TrainLoader(DataLoader):
+    """The training loader, with the state Lightning keeps in checkpoints (``state_dict`` and
+    ``load_state_dict``; a loader without them is "not resumable" to Lightning).
+
+    The position itself needs no state: the sampler continues at the trainer's restored step
+    (``IndexBatchSampler.resume_at``). What is kept is the layout the position is counted in, so that
+    a resume on other data, batch size, seed or number of ranks is told that its batches are not
+    those the interrupted run would have trained on.
+    """
+
+    sampler: IndexBatchSampler
+
+    def state_dict(self) -> dict[str, int]:
+        sampler = self.sampler
+        return {
+            "batches_per_epoch": len(sampler),
+            "windows": sampler.num_items,
+            "batch_size": sampler.batch_size,
+            "seed": sampler.seed,
+            "world_size": sampler.world_size,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        current = self.state_dict()
+        changed = [
+            f"{key} {value} -> {current.get(key)}" for key, value in state_dict.items() if current.get(key) != value
+        ]
+        if changed:
+            warnings.warn(
+                f"resuming with another batch layout ({', '.join(changed)}): training continues, on other batches "
+                "than the interrupted run would have seen",
+                stacklevel=2,
+            )
 
 
 class WindowDataModule(LightningDataModule):
@@ -77,13 +125,19 @@ class WindowDataModule(LightningDataModule):
         if self.trainer is not None:
             rank, world_size = self.trainer.global_rank, self.trainer.world_size
         sampler = IndexBatchSampler(len(self.datasets[split]), batch_size, shuffle, self.seed, rank, world_size)
+        if shuffle and self.trainer is not None:
+            sampler.resume_at(self.trainer.global_step)  # restored before the loaders are made; 0 in a fresh run
         # batch_size=None: each item the sampler yields is already a whole batch of indices.
-        return DataLoader(
+        return (TrainLoader if shuffle else DataLoader)(
             self.datasets[split],
             sampler=sampler,
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # Every pass of a loader draws its workers' base seed from this generator; without one it
+            # would draw from torch's global generator, and a resumed run, which starts its first pass
+            # before the random states are restored, would be one draw off the run left alone.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

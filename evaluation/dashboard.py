@@ -17,6 +17,7 @@ import numpy as np
 
 from anyquantile.evaluation import figures
 from anyquantile.evaluation.dashboard_data import AttentionSnapshot, FanWindow, TrainingLog
+from anyquantile.experiment.files import write_text_atomic
 
 HEADLINE_COLUMNS = (
     ("crps", "CRPS"),
@@ -97,7 +98,7 @@ class DashboardInputs:
 
 def write_dashboard(path: str | Path, inputs: DashboardInputs) -> Path:
     path = Path(path)
-    path.write_text(render_dashboard(inputs), encoding="utf-8")
+    write_text_atomic(path, render_dashboard(inputs))
     return path
 
 

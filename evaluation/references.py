@@ -16,6 +16,7 @@ from anyquantile.baselines.reference import ReferenceForecaster
 from anyquantile.baselines.seasonal_naive import SeasonalNaive
 from anyquantile.dataset.windows import WindowBatches
 from anyquantile.experiment.builders import ForecastData, build_data, build_evaluation_levels
+from anyquantile.experiment.files import write_text_atomic
 from anyquantile.model.scoring import ForecastScorer
 from anyquantile.modules.quantile_levels import EvaluationLevels
 
@@ -62,5 +63,5 @@ def add_references(cfg: DictConfig, summary: dict[str, Any]) -> dict[str, Any]:
     metrics_file = Path(summary["metrics_file"])
     metrics = json.loads(metrics_file.read_text())
     metrics["references"] = references
-    metrics_file.write_text(json.dumps(metrics, indent=2))
+    write_text_atomic(metrics_file, json.dumps(metrics, indent=2))
     return {**summary, "references": references}

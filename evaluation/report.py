@@ -32,6 +32,7 @@ from anyquantile.evaluation.references import reference_scores
 from anyquantile.experiment.builders import build_data, build_evaluation_levels
 from anyquantile.experiment.config import config_to_dict, merge_config
 from anyquantile.experiment.errors import UsageError
+from anyquantile.experiment.files import atomic_path, write_text_atomic
 from anyquantile.model.ensemble import Ensemble
 from anyquantile.model.metrics import RandomLevelCRPS, headline
 from anyquantile.model.scoring import final_forecast, score_forecasts
@@ -129,8 +130,9 @@ def evaluate(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(results, indent=2))
-    forecast_frame(forecast_data.panel, levels, final, raw).to_parquet(out / "forecasts.parquet")
+    write_text_atomic(out / "metrics.json", json.dumps(results, indent=2))
+    with atomic_path(out / "forecasts.parquet") as staging:
+        forecast_frame(forecast_data.panel, levels, final, raw).to_parquet(staging)
     if dashboard:
         write_dashboard(
             out / "dashboard.html",

@@ -204,10 +204,13 @@ class TrainerConfig:
     # (checkpoints/snapshot-step=N.ckpt; no validation needed): a snapshot ensemble of one run, for
     # evaluate.py --snapshots RUN_DIR and the benchmark (0: none)
     snapshots: int = 0
+    # a resume point: checkpoints/last.ckpt every N training steps (and at the end), where --resume last
+    # continues a killed run exactly (training/resume.py)
+    checkpoint_every_n_steps: int = 200
 
     def __post_init__(self) -> None:
         self.test_checkpoint = choose(TestCheckpoint, self.test_checkpoint, "test checkpoint")
-        for name in ("devices", "max_steps", "val_every_n_steps", "log_every_n_steps"):
+        for name in ("devices", "max_steps", "val_every_n_steps", "log_every_n_steps", "checkpoint_every_n_steps"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         require(self.limit_val_batches > 0, f"limit_val_batches must be > 0, got {self.limit_val_batches}")
         require(self.snapshots >= 0, f"snapshots must be >= 0 (0: none), got {self.snapshots}")

@@ -13,7 +13,6 @@ half-written; an existing folder is replaced only when asked.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from anyquantile.experiment.builders import build_evaluation_levels, build_forec
 from anyquantile.experiment.checkpoints import load_forecaster
 from anyquantile.experiment.config import config_to_dict, merge_config
 from anyquantile.experiment.errors import ConfigError, UsageError
+from anyquantile.experiment.files import write_text_atomic
 from anyquantile.inference.predictor import Predictor
 from anyquantile.model.ensemble import Ensemble
 from anyquantile.model.forecaster import AnyQuantileForecaster
@@ -208,11 +208,7 @@ def write_calibration(path: str | Path, calibration: LevelConformal) -> Path:
     path = Path(path)
     if not (path / MODEL_FILE).is_file():
         raise UsageError(f"{path} is not a saved model (no {MODEL_FILE})")
-    file = path / CALIBRATION_FILE
-    staging = file.with_name(f".{file.name}.{os.getpid()}")
-    staging.write_text(json.dumps(calibration.state(), indent=1))
-    os.replace(staging, file)
-    return file
+    return write_text_atomic(path / CALIBRATION_FILE, json.dumps(calibration.state(), indent=1))
 
 
 def open_predictor(path: str | Path) -> Predictor:

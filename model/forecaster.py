@@ -83,6 +83,8 @@ class AnyQuantileForecaster(LightningModule):
     def training_step(self, batch: WindowBatch, batch_idx: int) -> torch.Tensor:
         loss = self.network.loss(batch, self.level_sampler)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        if self._trainer is not None and self.trainer.is_last_batch:  # (a step called outside a Trainer: no epoch)
+            self._record_sampler(self.global_step + 1)  # the step this batch completes
         return loss
 
     def validation_step(self, batch: WindowBatch, batch_idx: int) -> None:
@@ -93,16 +95,25 @@ class AnyQuantileForecaster(LightningModule):
         if self.paper_protocol_levels:
             self.paper_protocol.update_batch(self.forecast, batch, self.paper_protocol_levels)
 
-    def on_train_epoch_end(self) -> None:
-        """Snapshot a learning sampler's state (kept in the checkpoint) and log it as TensorBoard histograms."""
-        snapshot = self.level_sampler.record(self.global_step)
-        if snapshot is None:  # a sampler that learns nothing
+    def on_train_end(self) -> None:
+        self._record_sampler(self.global_step)  # where training stopped (max_steps, the time budget)
+
+    def _record_sampler(self, step: int) -> None:
+        """Snapshot a learning sampler's state (kept in the checkpoint) and log it as TensorBoard histograms.
+
+        Taken in an epoch's last training step, not at the epoch's end: a checkpoint saved at that
+        step (callbacks save in ``on_train_batch_end``, before any epoch-end hook) then holds the
+        snapshot, and a run resumed from it, which goes on to the next epoch without running the
+        epoch-end hooks again, keeps the same history as the run left alone.
+        """
+        snapshot = self.level_sampler.record(step)
+        if snapshot is None:  # a sampler that learns nothing, or this step's snapshot was taken already
             return
         writer = getattr(self.logger, "experiment", None)
         if self.trainer.is_global_zero and hasattr(writer, "add_histogram_raw"):
-            log_bin_histogram(writer, "sampler/probability", snapshot["probabilities"], self.global_step)
-            log_bin_histogram(writer, "sampler/weakness", snapshot["weakness"], self.global_step)
-            log_bin_histogram(writer, "sampler/loss", snapshot["loss"], self.global_step)
+            log_bin_histogram(writer, "sampler/probability", snapshot["probabilities"], step)
+            log_bin_histogram(writer, "sampler/weakness", snapshot["weakness"], step)
+            log_bin_histogram(writer, "sampler/loss", snapshot["loss"], step)
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")

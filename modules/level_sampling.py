@@ -147,7 +147,8 @@ class LevelSampler(nn.Module):
         return None
 
     def record(self, step: int) -> dict[str, Any] | None:
-        """Keep a snapshot of the learnt state at training ``step`` and return it; None if it learns nothing."""
+        """Keep a snapshot of the learnt state at training ``step`` and return it; None if it learns nothing
+        or holds this step's snapshot already."""
         return None
 
 
@@ -344,8 +345,11 @@ class AdaptiveLevelSampler(LevelSampler):
             "count": self.bin_count.tolist(),
         }
 
-    def record(self, step: int) -> dict[str, Any]:
-        """Append a snapshot of the state at training ``step`` to ``history`` and return it."""
+    def record(self, step: int) -> dict[str, Any] | None:
+        """Append a snapshot of the state at training ``step`` to ``history`` and return it (None: the last
+        snapshot is this step's already, e.g. the last step of an epoch and of training)."""
+        if self.history and self.history[-1]["step"] == step:
+            return None
         snapshot = {"step": int(step), **self.state_summary()}
         self.history.append(snapshot)
         return snapshot

@@ -19,11 +19,13 @@ from anyquantile.dataset.panel import HourlyPanel
 from anyquantile.experiment.builders import build_data, build_datamodule, build_training_forecaster
 from anyquantile.experiment.checkpoints import CHECKPOINTS, read_checkpoint, stored_config
 from anyquantile.experiment.errors import ConfigError, UsageError
+from anyquantile.experiment.files import write_text_atomic
 from anyquantile.experiment.schema import TestCheckpoint
 from anyquantile.model.metrics import headline
 from anyquantile.model.schedules import WarmupCosineToBudget
 from anyquantile.training.callbacks import AnnealWithBudget, Snapshots, Throughput, WallClockBudget
 from anyquantile.training.cpu import cpu_threads, native_bf16, threads_per_process
+from anyquantile.training.resume import AtomicCheckpointIO, RandomStates, ResumePoint
 
 LAST_CHECKPOINT = "last.ckpt"
 METRICS_FILE = "metrics.json"
@@ -78,7 +80,7 @@ def train(
         # A resume keeps the original config.yaml and records its own config beside it.
         config_name = f"config-resumed-{_timestamp()}.yaml" if resume_path else "config.yaml"
         resolved = OmegaConf.to_yaml(cfg, resolve=True)
-        (run_dir / config_name).write_text(resolved)
+        write_text_atomic(run_dir / config_name, resolved)
         if echo:
             print(resolved, flush=True)
             print(f"run folder: {run_dir}", flush=True)
@@ -97,10 +99,7 @@ def train(
         monitor="val/crps" if chooses else None,
         mode="min",
         save_top_k=1 if chooses else 0,
-        # Lightning 2.6 writes last.ckpt only beside a checkpoint it saved: with each new best (test_checkpoint
-        # =best), never while training with test_checkpoint=last (save_top_k=0). A crash there leaves only
-        # the snapshots (trainer.snapshots) to resume from; the final weights are saved below when fit ends.
-        save_last=True,
+        save_last=False,  # last.ckpt is the resume point's (ResumePoint), and the final step's (below)
     )
     snapshots = (
         [Snapshots(run_dir / CHECKPOINTS, every_n_steps=cfg.trainer.val_every_n_steps, keep=cfg.trainer.snapshots)]
@@ -121,9 +120,12 @@ def train(
         enable_progress_bar=cfg.trainer.enable_progress_bar,
         num_sanity_val_steps=1 if chooses else 0,
         use_distributed_sampler=False,  # WindowDataModule shards batches by rank itself
+        plugins=[AtomicCheckpointIO()],
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
         callbacks=[
             checkpoint,
+            ResumePoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT, cfg.trainer.checkpoint_every_n_steps),
+            RandomStates(),
             *snapshots,
             throughput,
             LearningRateMonitor(logging_interval="step"),
@@ -179,7 +181,7 @@ def train(
     # one batch of model metrics (fast-dev-run) is no result; and only rank 0 writes
     if not fast_dev_run and trainer.is_global_zero:
         metrics_file = run_dir / METRICS_FILE
-        metrics_file.write_text(json.dumps(summary, indent=2))
+        write_text_atomic(metrics_file, json.dumps(summary, indent=2))
     summary["run_dir"] = str(run_dir)
     summary["metrics_file"] = None if metrics_file is None else str(metrics_file)
     return summary

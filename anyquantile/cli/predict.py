@@ -21,6 +21,7 @@ from pathlib import Path
 
 from anyquantile.dataset.errors import DataValidationError
 from anyquantile.experiment.errors import ConfigError, UsageError
+from anyquantile.experiment.files import atomic_path
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except (ConfigError, UsageError, DataValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False) if out.suffix == ".csv" else frame.to_parquet(out, index=False)
+    with atomic_path(out) as staging:  # a kill mid-write leaves no torn forecast file
+        frame.to_csv(staging, index=False) if out.suffix == ".csv" else frame.to_parquet(staging, index=False)
     hours = len(frame) // max(frame["unique_id"].nunique(), 1)
     print(
         f"{len(frame)} rows ({frame['unique_id'].nunique()} series x {hours} hours, "
