@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
@@ -73,6 +74,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             cfg = compose(config_name=path.stem, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(explain(error, path)) from None
+    except yaml.YAMLError as error:  # read with a safe loader: a tag that would build a Python object is refused
+        raise ConfigError(f"{path} is not a YAML config this library reads: {error}") from None
     finally:
         GlobalHydra.instance().clear()
     if OmegaConf.get_type(cfg) is not ExperimentConfig:

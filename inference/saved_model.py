@@ -20,6 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Sequence
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -178,9 +179,12 @@ def _read_config(file: Path) -> DictConfig:
     if not file.is_file():
         raise UsageError(f"{file} is missing: the saved model is incomplete")
     try:
+        # OmegaConf reads YAML with a safe loader: a tag that would build a Python object is an error
         return merge_config(OmegaConf.to_container(OmegaConf.load(file)), source=str(file))
     except ConfigError as error:
         raise UsageError(str(error)) from None
+    except yaml.YAMLError as error:
+        raise UsageError(f"{file} is not a config anyquantile wrote: {error}") from None
 
 
 def read_calibration(path: str | Path) -> LevelConformal | None:
