@@ -184,7 +184,8 @@ class TestCheckpoint(Choice):
 @dataclass
 class TrainerConfig:
     accelerator: str = "cpu"
-    devices: int = 1
+    devices: int = 1  # processes per machine (DDP ranks: one per GPU, or CPU processes splitting the cores)
+    num_nodes: int = 1  # machines; started by torchrun --nnodes or SLURM's srun (docs/scale-out.md)
     precision: str = "32-true"  # one of experiment.validation.PRECISIONS
     max_steps: int = 2000
     max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS"; training stops at whichever comes first
@@ -210,7 +211,14 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         self.test_checkpoint = choose(TestCheckpoint, self.test_checkpoint, "test checkpoint")
-        for name in ("devices", "max_steps", "val_every_n_steps", "log_every_n_steps", "checkpoint_every_n_steps"):
+        for name in (
+            "devices",
+            "num_nodes",
+            "max_steps",
+            "val_every_n_steps",
+            "log_every_n_steps",
+            "checkpoint_every_n_steps",
+        ):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         require(self.limit_val_batches > 0, f"limit_val_batches must be > 0, got {self.limit_val_batches}")
         require(self.snapshots >= 0, f"snapshots must be >= 0 (0: none), got {self.snapshots}")

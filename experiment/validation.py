@@ -63,9 +63,12 @@ def _a_file_source_names_its_file(cfg: DictConfig) -> str | None:
     data = cfg.dataset
     if data.source == DataSource.file and (OmegaConf.is_missing(data, "path") or not data.path):
         return "dataset.source is 'file' but no dataset.path is given; add dataset.path=FILE"
-    if data.source == DataSource.frame and cfg.trainer.devices != 1:
+    if data.source == DataSource.frame and (cfg.trainer.devices != 1 or cfg.trainer.num_nodes != 1):
         # DDP on CPU starts its ranks by running the command again: a frame in memory cannot travel with it
-        return "dataset.source is 'frame' (Forecaster.fit): it trains in one process; set trainer.devices=1"
+        return (
+            "dataset.source is 'frame' (Forecaster.fit): it trains in one process; set trainer.devices=1 and "
+            "trainer.num_nodes=1"
+        )
     return None
 
 
@@ -118,10 +121,11 @@ def _validation_chooses_only_outside_training(cfg: DictConfig) -> str | None:
 
 def _one_clock_for_every_rank(cfg: DictConfig) -> str | None:
     # Each DDP rank would read its own clock: rates a hair apart, replicas drifting apart over a run.
-    if cfg.optimizer.schedule == Schedule.cosine and cfg.trainer.max_time and cfg.trainer.devices > 1:
+    ranks = cfg.trainer.devices * cfg.trainer.num_nodes
+    if cfg.optimizer.schedule == Schedule.cosine and cfg.trainer.max_time and ranks > 1:
         return (
             "optimizer.schedule=cosine follows trainer.max_time by each process's clock, which differ between "
-            "DDP ranks: with trainer.devices > 1 give the budget in trainer.max_steps (trainer.max_time=null)"
+            "DDP ranks: with several ranks give the budget in trainer.max_steps (trainer.max_time=null)"
         )
     return None
 

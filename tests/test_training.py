@@ -425,7 +425,13 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def run_ddp(out: Path, overrides: list[str]) -> subprocess.CompletedProcess:
+LAUNCHERS = {
+    "lightning": [],  # Lightning starts rank 1 by running the command again
+    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],  # torchrun starts both
+}
+
+
+def run_ddp(out: Path, overrides: list[str], launcher: str = "lightning") -> subprocess.CompletedProcess:
     """tests/ddp_sampler_run.py: 2 CPU processes (gloo) with the adaptive sampler. OMP_NUM_THREADS is set to
     every core, as a user may set it for a single process: Lightning then leaves the threads alone, and
     only ``training.cpu.threads_per_process`` splits the cores between the ranks."""
@@ -433,40 +439,54 @@ def run_ddp(out: Path, overrides: list[str]) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": str(cores())}
     command = [
         sys.executable,
+        *LAUNCHERS[launcher],
         str(script),
         str(out),
         *overrides,
+        "dataset.batch_size=512",  # 3,024 training windows: 6 batches an epoch, 3 per rank
         "sampler=adaptive",
         "sampler.levels_per_sample=4",
         "trainer.devices=2",
-        "trainer.max_steps=6",
+        "trainer.max_steps=6",  # two epochs
         "trainer.val_every_n_steps=3",
+        "trainer.checkpoint_every_n_steps=3",
         "trainer.snapshots=1",  # every rank saves at steps 3 and 6 (a collective); rank 0 deletes step 3's
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
 
 
-def test_ddp_two_cpu_processes_end_with_identical_sampler_state(tmp_path, tiny_overrides):
-    """A real 2-process DDP (gloo) training run: the ranks end with the same sampler state, drew disjoint
-    training batches, split the cores between them, and exit cleanly (the process group is destroyed
-    when fit and test end, not left to the interpreter's exit, where gloo aborted)."""
-    done = run_ddp(tmp_path, tiny_overrides)
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_ddp_two_cpu_processes_end_with_identical_sampler_state(tmp_path, tiny_overrides, launcher):
+    """A real 2-process DDP (gloo) training run, started by Lightning or by torchrun: the ranks end with the
+    same sampler state, split each epoch's windows between them (disjoint, together all of them), split
+    the cores, write one run folder from rank 0, and exit cleanly (the process group is destroyed when
+    fit and test end, not left to the interpreter's exit, where gloo aborted)."""
+    done = run_ddp(tmp_path, tiny_overrides, launcher)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "terminate called" not in done.stderr
     # train() destroyed the gloo group: one left to the interpreter's exit aborted 12 of 100 runs under load
     assert [(tmp_path / f"rank{rank}-group-alive.txt").read_text() for rank in range(2)] == ["False", "False"]
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+    assert [rank["rank"] for rank in ranks] == [0, 1]
     states = [rank["sampler"] for rank in ranks]
     for name in ("bin_loss", "bin_below_minus_level", "bin_count"):
         assert torch.equal(states[0][name], states[1][name]), name
     assert states[0]["_extra_state"] == states[1]["_extra_state"]
     assert states[0]["bin_count"].sum() > 0
-    seen = [{tuple(pair) for batch in rank["windows"] for pair in batch.tolist()} for rank in ranks]
-    assert seen[0] and seen[1] and not seen[0] & seen[1]  # every window trained by one rank only
+    every_window = {tuple(pair) for pair in ranks[0]["all_windows"].tolist()}
+    for epoch in (0, 1):
+        seen = [epoch_windows(rank, epoch) for rank in ranks]
+        assert len(seen[0]) == len(set(seen[0])) and len(seen[1]) == len(set(seen[1]))  # no window twice in an epoch
+        assert not set(seen[0]) & set(seen[1])  # every window trained by one rank only
+        assert set(seen[0]) | set(seen[1]) == every_window  # and together they cover the epoch
     assert [rank["threads"] for rank in ranks] == [max(1, cores() // 2)] * 2  # the cores split between the ranks
     # one run folder, written by rank 0 only
-    (metrics_file,) = (tmp_path / "runs").glob("*/*/metrics.json")
-    assert [path.name for path in metrics_file.parent.glob("checkpoints/snapshot-*.ckpt")] == ["snapshot-step=6.ckpt"]
+    (run_folder,) = (tmp_path / "runs").glob("*/*")
+    assert [(tmp_path / f"rank{rank}-run-dir.txt").read_text() for rank in range(2)] == [str(run_folder)] * 2
+    (metrics_file,) = run_folder.glob("metrics.json")
+    assert [path.name for path in run_folder.glob("config*.yaml")] == ["config.yaml"]
+    saved = sorted(path.name for path in run_folder.glob("checkpoints/*.ckpt") if not path.name.startswith("best"))
+    assert saved == ["last.ckpt", "snapshot-step=6.ckpt"]
     # the test split was shared out between the ranks and their sums added: a single process scores the
     # same checkpoint the same, to float rounding (the sums are added in another order)
     tested = json.loads(metrics_file.read_text())
@@ -484,6 +504,11 @@ def test_ddp_two_cpu_processes_end_with_identical_sampler_state(tmp_path, tiny_o
         "crps_step_48",
     ):
         assert alone["model"][name] == pytest.approx(tested["model"][name], rel=1e-9, abs=1e-12), name
+
+
+def epoch_windows(rank: dict, epoch: int) -> list[tuple[int, int]]:
+    """The (series, origin) pairs a rank trained on in ``epoch``, in order."""
+    return [tuple(pair) for batch, at in zip(rank["windows"], rank["epochs"]) if at == epoch for pair in batch.tolist()]
 
 
 def test_the_thread_count_is_set_for_training_kept_from_lightnings_launcher_and_restored(tiny_config):

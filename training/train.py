@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch.distributed as dist
 from lightning import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -25,12 +23,17 @@ from anyquantile.model.metrics import headline
 from anyquantile.model.schedules import WarmupCosineToBudget
 from anyquantile.training.callbacks import AnnealWithBudget, Snapshots, Throughput, WallClockBudget
 from anyquantile.training.cpu import cpu_threads, native_bf16, threads_per_process
+from anyquantile.training.distributed import (
+    end_process_group,
+    group_is_up,
+    is_rank_zero,
+    join_launched_group,
+    shared_run_dir,
+)
 from anyquantile.training.resume import AtomicCheckpointIO, RandomStates, ResumePoint
 
 LAST_CHECKPOINT = "last.ckpt"
 METRICS_FILE = "metrics.json"
-RANK_VARIABLE = "LOCAL_RANK"  # set by Lightning in the processes it starts for DDP ranks > 0
-RUN_DIR_VARIABLE = "ANYQ_RUN_DIR"  # the run folder chosen by rank 0, inherited by the DDP processes it starts
 
 
 def train(
@@ -57,9 +60,10 @@ def train(
     (``metrics_file``; None when nothing was written). Reference forecasters are scored by
     ``evaluation.references.add_references``, not here.
 
-    With ``trainer.devices > 1`` on CPU (DDP over gloo), Lightning starts the other ranks by running
-    the same command again; they find the run folder of rank 0 in the environment, only rank 0
-    writes files, and the cores are split between the ranks (``training.cpu.threads_per_process``).
+    With ``trainer.devices > 1`` (DDP: gloo on CPUs, NCCL on GPUs), the ranks are started by Lightning
+    (which runs the same command again) or by torchrun / srun; every rank trains in rank 0's run
+    folder, only rank 0 writes files (``training.distributed``), and on CPUs the cores are split
+    between the ranks of a machine (``training.cpu.threads_per_process``).
     """
     resume_path = _resolve_resume(cfg, resume)
     if resume_path:
@@ -70,11 +74,14 @@ def train(
             "bf16-mixed is emulated here and runs several times slower than trainer.precision=32-true",
             stacklevel=2,
         )
+    # torchrun / srun started the ranks: joined now, so that rank 0's run folder reaches them (Lightning
+    # trains in this group); a group Lightning starts in fit, or that was up before, is not ours to end
+    group_is_ours = join_launched_group(cfg.trainer.accelerator) or not group_is_up()
     seed_everything(cfg.seed, workers=True, verbose=False)
     # Data and model are built before the run folder exists: a bad file or setting leaves nothing behind.
     data = build_data(cfg, panel=panel)
     model = build_training_forecaster(cfg)
-    run_dir = resume_path.parent.parent if resume_path else _new_run_dir(cfg)
+    run_dir = resume_path.parent.parent if resume_path else shared_run_dir(_new_run_dir(cfg))
     if is_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
         # A resume keeps the original config.yaml and records its own config beside it.
@@ -109,6 +116,7 @@ def train(
     trainer = Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
         precision=cfg.trainer.precision,
         max_steps=cfg.trainer.max_steps,
         max_epochs=-1,
@@ -135,7 +143,6 @@ def train(
         fast_dev_run=fast_dev_run,
         default_root_dir=str(run_dir),
     )
-    group_is_ours = not (dist.is_available() and dist.is_initialized())  # else whoever made it ends it
     try:
         with cpu_threads(threads_per_process(cfg)):
             trainer.fit(
@@ -155,7 +162,7 @@ def train(
             trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     finally:
         if group_is_ours:
-            _end_process_group()
+            end_process_group()
     split = "test" if "test" in data.splits else "val"
     summary: dict[str, Any] = {
         "name": cfg.name,
@@ -192,17 +199,6 @@ def _final_checkpoint(run_dir: Path, fast_dev_run: bool) -> str:
     return "final weights (fast-dev-run: none saved)" if fast_dev_run else str(run_dir / CHECKPOINTS / LAST_CHECKPOINT)
 
 
-def _end_process_group() -> None:
-    """Destroy the DDP process group that fit started, now rather than at interpreter exit.
-
-    Lightning destroys it at exit only for NCCL; a gloo group left to the interpreter's teardown has
-    its threads destroyed while still joinable, and the process aborts ("terminate called without
-    an active exception") after a successful run, more often when the machine is busy.
-    """
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def _check_same_sampler(cfg: DictConfig, checkpoint_path: Path) -> None:
     """A run resumes with the sampler kind it was trained with: an adaptive sampler's state cannot
     come from a checkpoint of another kind (nor be dropped silently)."""
@@ -214,22 +210,13 @@ def _check_same_sampler(cfg: DictConfig, checkpoint_path: Path) -> None:
         )
 
 
-def is_rank_zero() -> bool:
-    """This process is DDP rank 0 (or the only one): the one that writes files."""
-    return os.environ.get(RANK_VARIABLE, "0") == "0"
-
-
 def _timestamp() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S-%f")
 
 
 def _new_run_dir(cfg: DictConfig) -> Path:
-    """A fresh timestamped folder; DDP ranks started by this process inherit it through the environment."""
-    if RUN_DIR_VARIABLE in os.environ and not is_rank_zero():
-        return Path(os.environ[RUN_DIR_VARIABLE])
-    run_dir = Path(cfg.output_dir) / cfg.name / _timestamp()
-    os.environ[RUN_DIR_VARIABLE] = str(run_dir)
-    return run_dir
+    """A fresh timestamped folder (every rank proposes one; rank 0's is taken, ``shared_run_dir``)."""
+    return Path(cfg.output_dir) / cfg.name / _timestamp()
 
 
 def _resolve_resume(cfg: DictConfig, resume: str | None) -> Path | None:

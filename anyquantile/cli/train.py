@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         from anyquantile.evaluation.references import (
             add_references,  # imported late: a bad config fails fast, before Lightning loads
         )
+        from anyquantile.training.distributed import is_rank_zero
         from anyquantile.training.refit import refit
-        from anyquantile.training.train import is_rank_zero, train
+        from anyquantile.training.train import train
 
         if args.refit:
             summary = add_references(cfg, refit(cfg))
