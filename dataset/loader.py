@@ -18,6 +18,8 @@ from anyquantile.dataset.panel import HourlyPanel
 REQUIRED_COLUMNS = RESERVED_COLUMNS
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 ONE_HOUR = np.timedelta64(1, "h")
+# The whole days of pandas' nanosecond clock (1677-09-21 00:12 to 2262-04-11 23:47), on which the grid is laid.
+EARLIEST, LATEST = pd.Timestamp("1677-09-22"), pd.Timestamp("2262-04-11")
 
 
 __all__ = ["DataValidationError", "load_hourly_panel", "panel_from_frame"]
@@ -56,6 +58,12 @@ def panel_from_frame(
     if missing:
         raise DataValidationError(
             f"{source}: missing column(s) {missing}; expected {list(REQUIRED_COLUMNS)}, found {list(frame.columns)}."
+        )
+    repeated = [name for name in (*REQUIRED_COLUMNS, *covariates.names) if isinstance(frame.get(name), pd.DataFrame)]
+    if repeated:
+        raise DataValidationError(
+            f"{source}: column(s) {repeated} appear more than once; each must be one column, "
+            f"found {list(frame.columns)}."
         )
     absent = [name for name in covariates.names if name not in frame.columns]
     if absent:
@@ -132,6 +140,13 @@ def _parse_timestamps(column: pd.Series, ids: np.ndarray, source: str) -> np.nda
             f"(row {first}); {int(bad.sum())} row(s) in all."
         )
     parsed = parsed.dt.tz_localize(None)
+    outside = ((parsed < EARLIEST) | (parsed > LATEST)).to_numpy()
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        raise DataValidationError(
+            f"{source}: series '{ids[first]}' has a timestamp {column.iloc[first]!r} (row {first}) outside the "
+            f"supported range {EARLIEST} to {LATEST}; {int(outside.sum())} row(s) in all."
+        )
     return parsed.to_numpy().astype("datetime64[ns]")
 
 
@@ -148,7 +163,7 @@ def _parse_values(column: pd.Series, ids: np.ndarray, source: str, name: str = "
 
 
 def _parse_numbers(column: pd.Series, ids: np.ndarray, source: str, name: str) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(column):
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_complex_dtype(column):  # complex: refused below
         return column.to_numpy(dtype=np.float32, na_value=np.nan)
     text = column.astype("string").str.strip()
     empty = text.isna() | text.isin(["", "nan", "NaN", "NA", "null", "None"])

@@ -182,6 +182,48 @@ def test_fixed_gate_is_a_constant_and_scales_local_and_global_heads():
     assert not any("gate" in name for name, _ in attention.named_parameters())
 
 
+def hand_computed_heads(attention: AdaptiveTemporalAttention, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each head's output [B, N, L, hs] written out: softmax(q.k / sqrt(hs)) over the visible keys, times v
+    (no bias, no temporal weights); local heads see keys within W, global heads all; no visible key: zeros."""
+    hs = D // N
+    q, k, v = (t.reshape(B, L, N, hs).transpose(1, 2) for t in attention.qkv(x).split(D, dim=-1))
+    distance = (torch.arange(L)[:, None] - torch.arange(L)[None, :]).abs()
+    heads = []
+    for h in range(N):
+        visible = mask[:, None, :].expand(B, L, L)
+        if h < attention.num_local:
+            visible = visible & (distance <= W)
+        logits = (q[:, h] @ k[:, h].transpose(1, 2) / math.sqrt(hs)).masked_fill(~visible, float("-inf"))
+        weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # a row with nothing visible: all zero
+        heads.append(weights @ v[:, h])
+    return torch.stack(heads, dim=1)
+
+
+@pytest.mark.parametrize("path", ["reference", "banded", "dense"])
+def test_fixed_gate_scales_local_heads_by_alpha_and_global_heads_by_one_minus_alpha(path):
+    """Output = fuse(concat(alpha * local heads, (1 - alpha) * global heads)), computed by hand, with alpha = 0.9;
+    and at alpha -> 1 the global heads drop out: the output is the local heads' alone."""
+    x, mask = inputs()
+    # alpha = 1: the limit, where only the local heads count (fixed_gate = 1 is clamped to 1 - 1e-6)
+    for alpha in (0.9, 1.0):
+        attention = make(
+            gate="fixed",
+            fixed_gate=alpha,
+            bias="off",
+            local_ratio=0.5,
+            local_path="auto" if path == "reference" else path,
+        )
+        assert attention.num_local == 2  # heads 0, 1 local; 2, 3 global
+        with torch.no_grad():
+            output = attention(x, mask, reference=path == "reference").output
+            heads = hand_computed_heads(attention, x, mask)  # [B, N, L, hs]
+            local, global_ = heads[:, :2], heads[:, 2:]
+            assert (local - global_).abs().max() > 0.1  # the two kinds of heads are told apart
+            combined = torch.cat([alpha * local, (1 - alpha) * global_], dim=1)  # [B, N, L, hs]; alpha = 1: no global
+            expected = attention.fuse(combined.transpose(1, 2).reshape(B, L, D))
+            torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "gate,temporal_weights,reference",
     [("token", "sinusoidal", False), ("step", "linear", True), ("head", "off", False)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -64,11 +65,37 @@ def test_forecasts_file_holds_each_window_step_and_named_level(trained, tmp_path
     assert mae == pytest.approx(results["model"]["mae"], rel=1e-4)
 
 
-def test_an_ensemble_of_one_model_twice_scores_as_the_model(trained, tmp_path):
-    _, best = trained
-    single = evaluate([best], tmp_path / "one")
-    double = evaluate([best, best], tmp_path / "two")
-    assert double["model"]["crps"] == pytest.approx(single["model"]["crps"], rel=1e-9)
+@pytest.fixture(scope="module")
+def trained_other_seed(tmp_path_factory, tiny_config_in):
+    """The same tiny run as ``trained`` with another seed: another member for an ensemble."""
+    summary = train(
+        tiny_config_in(
+            tmp_path_factory.mktemp("runs"), "trainer.max_steps=20", "trainer.val_every_n_steps=10", "seed=1"
+        )
+    )
+    return summary["checkpoint"]
+
+
+def test_an_ensemble_of_two_models_forecasts_the_mean_of_their_forecasts(trained, trained_other_seed, tmp_path):
+    """Each written forecast of the ensemble of two differently seeded models is the mean of the members' (raw
+    forecasts: no rearrangement, which would not commute with the mean), and the scores are those of that mean."""
+    _, first = trained
+    raw = ["evaluation.rearrange=false"]
+    runs = {"first": [first], "second": [trained_other_seed], "both": [first, trained_other_seed]}
+    results, values = {}, {}
+    for name, checkpoints in runs.items():
+        results[name] = evaluate(checkpoints, tmp_path / name, overrides=raw, dashboard=False)
+        frame = pd.read_parquet(tmp_path / name / "forecasts.parquet")
+        values[name] = frame["value"].to_numpy()
+        if name == "first":
+            keys = frame.drop(columns="value")
+        else:
+            pd.testing.assert_frame_equal(frame.drop(columns="value"), keys)  # the same windows, steps, levels
+    assert np.abs(values["first"] - values["second"]).max() > 1e-3  # two different members
+    np.testing.assert_allclose(values["both"], (values["first"] + values["second"]) / 2, rtol=1e-6, atol=1e-4)
+    # The quantile loss is convex in the forecast: the mean's CRPS is at most the members' mean CRPS.
+    crps = {name: result["model"]["crps"] for name, result in results.items()}
+    assert crps["both"] <= (crps["first"] + crps["second"]) / 2 + 1e-9
 
 
 def test_conformal_is_fitted_on_val_and_reported_before_and_after(trained, tmp_path):
