@@ -171,6 +171,10 @@ def train(
         "checkpoint": best or _final_checkpoint(run_dir, fast_dev_run),
         "global_step": trainer.global_step,
         "best_step": read_checkpoint(best)["global_step"] if best else trainer.global_step,  # the tested weights'
+        # the tested checkpoint's validation CRPS (None without validation, test_checkpoint=last): a sweep's objective
+        "best_val_crps": float(checkpoint.best_model_score)
+        if best and checkpoint.best_model_score is not None
+        else None,
         "in_sample": split == "val" and OmegaConf.to_object(cfg.dataset).split_boundaries().refits,
         # the snapshot ensemble's members, oldest first (trainer.snapshots)
         "snapshots": snapshot_paths,

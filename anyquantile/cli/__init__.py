@@ -5,6 +5,7 @@
     anyquantile predict   --model DIR|F.onnx --data FILE    forecasts of the hours after the data
     anyquantile serve     --model DIR [--port P]            the HTTP forecasting service
     anyquantile export    --checkpoint PATH ... --out DIR   a saved model (or --format onnx from a model)
+    anyquantile sweep     --config NAME --search SPACE      a hyper-parameter search (Optuna, Hydra multirun)
 
 ``anyquantile COMMAND --help`` shows each one's options.
 """
@@ -16,7 +17,7 @@ import sys
 
 import anyquantile
 
-COMMANDS = {name: f"anyquantile.cli.{name}" for name in ("train", "evaluate", "predict", "serve", "export")}
+COMMANDS = {name: f"anyquantile.cli.{name}" for name in ("train", "evaluate", "predict", "serve", "export", "sweep")}
 
 
 def main(argv: list[str] | None = None) -> int:

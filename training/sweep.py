@@ -1,0 +1,153 @@
+"""Hyper-parameter search: Hydra's multirun with the Optuna sweeper (``hydra-optuna-sweeper``).
+
+A search space is a config file of ``config/search/`` (the sweeper's settings: direction, trials, the
+TPE sampler's seed, ``params``), as lightning-hydra-template keeps them. Each trial is one ``train``
+of the config with the sweeper's choices as overrides; its objective is the best validation CRPS (the
+test split is never the objective: tune on what is not judged). Every trial appends its row to
+``trials.json`` and ``trials.md`` in the sweep folder (``OUTPUT_DIR/sweeps/NAME/TIME``) as it ends, so
+an interrupted sweep keeps the trials it finished; Optuna's best is in ``optimization_results.yaml``.
+
+Everything is checked before the first trial: the config and overrides (as ``load_config`` does), the
+search file's keys (each must be a key of the config), and that runs validate (``test_checkpoint=best``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from anyquantile.experiment.config import CONFIG_DIR, config_path, load_config
+from anyquantile.experiment.errors import ConfigError
+from anyquantile.experiment.files import write_text_atomic
+from anyquantile.experiment.schema import TestCheckpoint
+from anyquantile.experiment.validation import validate
+from anyquantile.training.train import train
+
+SEARCH_DIR = CONFIG_DIR / "search"
+TRIALS_FILE = "trials.json"
+TABLE_FILE = "trials.md"
+
+
+def search_spaces() -> list[str]:
+    """The search spaces that ship with the package (``config/search/*.yaml``)."""
+    return sorted(path.stem for path in SEARCH_DIR.glob("*.yaml"))
+
+
+def sweep(config: str, search: str, overrides: list[str], trials: int | None = None) -> Path:
+    """Run the search ``search`` over ``config`` with ``overrides``; returns the sweep folder."""
+    cfg = load_config(config, overrides)
+    _check_searched_keys(search_file(search, config), cfg)
+    if cfg.trainer.test_checkpoint != TestCheckpoint.best:
+        raise ConfigError(
+            "a sweep's objective is the best validation CRPS: set trainer.test_checkpoint=best (it validates)"
+        )
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {trials}")
+    folder = Path(cfg.output_dir, "sweeps", cfg.name, datetime.now().strftime("%Y%m%d-%H%M%S-%f")).resolve()
+    path = config_path(config).resolve()
+    arguments = [
+        f"--config-dir={path.parent}",
+        f"--config-name={path.stem}",
+        "--multirun",
+        "hydra/sweeper=optuna",
+        f"+search={search}",
+        f"hydra.searchpath=[file://{CONFIG_DIR}]",  # config/search/ when the config lives elsewhere
+        f"hydra.sweep.dir={folder}",
+        "hydra.sweep.subdir=trial-${hydra.job.num}",
+        "hydra.job.chdir=false",
+        *([f"hydra.sweeper.n_trials={trials}"] if trials is not None else []),
+        *overrides,
+    ]
+    task = hydra.main(version_base="1.3", config_path=None, config_name=None)(run_trial)
+    saved, sys.argv = sys.argv, [sys.argv[0], *arguments]  # hydra.main reads its arguments there
+    try:
+        task()
+    finally:
+        sys.argv = saved
+    return folder
+
+
+def run_trial(cfg: DictConfig) -> float:
+    """One trial: train the config Hydra composed with the sweeper's choices; its best validation CRPS."""
+    validate(cfg, source="sweep trial")
+    hydra_cfg = HydraConfig.get()
+    summary = train(cfg, echo=False)
+    objective = summary["best_val_crps"]
+    folder = Path(hydra_cfg.sweep.dir)
+    row = {
+        "trial": int(hydra_cfg.job.num),
+        "params": {key: OmegaConf.select(cfg, key) for key in hydra_cfg.sweeper.params},
+        "val_crps": objective,
+        "test_crps": summary["model"].get("crps"),
+        "best_step": summary["best_step"],
+        "train_seconds": summary["train_seconds"],
+        "run_dir": summary["run_dir"],
+    }
+    rows = read_trials(folder) + [row]
+    write_text_atomic(folder / TRIALS_FILE, json.dumps(rows, indent=2))
+    write_text_atomic(folder / TABLE_FILE, trials_table(rows))
+    return objective if objective is not None and math.isfinite(objective) else float("inf")
+
+
+def read_trials(folder: str | Path) -> list[dict[str, Any]]:
+    file = Path(folder, TRIALS_FILE)
+    return json.loads(file.read_text()) if file.is_file() else []
+
+
+def trials_table(rows: list[dict[str, Any]]) -> str:
+    """The trials as a Markdown table, in the order they ran, the best validation CRPS marked."""
+    if not rows:
+        return "no trial finished\n"
+    keys = list(rows[0]["params"])
+    scored = [row["val_crps"] for row in rows if row["val_crps"] is not None]
+    best = min(scored) if scored else None
+    head = ["trial", *keys, "val CRPS", "test CRPS", "best step", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for row in rows:
+        mark = " **best**" if row["val_crps"] is not None and row["val_crps"] == best else ""
+        cells = [
+            str(row["trial"]),
+            *[_cell(row["params"][key]) for key in keys],
+            f"{_cell(row['val_crps'])}{mark}",
+            _cell(row["test_crps"]),
+            str(row["best_step"]),
+            _cell(row["train_seconds"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def search_file(search: str, config: str) -> Path:
+    """``search/NAME.yaml`` beside the config (a config folder of the user's own), else the shipped one."""
+    for folder in (config_path(config).parent / "search", SEARCH_DIR):
+        if (folder / f"{search}.yaml").is_file():
+            return folder / f"{search}.yaml"
+    raise ConfigError(f"search space not found: {search} (the shipped ones: {', '.join(search_spaces())})")
+
+
+def _check_searched_keys(file: Path, cfg: DictConfig) -> None:
+    """Each key the search file varies must be a key of the config (a misspelt one is an error). A searched
+    key also given on the command line is fixed there: the sweeper drops it from the search space."""
+    params = OmegaConf.load(file).get("params") or {}
+    unknown = [key for key in params if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING]
+    if unknown:
+        raise ConfigError(f"{file}: params {unknown} are not keys of the config")
+
+
+_MISSING = object()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
