@@ -1,13 +1,14 @@
 # make demo   : fresh machine -> .venv, install, train the default synthetic config, print results, write its dashboard
 # make test   : the test suite (what CI runs, after make lint); make test-slow adds the slow tests
 # make lint   : ruff's lint and format check (pyproject.toml)
+# make mutation: mutation testing of the core maths (tools/mutation.py; slow, not in make test)
 # make browser: Debian's chromium for the dashboard's browser test (skipped with the reason without it)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint install browser clean
+.PHONY: demo test test-slow lint install browser mutation clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +41,12 @@ lint: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# mutmut over modules/attention, losses, level_sampling, rearrangement and model/metrics, in a copy of the
+# checkout; the report (kill rate per file, survivors' diffs) goes to docs/records/mutation.md, read in
+# docs/mutation.md. Tens of minutes.
+mutation: $(STAMP)
+	$(PY) -m tools.mutation --out docs/records/mutation.md
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache

@@ -12,7 +12,7 @@ from anyquantile.cli import COMMANDS, main
 
 
 def test_the_commands_are_the_steps_of_a_models_life():
-    assert list(COMMANDS) == ["train", "evaluate", "predict", "serve", "export"]
+    assert list(COMMANDS) == ["train", "evaluate", "predict", "serve", "export", "sweep"]
 
 
 def test_version_usage_and_an_unknown_command(capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lightning import Callback, Trainer, seed_everything
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -139,6 +139,10 @@ def train(
             LearningRateMonitor(logging_interval="step"),
             *callbacks,
             *budget_callbacks,
+            # the plain model summary and tqdm's bar whether or not rich is installed: Lightning would then pick
+            # rich ones, whose summary prints past the logging that quiet runs (Forecaster(verbose=False)) silence
+            ModelSummary(),
+            *([TQDMProgressBar()] if cfg.trainer.enable_progress_bar else []),
         ],
         fast_dev_run=fast_dev_run,
         default_root_dir=str(run_dir),
