@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from lightning import LightningDataModule
@@ -16,9 +16,13 @@ from anyquantile.dataset.windows import WindowBatches, WindowIndex, WindowShape
 class IndexBatchSampler(Sampler[torch.Tensor]):
     """Yields 1-D tensors of window indices, one per batch, so that a batch is one gather.
 
-    Shuffling is seeded per (seed, epoch), so a run is reproducible, and a run resumed at step s
-    (``resume_at``) continues the order where it stood: in epoch s // len(self), after the s % len(self)
-    batches that epoch had already given (one optimiser step per batch, every epoch the same length).
+    Shuffling is seeded per (seed, epoch), so a run is reproducible. In training, given ``steps_taken``
+    (the trainer's optimiser steps, one per batch of this rank), each pass reads it when it starts and
+    takes its place from it alone: epoch s // len(self), after the s % len(self) batches that epoch has
+    already given. The order is then a function of (seed, step): a run resumed at step s, even one that
+    stopped at its ``max_steps`` in mid-epoch and goes on with a larger one, trains exactly the batches
+    the run left alone would have trained (the epoch Lightning counts, ``set_epoch``, is not used then).
+
     Under DDP, in training (shuffled) each rank takes every ``world_size``-th batch and every rank gets
     the same number of batches (the few left over are dropped for that epoch), so that no rank waits at
     a gradient all-reduce that the others never reach. In evaluation each rank takes one contiguous
@@ -27,37 +31,40 @@ class IndexBatchSampler(Sampler[torch.Tensor]):
     """
 
     def __init__(
-        self, num_items: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        num_items: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        steps_taken: Callable[[], int] | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.num_items, self.batch_size, self.shuffle = num_items, batch_size, shuffle
         self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.steps_taken = steps_taken
         self.epoch = 0
-        self._skip = 0  # batches of ``epoch`` given before a resume, left out of the next pass
 
     def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self._skip = 0
         self.epoch = epoch
 
-    def resume_at(self, step: int) -> None:
-        """Continue a shuffled order after ``step`` batches (this rank's, one per optimiser step)."""
-        if not self.shuffle or len(self) == 0:
-            return
-        self.epoch, self._skip = divmod(step, len(self))
-
-    def _rank_batches(self) -> list[torch.Tensor]:
+    def _rank_batches(self, epoch: int) -> list[torch.Tensor]:
         if not self.shuffle:
             share = torch.arange(self.num_items).tensor_split(self.world_size)[self.rank]
             return list(share.split(self.batch_size)) if len(share) else []
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         batches = torch.randperm(self.num_items, generator=generator).split(self.batch_size)
         return list(batches[self.rank :: self.world_size][: len(self)])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        skip, self._skip = self._skip, 0  # a resume skips only in the pass it resumes
-        yield from self._rank_batches()[skip:]
+        # read when the pass starts (its first batch is asked for), not when the iterator is made
+        if self.steps_taken is None or not self.shuffle or len(self) == 0:
+            yield from self._rank_batches(self.epoch)
+            return
+        epoch, done = divmod(self.steps_taken(), len(self))
+        yield from self._rank_batches(epoch)[done:]
 
     def __len__(self) -> int:
         if self.shuffle:
@@ -71,7 +78,7 @@ class TrainLoader(DataLoader):
     ``load_state_dict``; a loader without them is "not resumable" to Lightning).
 
     The position itself needs no state: the sampler continues at the trainer's restored step
-    (``IndexBatchSampler.resume_at``). What is kept is the layout the position is counted in, so that
+    (``IndexBatchSampler``'s ``steps_taken``). What is kept is the layout the position is counted in, so that
     a resume on other data, batch size, seed or number of ranks is told that its batches are not
     those the interrupted run would have trained on.
     """
@@ -124,9 +131,9 @@ class WindowDataModule(LightningDataModule):
         rank, world_size = 0, 1
         if self.trainer is not None:
             rank, world_size = self.trainer.global_rank, self.trainer.world_size
-        sampler = IndexBatchSampler(len(self.datasets[split]), batch_size, shuffle, self.seed, rank, world_size)
-        if shuffle and self.trainer is not None:
-            sampler.resume_at(self.trainer.global_step)  # restored before the loaders are made; 0 in a fresh run
+        # training batches follow the trainer's step (restored on resume before the loaders run)
+        steps = (lambda: self.trainer.global_step) if shuffle and self.trainer is not None else None
+        sampler = IndexBatchSampler(len(self.datasets[split]), batch_size, shuffle, self.seed, rank, world_size, steps)
         # batch_size=None: each item the sampler yields is already a whole batch of indices.
         return (TrainLoader if shuffle else DataLoader)(
             self.datasets[split],

@@ -29,7 +29,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield staging
         _flush_to_disk(staging)
+        os.chmod(staging, _mode_for(path))  # mkstemp makes it owner-only; the file gets the usual mode
         os.replace(staging, path)
+        _flush_to_disk(path.parent)  # the rename itself
     finally:
         staging.unlink(missing_ok=True)
 
@@ -42,7 +44,19 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 
 def _flush_to_disk(path: Path) -> None:
-    """Make the content durable before the rename: a rename that reaches the disk before the data would
-    leave an empty file after a power loss."""
-    with open(path, "rb") as file:
-        os.fsync(file.fileno())
+    """Make a file's content (before the rename: a rename that reaches the disk before the data would
+    leave an empty file after a power loss) or a folder's entries (after it) durable."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions the new file gets: those of the file it replaces, else what ``open`` would give."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -52,6 +52,13 @@ ATTENTION = (
 CASES = {
     # killed after step 17, resumed from the resume point of step 14: epoch 1, after its 2nd batch
     "mid-epoch": ("config/nbeatsaq-synthetic.yaml", 17, ("trainer.max_steps=20", "trainer.checkpoint_every_n_steps=7")),
+    # killed after step 11, resumed from step 10, saved after its validation: the only one, so the best
+    # (a resume point saved before it would resume past it, and then test the final weights)
+    "at a validation": (
+        "config/nbeatsaq-synthetic.yaml",
+        11,
+        ("trainer.max_steps=11", "trainer.checkpoint_every_n_steps=10"),
+    ),
     # killed after step 14, resumed from step 12: the end of epoch 0, just after a validation at 10
     "epoch-end, attention": (
         "config/nbeatsaq-synthetic.yaml",
@@ -132,17 +139,34 @@ def test_a_run_killed_and_resumed_ends_bit_identical_to_the_run_left_alone(repo,
     assert expected["state_dict"]["level_sampler.bin_count"].sum() > 0
     # and what was tested and scored from it
     scores = [json.loads(next(out.glob("*/*/metrics.json")).read_text()) for out in (tmp_path / "alone", crashed)]
-    assert scores[0]["best_step"] == scores[1]["best_step"]
+    assert scores[0]["best_step"] == scores[1]["best_step"] and scores[0]["best_val_crps"] == scores[1]["best_val_crps"]
+    assert [path.name for path in (tmp_path / "alone").glob("*/*/checkpoints/best-*.ckpt")] == [
+        path.name for path in crashed.glob("*/*/checkpoints/best-*.ckpt")
+    ]
     assert scores[0]["model"] == scores[1]["model"]
     assert scores[1]["train_steps"] < scores[1]["global_step"]  # the resumed call ran only the steps after the point
 
 
-def uninterrupted(sampler: IndexBatchSampler, epochs: int) -> list[list[int]]:
-    batches = []
-    for epoch in range(epochs):
-        sampler.set_epoch(epoch)
-        batches += [batch.tolist() for batch in sampler]
-    return batches
+class Steps:
+    """The trainer's step counter as a sampler reads it: one step per batch trained."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.value = start
+
+    def __call__(self) -> int:
+        return self.value
+
+
+def train_batches(sampler: IndexBatchSampler, steps: Steps, until: int) -> list[list[int]]:
+    """Pass after pass, as Lightning's epochs do, one step per batch, up to step ``until``."""
+    trained = []
+    while steps.value < until:
+        for batch in sampler:
+            trained.append(batch.tolist())
+            steps.value += 1
+            if steps.value == until:  # max_steps: training stops in mid-epoch
+                break
+    return trained
 
 
 @pytest.mark.parametrize("world_size", [1, 2])
@@ -150,23 +174,32 @@ def uninterrupted(sampler: IndexBatchSampler, epochs: int) -> list[list[int]]:
 def test_a_sampler_resumed_at_step_s_gives_the_batches_after_the_s_first(step, world_size):
     """5 batches an epoch per rank at one rank, 2 at two: steps that fall inside an epoch and on its end."""
     for rank in range(world_size):
-        expected = uninterrupted(IndexBatchSampler(23, 4, True, seed=3, rank=rank, world_size=world_size), 4)[step:]
-        resumed = IndexBatchSampler(23, 4, True, seed=3, rank=rank, world_size=world_size)
-        resumed.resume_at(step)
-        per_epoch = len(resumed)
-        got = []
-        for epoch in range(step // per_epoch, 4):  # Lightning sets the epoch it restored, then each next one
-            resumed.set_epoch(epoch)
-            got += [batch.tolist() for batch in resumed]
-        assert got == expected
+        steps = Steps()
+        alone = train_batches(IndexBatchSampler(23, 4, True, 3, rank, world_size, steps), steps, 16)
+        resumed_steps = Steps(step)
+        resumed = IndexBatchSampler(23, 4, True, 3, rank, world_size, resumed_steps)
+        assert train_batches(resumed, resumed_steps, 16) == alone[step:]
+        # the order of each epoch is the one set_epoch(e) gives without a step counter
+        plain = IndexBatchSampler(23, 4, True, seed=3, rank=rank, world_size=world_size)
+        by_epoch = []
+        for epoch in range(16 // len(plain) + 1):
+            plain.set_epoch(epoch)
+            by_epoch += [batch.tolist() for batch in plain]
+        assert alone == by_epoch[:16]
 
 
-def test_a_resumed_sampler_skips_only_in_the_pass_it_resumes():
-    sampler = IndexBatchSampler(20, 4, shuffle=True, seed=0)
-    sampler.resume_at(7)  # epoch 1, after 2 of its 5 batches
-    first = [batch.tolist() for batch in sampler]
-    again = [batch.tolist() for batch in sampler]  # the same epoch passed again (set_epoch(1) unchanged)
-    assert len(first) == 3 and len(again) == 5 and again[2:] == first
+def test_a_run_stopped_at_max_steps_in_mid_epoch_goes_on_with_the_same_order():
+    """Training to step 7 (epoch 1, after 2 of its 5 batches), then on to 13 as a new call: the batches of one
+    run to 13. A new pass reads the step when it starts, whatever epoch Lightning counts (set_epoch)."""
+    steps = Steps()
+    sampler = IndexBatchSampler(20, 4, shuffle=True, seed=0, steps_taken=steps)
+    first = train_batches(sampler, steps, 7)
+    sampler.set_epoch(2)  # Lightning counts the cut epoch completed: the next pass is its epoch 2
+    then = train_batches(sampler, steps, 13)
+    steps_alone = Steps()
+    assert first + then == train_batches(
+        IndexBatchSampler(20, 4, True, seed=0, steps_taken=steps_alone), steps_alone, 13
+    )
 
 
 def test_random_states_survive_a_weights_only_checkpoint_and_continue_every_generator(tmp_path):
@@ -191,6 +224,16 @@ def test_an_interrupted_write_leaves_the_previous_file_intact(tmp_path):
     assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind
     write_text_atomic(target, '{"crps": 2.0}')
     assert target.read_text() == '{"crps": 2.0}'
+
+
+def test_an_atomic_file_gets_the_usual_permissions_or_keeps_those_it_replaces(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    target = write_text_atomic(tmp_path / "config.yaml", "a: 1")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it, not mkstemp's 0600
+    target.chmod(0o640)
+    write_text_atomic(target, "a: 2")
+    assert target.stat().st_mode & 0o777 == 0o640
 
 
 def test_a_checkpoint_whose_writing_fails_leaves_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -65,4 +65,21 @@ def test_bad_sweeps_are_refused_before_any_trial(repo, tmp_path, capsys):
     (configs / "search" / "mine.yaml").write_text("params:\n  model.widht: choice(8, 16)\n")
     assert main(["sweep", "--config", str(configs / "nbeatsaq-synthetic.yaml"), "--search", "mine", out]) == 2
     assert "params ['model.widht'] are not keys of the config" in capsys.readouterr().err
+    (configs / "search" / "mine.yaml").write_text("params:\n  optimizer.lr: tag(log, interval(-1e-3, 1e-3))\n")
+    assert main(["sweep", "--config", str(configs / "nbeatsaq-synthetic.yaml"), "--search", "mine", out]) == 2
+    refused = capsys.readouterr().err
+    assert (
+        "params.optimizer.lr" in refused and "lr must be > 0" in refused and "(a value the search may try)" in refused
+    )
     assert not (tmp_path / "runs").exists()  # nothing ran, nothing was written
+
+
+def test_an_error_in_a_trial_is_the_one_line_error_of_the_command(repo, tmp_path, tiny_overrides):
+    """What only a trial finds (here: the data file is missing) ends the sweep with the command's own error."""
+    command = [sys.executable, "-m", "anyquantile.cli", "sweep", "--config", "nbeatsaq-synthetic", "--search"]
+    command += ["nbeatsaq", "--trials", "2", *tiny_overrides, f"output_dir={tmp_path / 'runs'}"]
+    command += ["dataset.source=file", f"dataset.path={tmp_path / 'missing.csv'}"]
+    done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "missing.csv" in done.stderr
+    assert "Traceback" not in done.stderr

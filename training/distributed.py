@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment, TorchElasticEnvironment
 
+from anyquantile.experiment.errors import ConfigError
+
 RUN_DIR_VARIABLE = "ANYQ_RUN_DIR"  # the run folder chosen by rank 0, inherited by the ranks Lightning starts
 
 
@@ -52,16 +54,24 @@ def launcher_environment() -> ClusterEnvironment | None:
     return None
 
 
-def join_launched_group(accelerator: str) -> bool:
+def join_launched_group(accelerator: str, ranks: int) -> bool:
     """Join the process group of an external launcher's ranks now (True), or do nothing (False).
 
     Lightning would join it when fit starts, after the run folder is chosen; joined here, rank 0's
     folder can be shared first (:func:`shared_run_dir`). Lightning finds the group up and uses it.
-    The backend is Lightning's choice too: NCCL on GPUs, gloo on CPUs.
+    The backend is Lightning's choice too: NCCL on GPUs, gloo on CPUs. The launcher must have started
+    the config's ``ranks`` (``trainer.devices`` x ``trainer.num_nodes``) processes: anything else is a
+    ConfigError here, before any rank waits for others that will never come.
     """
     environment = launcher_environment()
     if environment is None or group_is_up():
         return False
+    if environment.world_size() != ranks:
+        launcher = "torchrun" if isinstance(environment, TorchElasticEnvironment) else "SLURM"
+        raise ConfigError(
+            f"{launcher} started {environment.world_size()} processes, but trainer.devices x trainer.num_nodes is "
+            f"{ranks}: set them to match (e.g. trainer.devices={environment.world_size()} on one machine)"
+        )
     os.environ["MASTER_ADDR"] = environment.main_address
     os.environ["MASTER_PORT"] = str(environment.main_port)
     backend = "gloo"
@@ -72,10 +82,11 @@ def join_launched_group(accelerator: str) -> bool:
     return True
 
 
-def shared_run_dir(chosen: Path) -> Path:
-    """Rank 0's run folder on every rank: broadcast through the group when it is up, else inherited from
-    the environment (the ranks Lightning's launcher starts), else ``chosen`` (a single process)."""
-    if group_is_up() and dist.get_world_size() > 1:
+def shared_run_dir(chosen: Path, joined: bool) -> Path:
+    """Rank 0's run folder on every rank: broadcast through the group this run joined (``joined``:
+    :func:`join_launched_group`), else inherited from the environment (the ranks Lightning's launcher
+    starts), else ``chosen`` (a single process)."""
+    if joined:
         shared = [str(chosen)]
         dist.broadcast_object_list(shared, src=0)
         return Path(shared[0])

@@ -6,9 +6,9 @@ batches, with the same random draws, as the run left alone (CPU, same thread cou
 weights, optimiser and sampler state). That takes, besides what Lightning restores (weights,
 optimiser, schedule, step and epoch counters, the level sampler's buffers):
 
-- the batch order's position: :class:`~anyquantile.dataset.datamodule.IndexBatchSampler` continues
-  at step s (``resume_at``), its order being a function of (seed, epoch) alone;
-- every random generator (:class:`RandomStates`): torch's (CPU and each GPU), numpy's and Python's,
+- the batch order's position: :class:`~anyquantile.dataset.datamodule.IndexBatchSampler` takes each
+  pass's place from the trainer's step, its order being a function of (seed, step) alone;
+- every random generator (:class:`RandomStates`): torch's (CPU and the rank's GPU), numpy's and Python's,
   of every rank; they drive the training levels, dropout and anything a user's code draws;
 - a recent resume point (:class:`ResumePoint`): ``last.ckpt`` every ``trainer.checkpoint_every_n_steps``;
 - checkpoints written atomically (:class:`AtomicCheckpointIO`): a kill mid-write leaves the previous one.
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from lightning import Callback, Trainer
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from anyquantile.experiment.files import atomic_path
@@ -52,11 +53,15 @@ class RandomStates(Callback):
 
     def __init__(self) -> None:
         self._to_restore: list[dict[str, Any]] | None = None
+        self._world_size = 1
+
+    def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        self._world_size = trainer.world_size
 
     def state_dict(self) -> dict[str, Any]:
         own = random_states()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            ranks: list[Any] = [None] * dist.get_world_size()
+        if self._world_size > 1:  # the trainer's ranks (a process group of other work is not asked)
+            ranks: list[Any] = [None] * self._world_size
             dist.all_gather_object(ranks, own)  # a collective: every rank saves a checkpoint (Lightning's rule)
             return {"ranks": ranks}
         return {"ranks": [own]}
@@ -78,16 +83,36 @@ class RandomStates(Callback):
         set_random_states(ranks[trainer.global_rank])
 
 
-class ResumePoint(Callback):
-    """Saves ``last.ckpt`` every ``every_n_steps`` training steps: where ``--resume last`` continues
-    after a crash. Every rank takes part (saving is a collective under DDP); rank 0 writes."""
+class ResumePoint(Checkpoint):
+    """Saves ``last.ckpt`` every ``every_n_steps`` training steps: where ``--resume last`` continues after
+    a crash. Every rank takes part (saving is a collective under DDP); rank 0 writes.
 
-    def __init__(self, path: str | Path, every_n_steps: int) -> None:
+    A step followed by a validation (``validates_every_n_steps``: when the run validates) is saved after
+    it, once ``ModelCheckpoint`` has taken the score (both are ``Checkpoint`` callbacks, which Lightning
+    runs last, in the order given): Lightning resumes such a checkpoint after the validation, as it does
+    its own. Saved at the step's end instead, the resumed run would skip that validation (Lightning counts
+    it done) and choose its best checkpoint without it. The last step is left to the final save.
+    """
+
+    def __init__(self, path: str | Path, every_n_steps: int, validates_every_n_steps: int | None = None) -> None:
         self.path = Path(path)
         self.every_n_steps = every_n_steps
+        self.validates_every_n_steps = validates_every_n_steps
+        self._after_validation: int | None = None  # the step whose save waits for its validation
 
     def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
-        if not trainer.fast_dev_run and trainer.global_step % self.every_n_steps == 0:
+        step = trainer.global_step
+        last = 0 < trainer.max_steps <= step  # the final save (``train``, when fit ends) writes this one
+        if trainer.fast_dev_run or step % self.every_n_steps or last:
+            return
+        if self.validates_every_n_steps and step % self.validates_every_n_steps == 0:
+            self._after_validation = step
+        else:
+            trainer.save_checkpoint(self.path)
+
+    def on_validation_end(self, trainer: Trainer, *args: Any) -> None:
+        if not trainer.sanity_checking and self._after_validation == trainer.global_step:
+            self._after_validation = None
             trainer.save_checkpoint(self.path)
 
 
@@ -106,7 +131,7 @@ def random_states() -> dict[str, Any]:
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+        states["cuda"] = torch.cuda.get_rng_state()  # this rank's device: a resume may see fewer GPUs
     return states
 
 
@@ -118,7 +143,7 @@ def set_random_states(states: dict[str, Any]) -> None:
     np.random.set_state((numpy["kind"], keys, numpy["position"], numpy["has_gauss"], numpy["gauss"]))
     random.setstate(_as_tuples(states["python"]))
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 def _as_tuples(value: Any) -> Any:

@@ -15,16 +15,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import hydra
+import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep, Override
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from anyquantile.experiment.config import CONFIG_DIR, config_path, load_config
+from anyquantile.experiment.config import CONFIG_DIR, config_path, load_config, merge_config
 from anyquantile.experiment.errors import ConfigError
 from anyquantile.experiment.files import write_text_atomic
 from anyquantile.experiment.schema import TestCheckpoint
@@ -44,7 +50,7 @@ def search_spaces() -> list[str]:
 def sweep(config: str, search: str, overrides: list[str], trials: int | None = None) -> Path:
     """Run the search ``search`` over ``config`` with ``overrides``; returns the sweep folder."""
     cfg = load_config(config, overrides)
-    _check_searched_keys(search_file(search, config), cfg)
+    _check_search_space(search_file(search, config), cfg)
     if cfg.trainer.test_checkpoint != TestCheckpoint.best:
         raise ConfigError(
             "a sweep's objective is the best validation CRPS: set trainer.test_checkpoint=best (it validates)"
@@ -67,11 +73,19 @@ def sweep(config: str, search: str, overrides: list[str], trials: int | None = N
         *overrides,
     ]
     task = hydra.main(version_base="1.3", config_path=None, config_name=None)(run_trial)
-    saved, sys.argv = sys.argv, [sys.argv[0], *arguments]  # hydra.main reads its arguments there
+    # hydra.main reads its arguments from sys.argv; HYDRA_FULL_ERROR: a trial's error reaches the caller as
+    # itself (a ConfigError is the command line's one-line error) rather than Hydra's traceback and exit
+    saved, sys.argv = sys.argv, [sys.argv[0], *arguments]
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         task()
     finally:
         sys.argv = saved
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR")
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
     return folder
 
 
@@ -133,13 +147,38 @@ def search_file(search: str, config: str) -> Path:
     raise ConfigError(f"search space not found: {search} (the shipped ones: {', '.join(search_spaces())})")
 
 
-def _check_searched_keys(file: Path, cfg: DictConfig) -> None:
-    """Each key the search file varies must be a key of the config (a misspelt one is an error). A searched
+def _check_search_space(file: Path, cfg: DictConfig) -> None:
+    """Each key the search file varies must be a key of the config (a misspelt one is an error), and every
+    value it may take must pass the config's checks: each choice, both ends of an interval. A searched
     key also given on the command line is fixed there: the sweeper drops it from the search space."""
-    params = OmegaConf.load(file).get("params") or {}
+    try:
+        params = OmegaConf.to_container(OmegaConf.load(file)).get("params") or {}
+    except (yaml.YAMLError, OmegaConfBaseException, AttributeError) as error:
+        raise ConfigError(f"{file} is not a search space (YAML with a 'params' map): {error}") from None
     unknown = [key for key in params if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING]
     if unknown:
         raise ConfigError(f"{file}: params {unknown} are not keys of the config")
+    parser = OverridesParser.create()
+    for key, space in params.items():
+        try:
+            override = parser.parse_override(f"{key}={space}")
+        except HydraException as error:
+            raise ConfigError(f"{file}: params.{key}: {space!r} is not a search expression: {error}") from None
+        for value in _extremes(override):
+            try:
+                merge_config(cfg, [f"{key}={value}"], source=f"{file}: params.{key}")
+            except ConfigError as error:
+                raise ConfigError(f"{error} (a value the search may try)") from None
+
+
+def _extremes(override: Override) -> list[Any]:
+    """The values of a search expression to check: every choice or range value, an interval's two ends."""
+    value = override.value()
+    if isinstance(value, IntervalSweep):
+        return [value.start, value.end]
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [override.get_value_element_as_str()]
 
 
 _MISSING = object()

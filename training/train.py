@@ -75,13 +75,32 @@ def train(
             stacklevel=2,
         )
     # torchrun / srun started the ranks: joined now, so that rank 0's run folder reaches them (Lightning
-    # trains in this group); a group Lightning starts in fit, or that was up before, is not ours to end
-    group_is_ours = join_launched_group(cfg.trainer.accelerator) or not group_is_up()
+    # trains in this group). A group joined here, or one Lightning starts in fit, is ended when this call
+    # ends, whatever happens; one that was up before is not ours to end.
+    joined = join_launched_group(cfg.trainer.accelerator, cfg.trainer.devices * cfg.trainer.num_nodes)
+    group_is_ours = joined or not group_is_up()
+    try:
+        return _fit_and_test(cfg, fast_dev_run, resume_path, callbacks, panel, echo, joined)
+    finally:
+        if group_is_ours:
+            end_process_group()
+
+
+def _fit_and_test(
+    cfg: DictConfig,
+    fast_dev_run: bool,
+    resume_path: Path | None,
+    callbacks: Sequence[Callback],
+    panel: HourlyPanel | None,
+    echo: bool,
+    joined: bool,
+) -> dict[str, Any]:
+    """``train`` from the seed on: build, fit, test, write ``metrics.json`` (``joined``: the launcher's group is up)."""
     seed_everything(cfg.seed, workers=True, verbose=False)
     # Data and model are built before the run folder exists: a bad file or setting leaves nothing behind.
     data = build_data(cfg, panel=panel)
     model = build_training_forecaster(cfg)
-    run_dir = resume_path.parent.parent if resume_path else shared_run_dir(_new_run_dir(cfg))
+    run_dir = resume_path.parent.parent if resume_path else shared_run_dir(_new_run_dir(cfg), joined)
     if is_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
         # A resume keeps the original config.yaml and records its own config beside it.
@@ -132,7 +151,11 @@ def train(
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
         callbacks=[
             checkpoint,
-            ResumePoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT, cfg.trainer.checkpoint_every_n_steps),
+            ResumePoint(
+                run_dir / CHECKPOINTS / LAST_CHECKPOINT,
+                cfg.trainer.checkpoint_every_n_steps,
+                cfg.trainer.val_every_n_steps if chooses else None,
+            ),
             RandomStates(),
             *snapshots,
             throughput,
@@ -147,26 +170,22 @@ def train(
         fast_dev_run=fast_dev_run,
         default_root_dir=str(run_dir),
     )
-    try:
-        with cpu_threads(threads_per_process(cfg)):
-            trainer.fit(
-                model, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None, weights_only=True
+    with cpu_threads(threads_per_process(cfg)):
+        trainer.fit(
+            model, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None, weights_only=True
+        )
+        if not fast_dev_run:
+            trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
+        # The sampler's state where training ended (testing below loads the best checkpoint's).
+        sampler_state = model.level_sampler.state_summary()
+        snapshot_paths = [str(path) for callback in snapshots for path in callback.paths]
+        best = checkpoint.best_model_path or None
+        if best is None and chooses and not fast_dev_run:
+            warnings.warn(
+                "no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best",
+                stacklevel=2,
             )
-            if not fast_dev_run:
-                trainer.save_checkpoint(run_dir / CHECKPOINTS / LAST_CHECKPOINT)  # the exact final step, for --resume
-            # The sampler's state where training ended (testing below loads the best checkpoint's).
-            sampler_state = model.level_sampler.state_summary()
-            snapshot_paths = [str(path) for callback in snapshots for path in callback.paths]
-            best = checkpoint.best_model_path or None
-            if best is None and chooses and not fast_dev_run:
-                warnings.warn(
-                    "no validation ran (val_every_n_steps > steps trained?): testing the final weights, not the best",
-                    stacklevel=2,
-                )
-            trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
-    finally:
-        if group_is_ours:
-            end_process_group()
+        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     split = "test" if "test" in data.splits else "val"
     summary: dict[str, Any] = {
         "name": cfg.name,
