@@ -86,6 +86,31 @@ def final_checkpoint(out: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def test_a_finished_run_trained_further_equals_one_run_to_the_larger_budget(repo, tmp_path):
+    """max_steps=10 stops in epoch 0 (12 batches); resumed with max_steps=20 it goes on in that epoch's order:
+    the weights, optimiser and schedule of one run to 20. (The sampler's history differs by the snapshot the
+    first call took where it stopped, at step 10.)"""
+    alone = run(repo, train_command("config/nbeatsaq-synthetic.yaml", tmp_path / "alone", ("trainer.max_steps=20",)))
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    staged = tmp_path / "staged"
+    first = run(repo, train_command("config/nbeatsaq-synthetic.yaml", staged, ("trainer.max_steps=10",)))
+    assert first.returncode == 0, first.stderr[-3000:]
+    further = run(
+        repo, train_command("config/nbeatsaq-synthetic.yaml", staged, ("trainer.max_steps=20",), "--resume", "last")
+    )
+    assert further.returncode == 0, further.stderr[-3000:]
+    expected, got = final_checkpoint(tmp_path / "alone"), final_checkpoint(staged)
+    history = "level_sampler._extra_state"
+    assert_same(
+        {k: v for k, v in expected["state_dict"].items() if k != history},
+        {k: v for k, v in got["state_dict"].items() if k != history},
+    )
+    for part in ("optimizer_states", "lr_schedulers", "global_step"):
+        assert_same(expected[part], got[part], part)
+    steps = [snapshot["step"] for snapshot in got["state_dict"][history]["history"]]
+    assert steps == [10, 12, 20] and [s["step"] for s in expected["state_dict"][history]["history"]] == [12, 20]
+
+
 def loop_counters(checkpoint: dict) -> dict:
     """Lightning's loop state, less the epoch loop's "ready" and "started" counts: after a resume from
     an epoch's last step, Lightning goes on to the next epoch without counting it ready and started
