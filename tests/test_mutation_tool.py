@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,26 +14,26 @@ from tools import mutation
 
 
 @pytest.fixture(scope="module")
-def copy_and_view(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("mutation")
-    copy = mutation.copy_checkout(workdir)
-    return copy, mutation.package_view(copy, workdir)
+def copy(tmp_path_factory):
+    return mutation.package_view(mutation.copy_checkout(tmp_path_factory.mktemp("mutation")))
 
 
-def test_the_package_view_imports_the_copy_not_the_checkout(copy_and_view, repo):
-    copy, view = copy_and_view
+def test_the_tests_run_in_the_copy_import_the_copys_code_not_the_checkouts(copy, repo):
     assert (copy / "modules" / "losses.py").read_text() == (repo / "modules" / "losses.py").read_text()
     probe = (
         "import anyquantile.modules.losses as m, anyquantile.model.metrics as n; print(m.__file__); print(n.__file__)"
     )
-    environment = {**os.environ, "PYTHONPATH": str(view)}
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=environment, check=True)
-    assert done.stdout.split() == [
-        str(view / "anyquantile/modules/losses.py"),
-        str(view / "anyquantile/model/metrics.py"),
-    ]
-    # and the view's files are the copy's: a mutant written there is the code the tests run
-    assert (view / "anyquantile" / "modules" / "losses.py").resolve() == (copy / "modules" / "losses.py").resolve()
+    # as mutmut runs them: in the copy, with the copy on the path (the editable install maps the checkout's)
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=copy,
+        env={**os.environ, "PYTHONPATH": str(copy)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    files = [Path(line).resolve() for line in done.stdout.split()]
+    assert files == [(copy / "modules" / "losses.py").resolve(), (copy / "model" / "metrics.py").resolve()]
 
 
 def fake_cache(folder, statuses):

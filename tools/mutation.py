@@ -1,15 +1,16 @@
 """Mutation testing of the core maths (``make mutation``): do the tests fail when the code is broken?
 
-    python -m tools.mutation [--files modules/losses.py ...] [--out docs/mutation.md] [--workdir DIR]
+    python -m tools.mutation [--files modules/losses.py ...] [--jobs 2] [--out FILE] [--workdir DIR]
 
-mutmut (2.x: it mutates a file in place and runs a test command) changes one operator, constant or
-keyword at a time in each file of :data:`TARGETS` and runs that file's tests; a mutant the tests do
-not fail on *survives*. The mutants are made in a copy of the checkout (the tracked files), which a
-package view (``VIEW/anyquantile/<package>`` -> the copy's folders, first on ``PYTHONPATH``) makes
-the ``anyquantile`` the tests import, so the checkout itself is never touched and other work on it
-goes on. The report lists, per file, the mutants killed / survived / timed out and the kill rate, and
-the survivors' diffs (``docs/mutation.md``, with the survivors judged equivalent said so by hand).
-It takes tens of minutes: not part of ``make test``.
+mutmut (2.x: it mutates a file in place and runs a test command) changes one operator, constant,
+keyword or name at a time in each file of :data:`TARGETS` and runs that file's tests; a mutant the
+tests do not fail on *survives*. The mutants are made in a copy of the checkout (its tracked files),
+whose ``anyquantile`` folder links the package's folders (``anyquantile/modules`` -> ``modules/``, as
+pyproject.toml maps them) so that the tests, run in the copy, import the copy's code: the checkout
+itself is never touched and other work on it goes on. The report lists, per file, the mutants killed /
+timed out / survived and the kill rate, and the survivors' diffs (``docs/records/mutation.md``; read
+in ``docs/mutation.md``, where the survivors judged equivalent are said so by hand). It takes tens of
+minutes: not part of ``make test``.
 """
 
 from __future__ import annotations
@@ -21,12 +22,18 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 from tools.import_graph import INSTALLED
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Left out by default: the wording of strings (error messages, docstrings), which is not behaviour; a string
+# that is behaviour (a choice's name, a key) is read by the tests through the code that uses it.
+DISABLED = "string,fstring"
 
 # Each file and the tests that guard it (run with -x: a mutant dies at its first failing test).
 TARGETS: dict[str, tuple[str, ...]] = {
@@ -68,22 +75,25 @@ def copy_checkout(destination: Path) -> Path:
     return root
 
 
-def package_view(copy: Path, destination: Path) -> Path:
-    """A folder whose ``anyquantile`` package is the copy's code (as pyproject.toml's package-dir maps it)."""
-    package = destination / "view" / "anyquantile"
-    package.mkdir(parents=True)
-    for entry in (copy / "anyquantile").iterdir():
-        (package / entry.name).symlink_to(entry)
+def package_view(copy: Path) -> Path:
+    """Make the copy's ``anyquantile`` folder the whole package (as pyproject.toml's package-dir maps it):
+    ``anyquantile/<package>`` -> the copy's ``<package>/``. The copy's root is first on the tests' path
+    (pytest's ``pythonpath``, the working folder), so ``anyquantile.modules`` is then the copy's code and
+    never the checkout's, which the editable install would give for a package the folder lacks."""
     for name in (*INSTALLED, "config"):
-        (package / name).symlink_to(copy / name)
-    return package.parent
+        link = copy / "anyquantile" / name
+        if not link.exists():
+            link.symlink_to(Path("..") / name)
+    return copy
 
 
-def run_mutmut(copy: Path, view: Path, path: str, tests: tuple[str, ...]) -> None:
+def run_mutmut(copy: Path, path: str, tests: tuple[str, ...], disabled: str | None) -> None:
     runner = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
-    environment = {**os.environ, "PYTHONPATH": str(view)}
+    environment = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", path, "--runner", runner]
     command += ["--tests-dir", "tests", "--simple-output", "--no-progress"]
+    if disabled:
+        command += ["--disable-mutation-types", disabled]
     print(f"mutmut: {path} against {', '.join(tests)}", flush=True)
     done = subprocess.run(command, cwd=copy, env=environment, capture_output=True, text=True)
     if done.returncode & 1:  # bit 1: a fatal error (the unmutated tests failed, say); 2, 4, 8: survivors
@@ -118,13 +128,15 @@ def collect(copy: Path, paths: list[str]) -> list[FileReport]:
     return list(reports.values())
 
 
-def markdown(reports: list[FileReport]) -> str:
+def markdown(reports: list[FileReport], disabled: str | None = None) -> str:
     total = FileReport("all")
     for report in reports:
         total.killed += report.killed
         total.survived += report.survived
         total.timed_out += report.timed_out
     lines = [
+        f"mutmut {version('mutmut')}; mutation types left out: {disabled or 'none'}",
+        "",
         "| file | tests | mutants | killed | timed out | survived | kill rate |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -142,18 +154,34 @@ def markdown(reports: list[FileReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mutate_group(workdir: Path, paths: list[str], disabled: str | None) -> list[FileReport]:
+    """Mutate ``paths`` one after another in a copy of their own (under ``workdir``), and report them."""
+    copy = package_view(copy_checkout(workdir))
+    for path in paths:
+        run_mutmut(copy, path, TARGETS[path], disabled)
+    return collect(copy, paths)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     parser.add_argument("--out", type=Path, help="write the report (Markdown) here as well as printing it")
-    parser.add_argument("--workdir", type=Path, help="where the copy is made (default: a temporary folder)")
+    parser.add_argument("--workdir", type=Path, help="where the copies are made (default: a temporary folder)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="files mutated side by side, each group in its own copy (default: 1)"
+    )
+    parser.add_argument(
+        "--disable", default=DISABLED, help=f"mutmut's mutation types left out (default: {DISABLED}; '' for none)"
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="anyquantile-mutation-"))
-    copy = copy_checkout(workdir)
-    view = package_view(copy, workdir)
-    for path in args.files:
-        run_mutmut(copy, view, path, TARGETS[path])
-    report = markdown(collect(copy, args.files))
+    groups = [args.files[index :: args.jobs] for index in range(args.jobs) if args.files[index :: args.jobs]]
+    with ThreadPoolExecutor(len(groups)) as pool:
+        found = pool.map(
+            lambda item: mutate_group(workdir / f"group-{item[0]}", item[1], args.disable), enumerate(groups)
+        )
+        by_path = {report.path: report for reports in found for report in reports}
+    report = markdown([by_path[path] for path in args.files], args.disable)
     print(report)
     if args.out:
         args.out.write_text(report)
