@@ -88,7 +88,10 @@ def package_view(copy: Path) -> Path:
 
 
 def run_mutmut(copy: Path, path: str, tests: tuple[str, ...], disabled: str | None) -> None:
-    runner = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
+    # mutmut 2 counts a mutant killed only when the command exits 1; pytest exits 2 when the mutant breaks
+    # the import (a collection error) and 5 when nothing ran: every failure is made a 1
+    pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
+    runner = f"sh -c '{pytest} || exit 1'"
     environment = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", path, "--runner", runner]
     command += ["--tests-dir", "tests", "--simple-output", "--no-progress"]
