@@ -259,3 +259,13 @@ def test_calendar_aware_gate_needs_its_context():
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make(**kwargs)
+
+
+def test_the_options_default_as_documented():
+    """What a config that leaves model.attention.* unset gets (docs/design.md): a changed default changes
+    every such run, so it is changed here too, on purpose."""
+    defaults = AttentionConfig()
+    assert (defaults.d_model, defaults.num_heads, defaults.local_ratio, defaults.window) == (64, 4, 0.5, 3)
+    assert (defaults.gate, defaults.fixed_gate) == ("scalar", 0.5)
+    assert (defaults.bias, defaults.bias_init, defaults.bias_start, defaults.bias_end) == ("learned", 1.0, 2.0, 0.0)
+    assert (defaults.temporal_weights, defaults.dropout) == ("off", 0.0)

@@ -91,6 +91,9 @@ def test_beta_level_sampler_stays_inside_the_open_interval_for_tiny_concentratio
         (dict(kind="beta", levels_per_sample=0), "levels_per_sample must be >= 1"),
         (dict(kind="beta", alpha=0.0), "Beta parameters must be positive"),
         (dict(kind="beta", beta=-1.0), "Beta parameters must be positive"),
+        (dict(kind="beta", beta=0.0), "Beta parameters must be positive"),  # the boundaries themselves
+        (dict(fixed_levels=[0.0]), r"fixed levels must be in \(0, 1\)"),
+        (dict(fixed_levels=[1.0]), r"fixed levels must be in \(0, 1\)"),
     ],
 )
 def test_level_samplers_reject_bad_parameters(settings, message):
@@ -394,6 +397,23 @@ def test_two_gloo_ranks_end_with_identical_state(tmp_path):
 def test_bad_settings_fail_clearly(settings, message):
     with pytest.raises(ValueError, match=message):
         adaptive_sampler(**settings)
+
+
+def test_the_smallest_settings_allowed_are_accepted():
+    """Each range's closed end: one bin, momentum 0, no floor, fixed levels just inside (0, 1)."""
+    sampler = adaptive_sampler(num_bins=1, momentum=0.0, min_prob=0.0, fixed_levels=[1e-6, 1 - 1e-6])
+    assert sampler.probabilities().tolist() == [1.0]
+    assert SamplerConfig(kind="beta", alpha=1e-3, beta=1e-3).alpha == 1e-3
+
+
+def test_the_settings_default_as_documented():
+    """config/sampler/*.yaml and docs/design.md state these; a config that leaves a key unset gets them."""
+    defaults = SamplerConfig()
+    assert (defaults.kind, defaults.levels_per_sample, defaults.fixed_levels) == ("uniform", 1, [])
+    assert (SamplerConfig(kind="beta").alpha, SamplerConfig(kind="beta").beta) == (0.5, 0.5)
+    adaptive = SamplerConfig(kind="adaptive")
+    assert (adaptive.num_bins, adaptive.momentum, adaptive.temperature, adaptive.min_prob) == (20, 0.98, 1.0, 0.01)
+    assert (adaptive.importance_weighting, adaptive.weakness) == (True, "gaussian")
 
 
 def test_build_level_sampler_passes_settings_by_kind():

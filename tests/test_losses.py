@@ -14,7 +14,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anyquantile.modules.losses import pinball, pinball_loss, target_denominator
+from anyquantile.modules.losses import LossNormalisation, loss_denominator, pinball, pinball_loss, target_denominator
+from anyquantile.modules.options import choose
+from anyquantile.modules.scaling import WindowScale
 
 LEVELS = torch.tensor([0.1, 0.9], dtype=torch.float64)
 
@@ -157,3 +159,23 @@ def test_target_denominator_in_the_loss():
     # q=0.1, f=0 -> 0.1 * 0.5 = 0.05; q=0.9, f=1 -> 0.1 * 0.5 = 0.05 -> mean 0.14 / 4 = 0.035
     loss = pinball_loss(prediction, target, LEVELS, denominator=target_denominator(target))
     assert loss.item() == pytest.approx(0.035, abs=1e-12)
+
+
+def test_each_normalisation_divides_by_its_own_denominator():
+    scale = WindowScale(loc=torch.zeros(2, 1), scale=torch.tensor([[4.0], [10.0]]))  # [B, 1]
+    target = torch.tensor([[0.5, -3.0], [20.0, -0.2]])  # [B, H]
+    window = loss_denominator(LossNormalisation.window, scale, target)
+    assert window.shape == (2, 1, 1) and window.flatten().tolist() == [4.0, 10.0]
+    per_target = loss_denominator(LossNormalisation.target, scale, target)
+    assert per_target.shape == (2, 2, 1) and per_target.flatten().tolist() == [1.0, 3.0, 20.0, 1.0]  # max(|y|, 1)
+    assert loss_denominator(LossNormalisation.none, scale, target) is None
+
+
+def test_the_normalisations_are_named_as_the_configs_write_them():
+    """model.loss_normalisation=window|target|none in the YAML configs: the names are part of the config's API."""
+    assert [choose(LossNormalisation, name, "loss normalisation").value for name in ("window", "target", "none")] == [
+        "window",
+        "target",
+        "none",
+    ]
+    assert [member.value for member in LossNormalisation] == ["window", "target", "none"]

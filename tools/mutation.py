@@ -1,6 +1,7 @@
 """Mutation testing of the core maths (``make mutation``): do the tests fail when the code is broken?
 
     python -m tools.mutation [--files modules/losses.py ...] [--jobs 2] [--out FILE] [--workdir DIR]
+    python -m tools.mutation --workdir DIR --rerun-survivors [--out FILE]   # after adding tests
 
 mutmut (2.x: it mutates a file in place and runs a test command) changes one operator, constant,
 keyword or name at a time in each file of :data:`TARGETS` and runs that file's tests; a mutant the
@@ -87,17 +88,45 @@ def package_view(copy: Path) -> Path:
     return copy
 
 
-def run_mutmut(copy: Path, path: str, tests: tuple[str, ...], disabled: str | None) -> None:
+def survivors(copy: Path) -> list[tuple[str, int]]:
+    """The (file, mutant id) pairs that survived in a copy's mutmut cache."""
+    query = (
+        "SELECT sourcefile.filename, mutant.id FROM mutant JOIN line ON mutant.line = line.id "
+        "JOIN sourcefile ON line.sourcefile = sourcefile.id WHERE mutant.status = 'bad_survived' ORDER BY mutant.id"
+    )
+    with sqlite3.connect(copy / ".mutmut-cache") as database:
+        return [(path, int(mutant)) for path, mutant in database.execute(query).fetchall()]
+
+
+def rerun_survivors(copy: Path, disabled: str | None) -> None:
+    """Run each surviving mutant of a finished run again, against the checkout's tests as they are now
+    (copied into the copy first): what new tests kill is then reported killed."""
+    listed = subprocess.run(["git", "ls-files", "-z", "tests"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, copy / name)
+    for path, mutant in survivors(copy):
+        run_mutmut(copy, path, TARGETS[path], disabled, mutant)
+
+
+def _mutated_in(copy: Path, path: str) -> bool:
+    with sqlite3.connect(copy / ".mutmut-cache") as database:
+        return bool(database.execute("SELECT 1 FROM sourcefile WHERE filename = ?", (path,)).fetchone())
+
+
+def run_mutmut(copy: Path, path: str, tests: tuple[str, ...], disabled: str | None, mutant: int | None = None) -> None:
     # mutmut 2 counts a mutant killed only when the command exits 1; pytest exits 2 when the mutant breaks
-    # the import (a collection error) and 5 when nothing ran: every failure is made a 1
+    # the import (a collection error) and 5 when nothing ran: every failure is made a 1. The output is
+    # dropped: mutmut needs the exit status alone, and a long traceback filled its pipe and hung it.
     pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
-    runner = f"sh -c '{pytest} || exit 1'"
+    runner = f"sh -c '{pytest} > /dev/null 2>&1 || exit 1'"
     environment = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", path, "--runner", runner]
+    command = [sys.executable, "-m", "mutmut", "run", *([str(mutant)] if mutant else []), "--paths-to-mutate", path]
+    command += ["--runner", runner]
     command += ["--tests-dir", "tests", "--simple-output", "--no-progress"]
     if disabled:
         command += ["--disable-mutation-types", disabled]
-    print(f"mutmut: {path} against {', '.join(tests)}", flush=True)
+    print(f"mutmut: {path}{f' mutant {mutant}' if mutant else ''} against {', '.join(tests)}", flush=True)
     done = subprocess.run(command, cwd=copy, env=environment, capture_output=True, text=True)
     if done.returncode & 1:  # bit 1: a fatal error (the unmutated tests failed, say); 2, 4, 8: survivors
         raise SystemExit(f"mutmut failed on {path}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -176,14 +205,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--disable", default=DISABLED, help=f"mutmut's mutation types left out (default: {DISABLED}; '' for none)"
     )
+    parser.add_argument(
+        "--rerun-survivors",
+        action="store_true",
+        help="in the finished run of --workdir, run the survivors again against the tests as they are now",
+    )
     args = parser.parse_args(argv)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="anyquantile-mutation-"))
-    groups = [args.files[index :: args.jobs] for index in range(args.jobs) if args.files[index :: args.jobs]]
-    with ThreadPoolExecutor(len(groups)) as pool:
-        found = pool.map(
-            lambda item: mutate_group(workdir / f"group-{item[0]}", item[1], args.disable), enumerate(groups)
-        )
-        by_path = {report.path: report for reports in found for report in reports}
+    if args.rerun_survivors:
+        if args.workdir is None:
+            parser.error("--rerun-survivors needs the --workdir of a finished run")
+        copies = sorted(args.workdir.glob("group-*/repo"))
+        with ThreadPoolExecutor(max(1, len(copies))) as pool:
+            list(pool.map(lambda copy: rerun_survivors(copy, args.disable), copies))
+        found = [collect(copy, [path for path in args.files if _mutated_in(copy, path)]) for copy in copies]
+    else:
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="anyquantile-mutation-"))
+        groups = [args.files[index :: args.jobs] for index in range(args.jobs) if args.files[index :: args.jobs]]
+        with ThreadPoolExecutor(len(groups)) as pool:
+            found = list(
+                pool.map(
+                    lambda item: mutate_group(workdir / f"group-{item[0]}", item[1], args.disable), enumerate(groups)
+                )
+            )
+    by_path = {report.path: report for reports in found for report in reports}
     report = markdown([by_path[path] for path in args.files], args.disable)
     print(report)
     if args.out:
