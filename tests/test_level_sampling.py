@@ -406,6 +406,23 @@ def test_the_smallest_settings_allowed_are_accepted():
     assert SamplerConfig(kind="beta", alpha=1e-3, beta=1e-3).alpha == 1e-3
 
 
+def test_floors_that_sum_to_exactly_one_are_allowed():
+    """min_prob * num_bins = 1: every bin at its floor, the draw uniform (the bound is inclusive)."""
+    sampler = adaptive_sampler(num_bins=20, min_prob=0.05)
+    assert torch.allclose(sampler.probabilities(), torch.full((20,), 0.05))
+
+
+def test_fixed_levels_add_no_weights_to_an_unweighted_draw_and_are_not_saved():
+    """A uniform draw has no weights, with fixed levels too; the fixed levels are settings, not state: a
+    checkpoint loads under other ones (strict), as the adaptive sampler's learnt buffers do."""
+    draw = UniformLevelSampler(SamplerConfig(levels_per_sample=2, fixed_levels=[0.5, 0.75]))(4, torch.device("cpu"))
+    assert draw.weights is None and draw.levels.shape == (4, 4)
+    assert draw.levels[:, 2:].tolist() == [[0.5, 0.75]] * 4  # exact in float32
+    saved = adaptive_sampler(fixed_levels=[0.5]).state_dict()
+    assert "fixed_levels" not in saved
+    adaptive_sampler(fixed_levels=[0.05, 0.95]).load_state_dict(saved)
+
+
 def test_the_settings_default_as_documented():
     """config/sampler/*.yaml and docs/design.md state these; a config that leaves a key unset gets them."""
     defaults = SamplerConfig()

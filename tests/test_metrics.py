@@ -501,3 +501,12 @@ def test_pit_shares_by_hand_and_flat_for_calibrated_gaussians():
     assert max(abs(calibrated[f"pit_{i}"] - 0.1) for i in range(1, 11)) < 0.01  # sd ~ 0.002
     narrow = _compute(gaussian, 0.5 * forecast, target)  # too narrow: U-shaped PIT
     assert narrow["pit_1"] > 0.2 and narrow["pit_10"] > 0.2 and narrow["pit_5"] < 0.06
+
+
+def test_the_level_grid_is_not_saved_with_the_metric_so_a_checkpoint_loads_under_another_grid():
+    """The grid is the evaluation's setting, not model state: a checkpoint scored with evaluation.grid_size=199
+    loads into a forecaster built with the default 99 (the metric's state dict holds no levels)."""
+    coarse, fine = EvaluationLevels(grid_size=9), EvaluationLevels(grid_size=19)
+    saved = QuantileForecastMetrics(coarse, horizon=4).state_dict()
+    assert not {"levels", "crps_mask"} & set(saved)
+    QuantileForecastMetrics(fine, horizon=4).load_state_dict(saved)  # strict: no missing or unexpected keys
