@@ -269,3 +269,26 @@ def test_the_options_default_as_documented():
     assert (defaults.gate, defaults.fixed_gate) == ("scalar", 0.5)
     assert (defaults.bias, defaults.bias_init, defaults.bias_start, defaults.bias_end) == ("learned", 1.0, 2.0, 0.0)
     assert (defaults.temporal_weights, defaults.dropout) == ("off", 0.0)
+
+
+@pytest.mark.parametrize(
+    "options", [dict(window=1), dict(gate="fixed", fixed_gate=0.0), dict(gate="fixed", fixed_gate=1.0)]
+)
+def test_the_ranges_closed_ends_are_accepted(options):
+    """window >= 1 and fixed_gate in [0, 1]: the ends themselves build and run."""
+    x, mask = inputs()
+    assert make(**options)(x, mask).output.shape == (B, L, D)
+
+
+@pytest.mark.parametrize("dropout", [1.0, 1.5])
+def test_a_dropout_of_one_or_more_is_refused(dropout):
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        AttentionConfig(dropout=dropout)
+
+
+def test_a_layer_built_with_the_defaults_takes_no_gate_context_and_returns_no_weights_unless_asked():
+    x, mask = inputs()
+    layer = AdaptiveTemporalAttention(AttentionConfig(d_model=D, num_heads=N, window=W), max_length=L)
+    output = layer(x, mask)  # no gate_context: a calendar-aware gate would ask for one
+    assert output.weights is None
+    assert layer(x, mask, return_weights=True).weights.shape == (B, N, L, L)
