@@ -32,6 +32,14 @@ from tools.import_graph import INSTALLED
 
 REPO = Path(__file__).resolve().parents[1]
 
+# mutmut 2.5.1 replaces its worker process after every 100 mutants (CYCLE_PROCESS_AFTER), and there it
+# deadlocks: the mutant queue's feeder blocks writing to a pipe the new worker does not read (seen three
+# times here, at the first replacement). One worker for the whole run avoids it.
+MUTMUT = (
+    "import sys, mutmut; mutmut.CYCLE_PROCESS_AFTER = 10**9; "
+    "from mutmut.__main__ import climain; sys.argv[0] = 'mutmut'; climain()"
+)
+
 # Left out by default: the wording of strings (error messages, docstrings), which is not behaviour; a string
 # that is behaviour (a choice's name, a key) is read by the tests through the code that uses it.
 DISABLED = "string,fstring"
@@ -121,7 +129,7 @@ def run_mutmut(copy: Path, path: str, tests: tuple[str, ...], disabled: str | No
     pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
     runner = f"sh -c '{pytest} > /dev/null 2>&1 || exit 1'"
     environment = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "mutmut", "run", *([str(mutant)] if mutant else []), "--paths-to-mutate", path]
+    command = [sys.executable, "-c", MUTMUT, "run", *([str(mutant)] if mutant else []), "--paths-to-mutate", path]
     command += ["--runner", runner]
     command += ["--tests-dir", "tests", "--simple-output", "--no-progress"]
     if disabled:
