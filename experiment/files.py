@@ -9,6 +9,7 @@ at most a hidden ``.NAME.tmp-*`` beside it, which no reader takes for the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -31,7 +32,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         _flush_to_disk(staging)
         os.chmod(staging, _mode_for(path))  # mkstemp makes it owner-only; the file gets the usual mode
         os.replace(staging, path)
-        _flush_to_disk(path.parent)  # the rename itself
+        with contextlib.suppress(OSError):  # the file is in place; a folder that cannot be synced is no failure
+            _flush_to_disk(path.parent)  # the rename itself
     finally:
         staging.unlink(missing_ok=True)
 
@@ -57,6 +59,15 @@ def _mode_for(path: Path) -> int:
     """The permissions the new file gets: those of the file it replaces, else what ``open`` would give."""
     if path.exists():
         return path.stat().st_mode & 0o777
-    umask = os.umask(0)
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (``os.umask`` sets it, racing other threads' files)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o022)  # no /proc (not Linux): read by setting, and put back at once
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask

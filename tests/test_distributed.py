@@ -51,7 +51,8 @@ def test_rank_zero_is_the_global_rank_zero(torchrun_rank, monkeypatch):
 
 
 def test_without_a_launcher_the_ranks_lightning_starts_inherit_the_folder(torchrun_rank, monkeypatch, tmp_path):
-    monkeypatch.delenv("ANYQ_RUN_DIR", raising=False)
+    monkeypatch.setenv("ANYQ_RUN_DIR", "recorded")  # so that monkeypatch restores the variable's absence after
+    monkeypatch.delenv("ANYQ_RUN_DIR")
     assert shared_run_dir(tmp_path / "first", joined=False) == tmp_path / "first"  # rank 0 records it
     monkeypatch.setenv("LOCAL_RANK", "1")  # a rank Lightning's launcher started, with rank 0's environment
     assert shared_run_dir(tmp_path / "its-own", joined=False) == tmp_path / "first"

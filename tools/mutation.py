@@ -40,6 +40,12 @@ MUTMUT = (
     "from mutmut.__main__ import climain; sys.argv[0] = 'mutmut'; climain()"
 )
 
+# The tests, their output dropped and every failure made exit status 1 (see run_mutmut).
+PYTEST_QUIETLY = (
+    "import os, sys, pytest; quiet = os.open(os.devnull, os.O_WRONLY); os.dup2(quiet, 1); os.dup2(quiet, 2); "
+    "sys.exit(0 if pytest.main(sys.argv[1:]) == 0 else 1)"
+)
+
 # Left out by default: the wording of strings (error messages, docstrings), which is not behaviour; a string
 # that is behaviour (a choice's name, a key) is read by the tests through the code that uses it.
 DISABLED = "string,fstring"
@@ -126,8 +132,9 @@ def run_mutmut(copy: Path, path: str, tests: tuple[str, ...], disabled: str | No
     # mutmut 2 counts a mutant killed only when the command exits 1; pytest exits 2 when the mutant breaks
     # the import (a collection error) and 5 when nothing ran: every failure is made a 1. The output is
     # dropped: mutmut needs the exit status alone, and a long traceback filled its pipe and hung it.
-    pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
-    runner = f"sh -c '{pytest} > /dev/null 2>&1 || exit 1'"
+    # pytest itself is the process mutmut starts, so that a timed-out mutant's tests are the ones killed.
+    arguments = ["-x", "-q", "-p", "no:cacheprovider", *tests]
+    runner = f'{sys.executable} -c "{PYTEST_QUIETLY}" ' + " ".join(arguments)
     environment = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-c", MUTMUT, "run", *([str(mutant)] if mutant else []), "--paths-to-mutate", path]
     command += ["--runner", runner]
@@ -219,10 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         help="in the finished run of --workdir, run the survivors again against the tests as they are now",
     )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.rerun_survivors:
         if args.workdir is None:
             parser.error("--rerun-survivors needs the --workdir of a finished run")
         copies = sorted(args.workdir.glob("group-*/repo"))
+        if not copies:
+            parser.error(f"{args.workdir} holds no finished run (no group-*/repo)")
         with ThreadPoolExecutor(max(1, len(copies))) as pool:
             list(pool.map(lambda copy: rerun_survivors(copy, args.disable), copies))
         found = [collect(copy, [path for path in args.files if _mutated_in(copy, path)]) for copy in copies]
@@ -236,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     by_path = {report.path: report for reports in found for report in reports}
-    report = markdown([by_path[path] for path in args.files], args.disable)
+    report = markdown([by_path[path] for path in args.files if path in by_path], args.disable)
     print(report)
     if args.out:
         args.out.write_text(report)

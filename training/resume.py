@@ -102,6 +102,13 @@ class ResumePoint(Checkpoint):
 
     def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
         step = trainer.global_step
+        if self._after_validation is not None and self._after_validation < step:  # the validation never came
+            warnings.warn(
+                f"no validation ran after step {self._after_validation}: its resume point is saved a step later",
+                stacklevel=2,
+            )
+            self._after_validation = None
+            trainer.save_checkpoint(self.path)
         last = 0 < trainer.max_steps <= step  # the final save (``train``, when fit ends) writes this one
         if trainer.fast_dev_run or step % self.every_n_steps or last:
             return

@@ -80,6 +80,8 @@ def sweep(config: str, search: str, overrides: list[str], trials: int | None = N
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         task()
+    except (HydraException, OmegaConfBaseException) as error:  # Hydra's own: a sweeper setting, a plugin
+        raise ConfigError(f"sweep: {error}") from None
     finally:
         sys.argv = saved
         if full_error is None:
@@ -148,13 +150,16 @@ def search_file(search: str, config: str) -> Path:
 
 
 def _check_search_space(file: Path, cfg: DictConfig) -> None:
-    """Each key the search file varies must be a key of the config (a misspelt one is an error), and every
-    value it may take must pass the config's checks: each choice, both ends of an interval. A searched
-    key also given on the command line is fixed there: the sweeper drops it from the search space."""
+    """Each key the search file varies must be a key of the config (a misspelt one is an error), and each
+    value it may take, key by key, must pass the config's checks: each choice, both ends of an interval
+    (combinations are checked by each trial's own config). A searched key also given on the command
+    line is fixed there: the sweeper drops it from the search space."""
     try:
         params = OmegaConf.to_container(OmegaConf.load(file)).get("params") or {}
     except (yaml.YAMLError, OmegaConfBaseException, AttributeError) as error:
         raise ConfigError(f"{file} is not a search space (YAML with a 'params' map): {error}") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{file}: 'params' must map keys to search expressions, got {type(params).__name__}")
     unknown = [key for key in params if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING]
     if unknown:
         raise ConfigError(f"{file}: params {unknown} are not keys of the config")

@@ -151,11 +151,6 @@ def _fit_and_test(
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
         callbacks=[
             checkpoint,
-            ResumePoint(
-                run_dir / CHECKPOINTS / LAST_CHECKPOINT,
-                cfg.trainer.checkpoint_every_n_steps,
-                cfg.trainer.val_every_n_steps if chooses else None,
-            ),
             RandomStates(),
             *snapshots,
             throughput,
@@ -166,6 +161,13 @@ def _fit_and_test(
             # rich ones, whose summary prints past the logging that quiet runs (Forecaster(verbose=False)) silence
             ModelSummary(),
             *([TQDMProgressBar()] if cfg.trainer.enable_progress_bar else []),
+            # last of the Checkpoint callbacks (Lightning runs them last, in this order): after every
+            # ModelCheckpoint, ours and any passed in, has taken a validation's score
+            ResumePoint(
+                run_dir / CHECKPOINTS / LAST_CHECKPOINT,
+                cfg.trainer.checkpoint_every_n_steps,
+                cfg.trainer.val_every_n_steps if chooses else None,
+            ),
         ],
         fast_dev_run=fast_dev_run,
         default_root_dir=str(run_dir),
