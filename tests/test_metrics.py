@@ -510,3 +510,27 @@ def test_the_level_grid_is_not_saved_with_the_metric_so_a_checkpoint_loads_under
     saved = QuantileForecastMetrics(coarse, horizon=4).state_dict()
     assert not {"levels", "crps_mask"} & set(saved)
     QuantileForecastMetrics(fine, horizon=4).load_state_dict(saved)  # strict: no missing or unexpected keys
+
+
+def test_ties_count_as_the_definitions_say_and_a_masked_step_adds_nothing_to_the_winkler_score():
+    """Forecasts -3..3 at the 7 levels of the hand example (50 % interval [-2, 2], grid forecasts -3, -1, 1, 3).
+    A target on the interval's upper end is inside it (closed); a target equal to a forecast is not below
+    it ("strictly below"); the PIT counts the grid forecasts strictly below the target."""
+    levels = EvaluationLevels(grid_size=4, intervals=(0.5, 0.75))
+    forecast = torch.arange(-3.0, 4.0, dtype=torch.float64)  # [7]
+
+    def scores(targets, mask=None):
+        target = torch.tensor([targets], dtype=torch.float64)  # [1, H]
+        prediction = forecast.expand(1, len(targets), 7)
+        mask = torch.ones_like(target, dtype=torch.bool) if mask is None else torch.tensor([mask])
+        metric = QuantileForecastMetrics(levels, horizon=len(targets))
+        metric.update(prediction, target, mask)
+        return metric.compute()
+
+    on_the_end = scores([2.0])
+    assert float(on_the_end["coverage_50"]) == 1.0
+    assert on_the_end["share_below"].tolist() == [0, 0, 0, 0, 0, 0, 1]  # only 3 > 2; the forecast 2 is not
+    pit = [f"pit_{i}" for i in range(1, 11)]
+    assert [float(scores([1.0])[name]) for name in pit] == [float(scores([0.5])[name]) for name in pit]  # k = 2
+    # a step that is not observed weighs 0: the Winkler score is the observed step's alone (inside: the width, 4)
+    assert float(scores([2.0, 50.0], mask=[True, False])["winkler_50"]) == 4.0
