@@ -32,9 +32,9 @@ from tools.import_graph import INSTALLED
 
 REPO = Path(__file__).resolve().parents[1]
 
-# mutmut 2.5.1 replaces its worker process after every 100 mutants (CYCLE_PROCESS_AFTER), and there it
-# deadlocks: the mutant queue's feeder blocks writing to a pipe the new worker does not read (seen three
-# times here, at the first replacement). One worker for the whole run avoids it.
+# mutmut 2.5.1 hung three times here (its mutant queue's feeder blocked writing to a pipe its worker did not
+# read) in the machinery that replaces the worker after every 100 mutants (CYCLE_PROCESS_AFTER). With one
+# worker for the whole run it has not hung since; that this is the cause is not proven.
 MUTMUT = (
     "import sys, mutmut; mutmut.CYCLE_PROCESS_AFTER = 10**9; "
     "from mutmut.__main__ import climain; sys.argv[0] = 'mutmut'; climain()"
