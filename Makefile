@@ -46,7 +46,7 @@ test-slow: $(STAMP)
 # checkout; the report (kill rate per file, survivors' diffs) goes to docs/records/mutation.md, read in
 # docs/mutation.md. Tens of minutes.
 mutation: $(STAMP)
-	$(PY) -m tools.mutation --out docs/records/mutation.md
+	$(PY) -m tools.mutation --jobs 3 --out docs/records/mutation.md
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache
