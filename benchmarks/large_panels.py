@@ -55,7 +55,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 import torch
-from lightning import Trainer, seed_everything
+from lightning import seed_everything
 from omegaconf import DictConfig
 
 from anyquantile.experiment.builders import build_data, build_datamodule, build_training_forecaster
@@ -64,6 +64,7 @@ from anyquantile.experiment.files import write_text_atomic
 from anyquantile.model.quiet import quiet_lightning
 from anyquantile.training.callbacks import Throughput
 from anyquantile.training.cpu import cpu_threads, threads_per_process
+from benchmarks.speed import timing_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "nbeatsaq-synthetic.yaml"
@@ -170,22 +171,14 @@ def measure(
     forecaster = build_training_forecaster(cfg)
     throughput = Throughput(cfg.dataset.batch_size, skip_steps=WARMUP_STEPS)
     with quiet_lightning():
-        trainer = Trainer(
-            accelerator="cpu",
-            devices=1,
-            precision=cfg.trainer.precision,
-            max_steps=WARMUP_STEPS + train_steps,
+        trainer = timing_trainer(
+            cfg.trainer.precision,
+            WARMUP_STEPS + train_steps,
+            throughput,
             max_epochs=-1,
-            limit_val_batches=0,
             limit_test_batches=eval_batches if eval_batches else 1.0,
             num_sanity_val_steps=0,
             gradient_clip_val=cfg.trainer.gradient_clip_val,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            use_distributed_sampler=False,
-            callbacks=[throughput],
         )
     with cpu_threads(threads_per_process(cfg)), quiet_lightning():
         fit_start = time.perf_counter()

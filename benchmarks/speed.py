@@ -30,6 +30,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning import Trainer, seed_everything
@@ -109,24 +110,31 @@ def loader_rate(model: Subject, batches: int) -> float:
     return samples / (time.perf_counter() - start)
 
 
+def timing_trainer(precision: str, max_steps: int, throughput: Throughput, **options: Any) -> Trainer:
+    """A bare Lightning trainer for timing: one CPU process, ``max_steps`` steps timed by ``throughput``, no
+    validation, logger, checkpoints, bar or summary; ``options`` are further Trainer arguments."""
+    return Trainer(
+        accelerator="cpu",
+        devices=1,
+        precision=precision,
+        max_steps=max_steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        callbacks=[throughput],
+        **options,
+    )
+
+
 def lightning_rate(model: Subject, precision: str, steps: int, compile: bool) -> tuple[float, float, float]:
     """(parameters in millions, whole-path samples/s, step-alone samples/s) through the Lightning trainer."""
     cfg, datamodule, forecaster = _setup(model, precision, compile)
     throughput = Throughput(cfg.dataset.batch_size, skip_steps=min(UNTIMED_STEPS, steps - 2))
     with quiet_lightning():
-        trainer = Trainer(
-            accelerator="cpu",
-            devices=1,
-            precision=precision,
-            max_steps=steps,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            use_distributed_sampler=False,
-            callbacks=[throughput],
-        )
+        trainer = timing_trainer(precision, steps, throughput)
     with quiet_lightning():
         trainer.fit(forecaster, datamodule=datamodule)
     params = sum(p.numel() for p in forecaster.parameters()) / 1e6

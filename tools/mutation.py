@@ -78,15 +78,20 @@ class FileReport:
         return (self.killed + self.timed_out) / self.mutants if self.mutants else 0.0
 
 
-def copy_checkout(destination: Path) -> Path:
-    """The tracked files of the checkout, as they are in the working tree, under ``destination / "repo"``."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    root = destination / "repo"
+def copy_tracked(root: Path, under: str = ".") -> None:
+    """The checkout's tracked files (below ``under``), as they are in the working tree, into ``root``."""
+    listed = subprocess.run(["git", "ls-files", "-z", under], cwd=REPO, capture_output=True, check=True).stdout
     for name in filter(None, listed.decode().split("\0")):
         source = REPO / name
         if source.is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
+
+
+def copy_checkout(destination: Path) -> Path:
+    """The tracked files of the checkout, as they are in the working tree, under ``destination / "repo"``."""
+    root = destination / "repo"
+    copy_tracked(root)
     return root
 
 
@@ -115,10 +120,7 @@ def survivors(copy: Path) -> list[tuple[str, int]]:
 def rerun_survivors(copy: Path, disabled: str | None) -> None:
     """Run each surviving mutant of a finished run again, against the checkout's tests as they are now
     (copied into the copy first): what new tests kill is then reported killed."""
-    listed = subprocess.run(["git", "ls-files", "-z", "tests"], cwd=REPO, capture_output=True, check=True).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, copy / name)
+    copy_tracked(copy, "tests")
     for path, mutant in survivors(copy):
         run_mutmut(copy, path, TARGETS[path], disabled, mutant)
 
