@@ -140,6 +140,17 @@ def test_locality_bias_shifts_logits_by_beta_times_minus_distance_over_window():
     torch.testing.assert_close(weights, expected, atol=1e-6, rtol=1e-5)
 
 
+def test_temporal_weights_start_as_documented():
+    """At the start W_h(d) = sigmoid(3) ~ 0.95 for every distance when linear (flat in d); when sinusoidal
+    sigmoid(0.5 sin(2 pi d / 24) + 3), a small daily ripple, so the frequency and phase get a gradient."""
+    d = torch.tensor([0.0, 6.0, 12.0, 18.0])
+    linear = make(temporal_weights="linear").temporal_weight(d)
+    torch.testing.assert_close(linear, torch.full((N, 4), 1 / (1 + math.exp(-3.0))))
+    sinusoidal = make(temporal_weights="sinusoidal").temporal_weight(d)
+    ripple = torch.tensor([3.0, 3.5, 3.0, 2.5])  # 0.5 sin(2 pi d / 24) + 3 at d = 0, 6, 12, 18
+    torch.testing.assert_close(sinusoidal, torch.sigmoid(ripple).expand(N, -1))
+
+
 @pytest.mark.parametrize("kind", ["linear", "sinusoidal"])
 def test_temporal_weights_follow_their_formula(kind):
     attention = make(num_heads=1, local_ratio=0.0, bias="off", temporal_weights=kind)
@@ -172,6 +183,12 @@ def test_gates_stay_in_unit_interval_and_calendar_aware_gates_follow_the_calenda
     for alpha in (low, high):
         assert ((alpha >= 0) & (alpha <= 1)).all()
     assert (high > low).all()  # the calendar moves the gate
+    # the calendar adds no offset of its own (the base logit carries it): a zero calendar leaves the base gate,
+    # 0.5 for the learnt gates at their start, the fixed value, or the token gate's own
+    base = torch.sigmoid(attention.gate_from_token(x)).reshape(B, 1, L, 1) if gate == "token" else None
+    expected = {"fixed": torch.tensor(0.3), "token": base}.get(gate, torch.tensor(0.5))
+    zero_calendar = attention.gate(x, torch.zeros(B, L, 3))
+    torch.testing.assert_close(zero_calendar, expected.expand_as(zero_calendar))
 
 
 def test_fixed_gate_is_a_constant_and_scales_local_and_global_heads():
@@ -275,9 +292,13 @@ def test_the_options_default_as_documented():
     "options", [dict(window=1), dict(gate="fixed", fixed_gate=0.0), dict(gate="fixed", fixed_gate=1.0)]
 )
 def test_the_ranges_closed_ends_are_accepted(options):
-    """window >= 1 and fixed_gate in [0, 1]: the ends themselves build and run."""
+    """window >= 1 and fixed_gate in [0, 1]: the ends themselves build and run, and a fixed gate at an end
+    keeps a finite logit (an infinite one would be saved in checkpoints and exported graphs)."""
     x, mask = inputs()
-    assert make(**options)(x, mask).output.shape == (B, L, D)
+    layer = make(**options)
+    assert layer(x, mask).output.shape == (B, L, D)
+    if options.get("gate") == "fixed":
+        assert torch.isfinite(layer.gate_logit).all()
 
 
 @pytest.mark.parametrize("dropout", [1.0, 1.5])

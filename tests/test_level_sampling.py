@@ -149,6 +149,10 @@ def test_unseen_bins_score_the_mean_of_the_seen_ones():
     # weakness [1, 3, 2] -> scores [0.5, 1.5, 1.0]
     expected = torch.softmax(torch.tensor([0.5, 1.5, 1.0]), dim=0)
     torch.testing.assert_close(p, expected)
+    # one seen bin: the unseen score its weakness, so every score is the mean and the draw stays uniform
+    sampler.bin_loss.copy_(torch.tensor([4.0, 0.0, 0.0]))
+    sampler.bin_count.copy_(torch.tensor([5.0, 0.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(sampler.probabilities(), torch.full((3,), 1 / 3))
 
 
 def test_weaker_bins_are_drawn_more_often():
@@ -421,6 +425,18 @@ def test_fixed_levels_add_no_weights_to_an_unweighted_draw_and_are_not_saved():
     saved = adaptive_sampler(fixed_levels=[0.5]).state_dict()
     assert "fixed_levels" not in saved
     adaptive_sampler(fixed_levels=[0.05, 0.95]).load_state_dict(saved)
+
+
+def test_settings_derived_buffers_are_not_saved_so_a_checkpoint_keeps_the_configs_own():
+    """The Beta concentration and the bin centres follow the config; only what was learnt is state. A
+    checkpoint of Beta(0.5, 0.5) loaded under Beta(2, 2) keeps drawing from Beta(2, 2)."""
+    wide = BetaLevelSampler(SamplerConfig(kind="beta", alpha=0.5, beta=0.5)).state_dict()
+    assert "concentration" not in wide
+    narrow = BetaLevelSampler(SamplerConfig(kind="beta", alpha=2.0, beta=2.0))
+    narrow.load_state_dict(wide)
+    assert narrow.concentration.tolist() == [2.0, 2.0]
+    learnt = {"bin_loss", "bin_below_minus_level", "bin_count", "_extra_state"}
+    assert set(adaptive_sampler().state_dict()) == learnt
 
 
 def test_the_settings_default_as_documented():
