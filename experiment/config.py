@@ -119,7 +119,39 @@ def explain(error: Exception, source: str | Path) -> str:
     return f"{source}: unknown config key '{name}'.{hint}"
 
 
+# Names other tools and guides give our keys (the any-quantile setup guide, neuralforecast, Hugging Face
+# trainers), looked up by the unknown key's last part: their spelling is too far from ours for a close match
+# (difflib pointed 'num_adaptive_quantiles' at 'sampler.num_bins', which sets something else).
+OTHER_NAMES: dict[str, str] = {
+    "num_adaptive_quantiles": "sampler.levels_per_sample",
+    "num_quantiles": "sampler.levels_per_sample",
+    "n_heads": "model.attention.num_heads",
+    "num_attention_heads": "model.attention.num_heads",
+    "warmup_updates": "optimizer.warmup_steps",
+    "num_warmup_steps": "optimizer.warmup_steps",
+    "train_batch_size": "dataset.batch_size",
+    "valid_batch_size": "dataset.eval_batch_size",
+    "val_batch_size": "dataset.eval_batch_size",
+    "learning_rate": "optimizer.lr",
+    "input_size": "dataset.history_length",
+    "context_length": "dataset.history_length",
+    "lookback": "dataset.history_length",
+    "h": "dataset.horizon",
+    "prediction_length": "dataset.horizon",
+    "forecast_horizon": "dataset.horizon",
+    "random_seed": "seed",
+    "n_blocks": "model.num_blocks",
+    "dropout_rate": "model.dropout",
+    "hidden_size": "model.width",
+    "max_updates": "trainer.max_steps",
+    "grad_clip": "trainer.gradient_clip_val",
+    "gradient_clip": "trainer.gradient_clip_val",
+}
+
+
 def _nearest_key(name: str) -> str | None:
+    if (other := OTHER_NAMES.get(name.rpartition(".")[2])) is not None:
+        return other
     valid = _all_keys(OmegaConf.structured(ExperimentConfig))
     match = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return match[0] if match else None

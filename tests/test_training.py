@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import train_adaptive_attention
 from anyquantile.evaluation.references import add_references
 from anyquantile.evaluation.report import evaluate
 from anyquantile.experiment.builders import build_data, build_datamodule, build_forecaster
 from anyquantile.experiment.checkpoints import load_forecaster
-from anyquantile.experiment.config import load_config
+from anyquantile.experiment.config import OTHER_NAMES, _all_keys, load_config
 from anyquantile.experiment.errors import ConfigError, UsageError
+from anyquantile.experiment.schema import ExperimentConfig
 from anyquantile.modules.level_sampling import LevelDraw, LevelSampler, SamplerConfig, SamplerKind
 from anyquantile.modules.losses import pinball_loss
 from anyquantile.training.cpu import cpu_threads, threads_per_process
@@ -134,6 +136,18 @@ def test_sampler_weakness_choices_are_checked_under_the_adaptive_sampler(default
         match=r"bad value 'loss' for 'sampler.weakness'; choose one of raw, variance, gaussian, calibration",
     ):
         load_config(default_config, ["sampler=adaptive", "sampler.weakness=loss"])
+
+
+@pytest.mark.parametrize("name,ours", sorted(OTHER_NAMES.items()))
+def test_a_key_named_as_other_tools_name_it_points_at_ours(default_config, name, ours):
+    """What the setup guide or neuralforecast calls a key, set at the top or under a section, names ours."""
+    for written in (name, f"model.{name}"):
+        with pytest.raises(ConfigError, match=rf"unknown config key '{written}'\. Did you mean '{ours}'\?$"):
+            load_config(default_config, [f"{written}=1"])
+
+
+def test_every_key_other_names_point_at_exists():
+    assert set(OTHER_NAMES.values()) <= set(_all_keys(OmegaConf.structured(ExperimentConfig)))
 
 
 def test_misspelt_key_in_yaml_fails(tmp_path):
