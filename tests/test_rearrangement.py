@@ -39,3 +39,10 @@ def test_rearrangement_by_hand_and_leaves_monotone_forecasts_alone():
 def test_rearrangement_refuses_unsorted_levels():
     with pytest.raises(ValueError, match="ascending"):
         rearrange_quantiles(torch.zeros(1, 1, 3), torch.tensor([0.5, 0.1, 0.9]))
+
+
+@pytest.mark.parametrize("levels", [[0.1, 0.5, 0.3], [0.1, 0.5, 0.5], [0.2, 0.2]])
+def test_rearrangement_refuses_levels_that_fall_or_repeat_anywhere(levels):
+    """Strictly ascending: a fall or a repeated level at the end is refused, as one at the start is."""
+    with pytest.raises(ValueError, match="ascending"):
+        rearrange_quantiles(torch.zeros(1, 1, len(levels)), torch.tensor(levels))
